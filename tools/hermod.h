@@ -1,0 +1,11 @@
+/*
+ * The hermod command: one entry per subcommand (hermod.c holds the table).
+ * Each subcommand gets argc/argv starting at its own name and the
+ * configuration already loaded, and returns the exit status.
+ */
+#ifndef HERMOD_TOOL_H
+#define HERMOD_TOOL_H
+
+int cmd_config(int argc, char **argv);
+
+#endif
