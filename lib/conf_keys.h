@@ -30,6 +30,10 @@ CONF_KEY(recipient_delimiter, CONF_STR, "+", 0, 0, "address extension delimiters
 CONF_KEY(message_size_limit, CONF_SIZE, "52428800", 1024, 4294967295LL, "largest message accepted, in bytes")
 CONF_KEY(smtpd_recipient_limit, CONF_INT, "1000", 1, 100000, "recipients per transaction")
 CONF_KEY(hopcount_limit, CONF_INT, "50", 1, 1000, "Received: headers beyond which a message is a loop (554 5.4.6)")
+CONF_KEY(mailbox_lock_timeout, CONF_TIME, "10s", 0, 3600, "longest wait for an mbox's fcntl lock and dotlock, then 452 4.2.1 (lmtpd)")
+CONF_KEY(stale_lock_time, CONF_TIME, "500s", 1, 86400, "age after which an mbox dotlock is removed as stale (lmtpd)")
+CONF_KEY(lmtpd_process_limit, CONF_INT, "20", 1, 256, "mailbox deliveries running at once (lmtpd)")
+CONF_KEY(lmtpd_delivery_timeout, CONF_TIME, "300s", 1, 3600, "a mailbox write running longer is killed and deferred (lmtpd)")
 CONF_KEY(log_level, CONF_STR, "info", 0, 0, "lowest level logged: debug, info, warning, crit")
 /* Remote delivery */
 CONF_KEY(relayhost, CONF_STR, "", 0, 0, "[host]:port smarthost for all remote mail (empty: MX lookup)")
