@@ -17,10 +17,15 @@
  *   - `|command` and `/file` are ALIAS_PIPE / ALIAS_FILE leaves (their
  *     delivery is not enabled: queued bounces them with 5.3.0).
  * An alias that names itself ("alice: alice, archive") delivers to the
- * mailbox (a local leaf), as in sendmail and Postfix. A name met again
- * further up the path is a loop: an ALIAS_ERROR leaf 5.4.6. A destination
- * reached twice is kept once (case-insensitive); an alias reached twice
- * is expanded once. `owner-NAME` entries are not used for delivery.
+ * mailbox (a local leaf), as in sendmail and Postfix. A destination
+ * reached twice is kept once (case-insensitive); an alias or include file
+ * reached twice (a second path, or a loop back up the tree) is expanded
+ * once, so a loop ends by itself; an expansion left with no destination at
+ * all (a: b, b: a) is one ALIAS_ERROR leaf 5.4.6 "alias loop". `owner-NAME`
+ * aliases expand like any other; they do not change the envelope sender
+ * (Postfix's owner- convention is not implemented).
+ * Aliases apply to local domains only: an address in another domain is an
+ * ALIAS_REMOTE leaf without any lookup.
  * More than ALIAS_DEPTH_MAX levels: 5.4.6; more than ALIAS_NODES_MAX
  * nodes: 5.3.0 error leaf and expansion stops.
  * Postmaster: "postmaster" with no alias of its own expands as the alias

@@ -5,7 +5,8 @@
  * Syntax: `name: target, target, ...`; `#` comment lines; a line that
  * starts with white space continues the one before. The name may be
  * quoted ("name with space": ...) and may be `local@domain` (that domain
- * only) or a bare local part (every local domain). Targets: a local name,
+ * only; it must be in mydestination) or a bare local part (every local
+ * domain). Targets: a local name,
  * `user@domain`, `:include:/path`, `"|command"` (or |command), `/file`;
  * a target with commas or spaces is quoted. Names are case-insensitive.
  * A name given twice: the FIRST entry wins, the later one is a warning

@@ -115,4 +115,16 @@ void map_src_warn(struct map_src *s, unsigned long lineno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void map_src_close(struct map_src *s);
 
+/*
+ * Compile text table `src` into `dbpath` with `parse` turning each logical
+ * line into key and value (0), or an error message (-1). Every error is
+ * listed on diag as "src:line: text"; a duplicate key is a warning naming
+ * both lines, the first one wins. Returns the number of errors: 0 means the
+ * new table was renamed into place, otherwise the old one is untouched.
+ */
+typedef int (*map_parse_fn)(const char *line, size_t len, struct buf *key,
+    struct buf *value, char *err, size_t errlen);
+int map_compile(const char *src, const char *dbpath, FILE *diag,
+    map_parse_fn parse, unsigned long *nentries);
+
 #endif

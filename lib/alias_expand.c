@@ -1,0 +1,497 @@
+/*
+ * Recursive alias expansion for queued's routing and hermod lookup: one
+ * recipient in, the tree of aliases, include files and final destinations
+ * out. Bounded in depth and size; duplicates and loops are cut. See
+ * alias_expand.h for the rules.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alias_expand.h"
+#include "aliases.h"
+#include "conf.h"
+#include "local_user.h"
+#include "log.h"
+#include "xalloc.h"
+
+static struct map *aliases_map, *aliases_override;
+
+void
+alias_expand_set_map(struct map *m)
+{
+	aliases_override = m;
+}
+
+void
+alias_expand_close(void)
+{
+	map_close(aliases_map);
+	aliases_map = NULL;
+}
+
+static struct map *
+aliases(void)
+{
+	char err[512], *path;
+
+	if (aliases_override != NULL)
+		return aliases_override;
+	path = xasprintf("%s.db", conf_str(C_alias_maps));
+	if (aliases_map != NULL && strcmp(map_path(aliases_map), path) != 0)
+		alias_expand_close();
+	if (aliases_map == NULL && (aliases_map = map_open(path, err,
+	    sizeof(err))) == NULL)
+		log_warn("aliases table: %s", err);
+	free(path);
+	return aliases_map;
+}
+
+/* ---- a small set of lower-cased strings (what was seen) ---- */
+
+struct strset {
+	char **slot;
+	size_t cap, n;
+};
+
+static uint64_t
+hash_lower(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 1099511628211ULL;
+	return h;
+}
+
+static void set_grow(struct strset *set);
+
+/* 1 when s was added, 0 when it was there already. */
+static int
+set_add(struct strset *set, const char *s)
+{
+	size_t i;
+
+	if (set->n * 2 >= set->cap)
+		set_grow(set);
+	for (i = hash_lower(s) & (set->cap - 1); set->slot[i] != NULL;
+	    i = (i + 1) & (set->cap - 1))
+		if (strcasecmp(set->slot[i], s) == 0)
+			return 0;
+	set->slot[i] = xstrdup(s);
+	set->n++;
+	return 1;
+}
+
+static void
+set_grow(struct strset *set)
+{
+	struct strset bigger = { NULL, set->cap ? set->cap * 2 : 64, 0 };
+
+	bigger.slot = xcalloc(bigger.cap, sizeof(char *));
+	for (size_t i = 0; i < set->cap; i++)
+		if (set->slot[i] != NULL) {
+			set_add(&bigger, set->slot[i]);
+			free(set->slot[i]);
+		}
+	free(set->slot);
+	*set = bigger;
+}
+
+static void
+set_free(struct strset *set)
+{
+	for (size_t i = 0; i < set->cap; i++)
+		free(set->slot[i]);
+	free(set->slot);
+}
+
+/* ---- the result ---- */
+
+void
+alias_result_free(struct alias_result *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->v[i].text);
+		free(r->v[i].reason);
+	}
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+struct ctx {
+	struct map *m;
+	struct alias_result *out;
+	struct strset leaves, expanded;
+	struct buf val;
+	int tempfail, full, loops;
+};
+
+static int
+add_node(struct ctx *c, enum alias_kind kind, const char *text, int parent,
+    int depth)
+{
+	struct alias_result *r = c->out;
+	struct alias_node *n;
+
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 8;
+		r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+	}
+	n = &r->v[r->n];
+	memset(n, 0, sizeof(*n));
+	n->kind = kind;
+	n->text = xstrdup(text);
+	n->parent = parent;
+	n->depth = depth;
+	return (int)r->n++;
+}
+
+static void
+add_error(struct ctx *c, const char *text, int parent, int depth,
+    const char *status, const char *reason)
+{
+	int i = add_node(c, ALIAS_ERROR, text, parent, depth);
+
+	snprintf(c->out->v[i].status, sizeof(c->out->v[i].status), "%s", status);
+	c->out->v[i].reason = xstrdup(reason);
+}
+
+/* A leaf, once per destination (kind and text, case-insensitive). */
+static void
+add_leaf(struct ctx *c, enum alias_kind kind, const char *text, int parent,
+    int depth)
+{
+	char *k = xasprintf("%d:%s", (int)kind, text);
+
+	if (set_add(&c->leaves, k))
+		add_node(c, kind, text, parent, depth);
+	free(k);
+}
+
+/* Room for another node? The first time there is not, say so once. */
+static int
+room(struct ctx *c, int parent, int depth)
+{
+	if (c->out->n < ALIAS_NODES_MAX)
+		return 1;
+	if (!c->full)
+		add_error(c, "(expansion stopped)", parent, depth, "5.3.0",
+		    "alias expansion has too many recipients");
+	c->full = 1;
+	return 0;
+}
+
+/* ---- lookups ---- */
+
+/* Try local@domain, then local. *key gets the name that matched. */
+static int
+lookup2(struct ctx *c, const char *local, const char *domain, char **key)
+{
+	char *k;
+	int rc = MAP_NOTFOUND;
+
+	if (domain != NULL && *domain) {
+		k = xasprintf("%s@%s", local, domain);
+		rc = map_lookup(c->m, k, &c->val);
+		if (rc != MAP_NOTFOUND) {
+			*key = k;
+			return rc;
+		}
+		free(k);
+	}
+	rc = map_lookup(c->m, local, &c->val);
+	if (rc == MAP_FOUND)
+		*key = xstrdup(local);
+	return rc;
+}
+
+/* The alias for local@domain, with and without the extension, and the
+ * postmaster fallback to root. */
+static int
+lookup_alias(struct ctx *c, const char *local, const char *domain,
+    char **key)
+{
+	char base[LU_NAME_MAX];
+	int rc;
+
+	*key = NULL;
+	if (c->m == NULL)
+		return MAP_TEMPFAIL;
+	if ((rc = lookup2(c, local, domain, key)) != MAP_NOTFOUND)
+		return rc;
+	if (local_strip_extension(local, base, sizeof(base)) == 0 &&
+	    strcmp(base, local) != 0 &&
+	    (rc = lookup2(c, base, domain, key)) != MAP_NOTFOUND)
+		return rc;
+	if (strcasecmp(local, "postmaster") == 0 ||
+	    strcasecmp(base, "postmaster") == 0)
+		return lookup2(c, "root", domain, key);
+	return MAP_NOTFOUND;
+}
+
+/* Split addr into local part and domain (borrowed pointers into copy). */
+static void
+split(char *copy, char **local, char **domain)
+{
+	char *at = strrchr(copy, '@');
+
+	*local = copy;
+	*domain = NULL;
+	if (at != NULL) {
+		*at = '\0';
+		*domain = at + 1;
+	}
+}
+
+static void expand_value(struct ctx *c, const char *val, size_t len,
+    int parent, int depth, const char *key, const char *domain);
+
+static void
+expand_addr(struct ctx *c, const char *addr, int parent, int depth)
+{
+	char *copy = xstrdup(addr), *local, *domain, *key = NULL, *val;
+	size_t vlen;
+	int rc, node;
+
+	split(copy, &local, &domain);
+	if (!local_domain(domain)) {
+		add_leaf(c, ALIAS_REMOTE, addr, parent, depth);
+		goto out;
+	}
+	rc = lookup_alias(c, local, domain, &key);
+	if (rc == MAP_TEMPFAIL) {
+		c->tempfail = 1;
+		goto out;
+	}
+	if (rc == MAP_NOTFOUND) {
+		add_leaf(c, ALIAS_LOCAL, addr, parent, depth);
+		goto out;
+	}
+	if (!set_add(&c->expanded, key)) {
+		c->loops++;	/* met before: a loop or a second path */
+		goto out;
+	}
+	if (!room(c, parent, depth))
+		goto out;
+	node = add_node(c, ALIAS_EXPANDED, addr, parent, depth);
+	vlen = c->val.len;
+	val = xmalloc(vlen + 1);
+	memcpy(val, c->val.data, vlen + 1);	/* c->val is reused below */
+	expand_value(c, val, vlen, node, depth + 1, key, domain);
+	free(val);
+out:
+	free(key);
+	free(copy);
+}
+
+/* ---- :include: files ---- */
+
+static int
+read_include(const char *path, struct buf *text, const char **status,
+    const char **why)
+{
+	struct stat st;
+	int fd, rc = -1;
+	ssize_t n;
+	char chunk[8192];
+
+	*status = "4.3.0";
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	*status = "5.3.0";
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		*why = "not a regular file";
+	else if (st.st_mode & S_IWOTH)
+		*why = "include file is world-writable";
+	else if (st.st_size > ALIAS_INCLUDE_MAX)
+		*why = "include file too large";
+	else
+		rc = 0;
+	while (rc == 0 && (n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 || buf_append(text, chunk, (size_t)n) < 0 ||
+		    memchr(chunk, '\0', (size_t)n) != NULL) {
+			*why = n < 0 ? strerror(errno) : "include file unreadable "
+			    "(too large or NUL bytes)";
+			rc = -1;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+/* Comment lines blanked out, then the same target syntax as aliases. */
+static int
+include_targets(struct buf *text, struct buf *val, const char **why)
+{
+	static char err[256];
+	char *p = text->data, *nl;
+	int any = 0;
+
+	for (; p < text->data + text->len; p = nl + 1) {
+		if ((nl = strchr(p, '\n')) == NULL)
+			nl = text->data + text->len;
+		if (p[strspn(p, " \t\r")] == '#')
+			memset(p, ' ', (size_t)(nl - p));
+		else if (p[strspn(p, " \t\r,\n")] != '\0' &&
+		    p + strspn(p, " \t\r,") < nl)
+			any = 1;
+	}
+	if (!any)
+		return 0;
+	if (aliases_parse_targets(text->data, text->len, val, err,
+	    sizeof(err)) < 0) {
+		*why = err;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+expand_include(struct ctx *c, const char *path, int parent, int depth,
+    const char *key, const char *domain)
+{
+	struct buf text, val;
+	const char *status = "5.3.0", *why = "?";
+	char *reason, *inc = xasprintf(":include:%s", path);
+	int node;
+
+	if (!set_add(&c->expanded, inc)) {
+		c->loops++;
+		free(inc);
+		return;
+	}
+	free(inc);
+	buf_init(&text, ALIAS_INCLUDE_MAX);
+	buf_init(&val, MAP_VALUE_MAX);
+	if (read_include(path, &text, &status, &why) < 0 ||
+	    include_targets(&text, &val, &why) < 0) {
+		reason = xasprintf("cannot use include file %s: %s", path, why);
+		add_error(c, path, parent, depth, status ? status : "5.3.0",
+		    reason);
+		free(reason);
+	} else {
+		node = add_node(c, ALIAS_INCLUDE, path, parent, depth);
+		expand_value(c, val.data, val.len, node, depth + 1, key, domain);
+	}
+	buf_free(&text);
+	buf_free(&val);
+}
+
+/* ---- targets ---- */
+
+/* Does target t (a bare name or address) name the alias `key` itself? */
+static int
+names_self(const char *t, const char *key, const char *domain)
+{
+	size_t n = strlen(key);
+
+	if (strcasecmp(t, key) == 0)
+		return 1;
+	/* key "alice" and target "alice@this-domain" */
+	return strncasecmp(t, key, n) == 0 && t[n] == '@' && domain != NULL &&
+	    strcasecmp(t + n + 1, domain) == 0;
+}
+
+static void
+expand_target(struct ctx *c, const char *t, int parent, int depth,
+    const char *key, const char *domain)
+{
+	const char *arg;
+	char *addr;
+
+	if (depth > ALIAS_DEPTH_MAX) {
+		add_error(c, t, parent, depth, "5.4.6",
+		    "alias nesting too deep (a loop?)");
+		return;
+	}
+	switch (aliases_target_kind(t, &arg)) {
+	case ALIAS_T_INCLUDE:
+		expand_include(c, arg, parent, depth, key, domain);
+		return;
+	case ALIAS_T_PIPE:
+		add_leaf(c, ALIAS_PIPE, arg, parent, depth);
+		return;
+	case ALIAS_T_FILE:
+		add_leaf(c, ALIAS_FILE, arg, parent, depth);
+		return;
+	case ALIAS_T_ADDRESS:
+		break;
+	}
+	if (strchr(t, '@') == NULL && domain != NULL && *domain)
+		addr = xasprintf("%s@%s", t, domain);
+	else
+		addr = xstrdup(t);
+	if (names_self(t, key, domain))
+		add_leaf(c, ALIAS_LOCAL, addr, parent, depth);
+	else
+		expand_addr(c, addr, parent, depth);
+	free(addr);
+}
+
+static void
+expand_value(struct ctx *c, const char *val, size_t len, int parent,
+    int depth, const char *key, const char *domain)
+{
+	const char *t;
+	size_t off = 0;
+
+	while (!c->tempfail && room(c, parent, depth) &&
+	    (t = aliases_value_next(val, len, &off)) != NULL)
+		expand_target(c, t, parent, depth, key, domain);
+}
+
+int
+alias_expand(const char *addr, struct alias_result *out)
+{
+	struct ctx c;
+	size_t leaves = 0;
+	int rc;
+
+	alias_result_free(out);
+	memset(&c, 0, sizeof(c));
+	c.m = aliases();
+	c.out = out;
+	buf_init(&c.val, MAP_VALUE_MAX);
+	expand_addr(&c, addr, -1, 0);
+	for (size_t i = 0; i < out->n; i++)
+		leaves += out->v[i].kind < ALIAS_EXPANDED;
+	if (!c.tempfail && leaves == 0)
+		add_error(&c, addr, out->n ? 0 : -1, 1, "5.4.6",
+		    "alias loop: the expansion has no recipients");
+	rc = c.tempfail ? MAP_TEMPFAIL :
+	    out->n && out->v[0].kind == ALIAS_EXPANDED ? MAP_FOUND : MAP_NOTFOUND;
+	buf_free(&c.val);
+	set_free(&c.leaves);
+	set_free(&c.expanded);
+	return rc;
+}
+
+int
+alias_exists(const char *addr)
+{
+	struct ctx c;
+	char *copy = xstrdup(addr), *local, *domain, *key = NULL;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.m = aliases();
+	buf_init(&c.val, MAP_VALUE_MAX);
+	split(copy, &local, &domain);
+	rc = local_domain(domain) ? lookup_alias(&c, local, domain, &key) :
+	    MAP_NOTFOUND;
+	if (rc == MAP_NOTFOUND && local_domain(domain) &&
+	    strcasecmp(local, "postmaster") == 0)
+		rc = MAP_FOUND;		/* RFC 5321 4.5.1: always accepted */
+	free(key);
+	free(copy);
+	buf_free(&c.val);
+	return rc;
+}
