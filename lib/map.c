@@ -300,7 +300,7 @@ map_put(struct map_writer *w, const char *key, size_t klen, const void *val,
 	d.size = (u_int32_t)vlen;
 	rc = w->db->put(w->db, NULL, &k, &d, DB_NOOVERWRITE);
 	if (rc == DB_KEYEXIST)
-		return MAP_FOUND;
+		return MAP_PUT_EXISTS;
 	if (rc != 0) {
 		log_warn("%s: put: %s", w->tmp, db_strerror(rc));
 		return MAP_TEMPFAIL;
@@ -670,7 +670,7 @@ map_compile(const char *src, const char *dbpath, FILE *diag,
 			continue;
 		}
 		rc = map_put(w, k.data, k.len, v.data, v.len);
-		if (rc == MAP_FOUND) {
+		if (rc == MAP_PUT_EXISTS) {
 			if (totaldups++ < DUPS_MAX) {
 				dups = xrealloc(dups, (ndups + 1) * sizeof(*dups));
 				dups[ndups].key = xstrdup(k.data);

@@ -77,8 +77,9 @@ int map_iterate(struct map *m, int (*fn)(const char *key, size_t klen,
  */
 struct map_writer;
 struct map_writer *map_create(const char *dbpath, char *err, size_t errlen);
-/* 0 stored; MAP_FOUND when the key exists already (the first value is
- * kept); MAP_TEMPFAIL on a database error. Keys are stored as given. */
+/* 0 stored; MAP_PUT_EXISTS when the key exists already (the first value
+ * is kept); MAP_TEMPFAIL on a database error. Keys are stored as given. */
+#define MAP_PUT_EXISTS 1
 int map_put(struct map_writer *w, const char *key, size_t klen,
     const void *val, size_t vlen);
 int map_commit(struct map_writer *w, const char *mode_from, char *err,

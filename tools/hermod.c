@@ -18,6 +18,8 @@ static const struct command {
 	const char *usage;
 } commands[] = {
 	{ "config", cmd_config, 0, "config [-n] [-x] [-m]  print the effective settings" },
+	{ "lookup", cmd_lookup, 0, "lookup ADDRESS  where mail for ADDRESS goes (aliases, mailbox, owner)" },
+	{ "passwd", cmd_passwd, 0, "passwd [-m yescrypt|sha512]  print a password hash for the users file" },
 };
 
 static void

@@ -7,5 +7,7 @@
 #define HERMOD_TOOL_H
 
 int cmd_config(int argc, char **argv);
+int cmd_lookup(int argc, char **argv);	/* hermod_lookup.c */
+int cmd_passwd(int argc, char **argv);	/* hermod_passwd.c */
 
 #endif

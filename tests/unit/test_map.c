@@ -185,7 +185,7 @@ TEST(ten_thousand)
 		ok &= map_put(w, key, strlen(key), val, strlen(val) + 1) == 0;
 	}
 	CHECK(ok);
-	CHECK_INT(map_put(w, "user7", 5, "dup", 4), MAP_FOUND);	/* first wins */
+	CHECK_INT(map_put(w, "user7", 5, "dup", 4), MAP_PUT_EXISTS);	/* first wins */
 	CHECK_INT(map_commit(w, NULL, err, sizeof(err)), 0);
 	m = map_open(db, err, sizeof(err));
 	buf_init(&v, 64);
