@@ -476,6 +476,7 @@ read_phys(struct map_src *s)
 	int c, got = 0, nul = 0, toolong = 0;
 
 	buf_reset(&s->pending);
+	buf_append(&s->pending, "", 0);	/* data is never NULL below */
 	while ((c = getc_unlocked(s->fp)) != EOF) {
 		got = 1;
 		if (c == '\n')
@@ -533,6 +534,7 @@ map_src_next(struct map_src *s)
 	unsigned long lineno;
 
 	buf_reset(&s->line);
+	buf_append(&s->line, "", 0);	/* data is never NULL for the caller */
 	for (;;) {
 		if (!s->have_pending) {
 			if ((rc = read_phys(s)) <= 0)

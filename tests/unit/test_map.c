@@ -263,6 +263,14 @@ TEST(lines_errors)
 	check_lines(data, sizeof(data) - 1, w, 2);
 }
 
+TEST(lines_leading_blank_and_nul_only)
+{
+	static const char data[] = "\n\n\0\0\n=\0\nz: 1\n";
+	static const struct want w[] = { { 5, "z: 1" }, { 0, NULL } };
+
+	check_lines(data, sizeof(data) - 1, w, 2);	/* found by the fuzzer */
+}
+
 TEST(lines_long)
 {
 	size_t n = MAP_LINE_MAX + 10;
@@ -317,6 +325,7 @@ main(void)
 	RUN(ten_thousand);
 	RUN(lines_basic);
 	RUN(lines_errors);
+	RUN(lines_leading_blank_and_nul_only);
 	RUN(lines_long);
 	RUN(src_not_regular_or_missing);
 	{
