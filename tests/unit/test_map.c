@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "map.h"
@@ -159,6 +161,58 @@ TEST(reopen_after_rebuild)
 	CHECK_STR(v.data, "2");
 	buf_free(&v);
 	map_close(m);
+	free(db);
+}
+
+/* A reader process keeps one map open and looks up in a loop while this
+ * process rebuilds the table ten times: no lookup of the stable key may
+ * fail, and the reader must see the last table's new key. */
+static int
+reader(const char *db)
+{
+	char err[256];
+	struct map *m = map_open(db, err, sizeof(err));
+	struct buf v;
+	time_t end = time(NULL) + 10;
+	int bad = m == NULL;
+
+	buf_init(&v, 64);
+	while (m != NULL && time(NULL) < end) {
+		if (map_lookup(m, "stable", &v) != MAP_FOUND)
+			bad++;
+		if (map_lookup(m, "final", &v) == MAP_FOUND)
+			break;
+	}
+	buf_free(&v);
+	map_close(m);
+	return bad || time(NULL) >= end;
+}
+
+TEST(rebuild_while_reading)
+{
+	static const char *const kv[] = { "stable", "1", NULL };
+	static const char *const last[] = { "stable", "1", "final", "2", NULL };
+	char *db = tpath("rw.db"), err[256], key[32];
+	struct map_writer *w;
+	int status = -1;
+	pid_t pid;
+
+	CHECK_INT(build(db, kv), 0);
+	if ((pid = fork()) == 0)
+		_exit(reader(db));
+	for (int round = 0; round < 10; round++) {
+		w = map_create(db, err, sizeof(err));
+		map_put(w, "stable", 6, "1", 2);
+		for (int i = 0; i < 2000 * round; i++) {
+			snprintf(key, sizeof(key), "k%d", i);
+			map_put(w, key, strlen(key), "x", 2);
+		}
+		CHECK_INT(map_commit(w, NULL, err, sizeof(err)), 0);
+		usleep(200000);
+	}
+	CHECK_INT(build(db, last), 0);
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	free(db);
 }
 
@@ -323,6 +377,7 @@ main(void)
 	RUN(broken_db_is_error);
 	RUN(reopen_after_rebuild);
 	RUN(ten_thousand);
+	RUN(rebuild_while_reading);
 	RUN(lines_basic);
 	RUN(lines_errors);
 	RUN(lines_leading_blank_and_nul_only);
