@@ -10,6 +10,10 @@
  * An unknown key is a warning naming file:line; a bad value is an error
  * naming file:line and the key, and the load fails.
  *
+ * `${name?text}` gives text when name is not empty, `${name:text}` when
+ * it is; `$$` is a literal '$'. An unknown $name expands to nothing with
+ * a warning; a reference loop is an error (the load fails).
+ *
  * The configuration is process-global. Strings and lists returned by the
  * accessors belong to the configuration and stay valid until the next
  * successful conf_load() or conf_set(): do not keep them across a reload.
@@ -38,6 +42,11 @@ enum conf_key {
 
 extern const struct conf_def conf_defs[CONF_NKEYS];
 
+/* Bounds: a line (also with its continuations joined, also a value after
+ * $ expansion), and the whole file. Past them the load fails. */
+#define CONF_LINE_MAX	(64 * 1024)
+#define CONF_FILE_MAX	(4 * 1024 * 1024)
+
 /* The file to read: the -c argument if not NULL, else $HERMOD_CONF, else
  * SYSCONFDIR "/hermod.conf". */
 const char *conf_path(const char *arg);
@@ -49,6 +58,8 @@ const char *conf_path(const char *arg);
  * is an error unless missing_ok.
  */
 int conf_load(const char *path, int missing_ok, FILE *err);
+/* The same from memory; name is used in diagnostics (tests, fuzzing). */
+int conf_load_mem(const char *name, const char *data, size_t len, FILE *err);
 
 /* Override one key (e.g. a -o name=value option); -1 with a message in
  * err on a bad key or value. */
@@ -61,6 +72,8 @@ int conf_lookup_key(const char *name);
 const char *conf_str(enum conf_key k);
 long long conf_num(enum conf_key k);	/* INT, SIZE (bytes), TIME (seconds) */
 int conf_bool(enum conf_key k);
+/* Was the key given in the file or by conf_set() (not its default)? */
+int conf_is_set(enum conf_key k);
 /* LIST: items split on commas and white space; NULL-terminated array. */
 char *const *conf_list(enum conf_key k);
 /* Is `item` (case-insensitively) one of the LIST's items? */
@@ -69,6 +82,9 @@ int conf_list_has(enum conf_key k, const char *item);
 /* `hermod config`: print every key (or only those differing from their
  * defaults) as `name = value`, expanded when `expand`. */
 void conf_print(FILE *out, int only_changed, int expand);
+void conf_print_key(FILE *out, enum conf_key k, int expand);
+/* A commented hermod.conf listing every key at its default. */
+void conf_print_sample(FILE *out);
 /* The KEYS section of hermod.conf(5), in man(7) format. */
 void conf_print_man(FILE *out);
 
