@@ -27,17 +27,10 @@ struct map {
 	dev_t dev;
 	ino_t ino;
 	struct timespec mtime;
-	time_t checked;		/* monotonic second of the last stat */
+	ino_t bad_ino;		/* a replacement that failed to open */
+	dev_t bad_dev;
+	time_t bad_mtime;
 };
-
-static time_t
-mono_sec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return ts.tv_sec;
-}
 
 static int
 same_file(const struct map *m, const struct stat *st)
@@ -108,7 +101,6 @@ map_open(const char *dbpath, char *err, size_t errlen)
 		m->srcpath = xstrndup(dbpath, n - 3);
 	else
 		m->srcpath = xstrdup(dbpath);
-	m->checked = mono_sec();
 	rc = db_open_ro(dbpath, &db, &st, err, errlen);
 	if (rc == ENOENT)
 		return m;	/* empty or "run newaliases", see map_lookup */
@@ -138,24 +130,29 @@ map_path(const struct map *m)
 	return m->path;
 }
 
-/* At most once a second: has the file been replaced? Reopen it, keeping
- * the old handle when the new one does not open. */
+/* Before each lookup: has the file been replaced? A stat() costs well
+ * under a microsecond, and checking every time means a lookup right after
+ * newaliases already sees the new table (no window for tests or admins to
+ * trip over). Reopen it, keeping the old handle when the new one does not
+ * open; a file that failed to open is not retried until it changes. */
 static void
 map_check(struct map *m)
 {
 	char err[512];
 	struct stat st;
-	time_t now = mono_sec();
 	DB *db;
 
-	if (now == m->checked)
-		return;
-	m->checked = now;
 	if (stat(m->path, &st) < 0 || (m->db != NULL && same_file(m, &st)))
+		return;
+	if (st.st_ino == m->bad_ino && st.st_dev == m->bad_dev &&
+	    st.st_mtim.tv_sec == m->bad_mtime)
 		return;
 	if (db_open_ro(m->path, &db, &st, err, sizeof(err)) != 0) {
 		log_warn("map %s: reopen failed, still using the old table: %s",
 		    m->path, err);
+		m->bad_ino = st.st_ino;
+		m->bad_dev = st.st_dev;
+		m->bad_mtime = st.st_mtim.tv_sec;
 		return;
 	}
 	log_debug("map %s: reopened (file replaced)", m->path);

@@ -8,7 +8,7 @@
  * failure: a database error is MAP_TEMPFAIL (the caller answers 4xx),
  * never "not found" (Postfix's DICT_ERR_RETRY). A map notices when its
  * file was replaced (rename by newaliases: inode, device or mtime changed;
- * checked at most once per second) and reopens it; the old handle stays in
+ * one stat() before each lookup) and reopens it; the old handle stays in
  * use until the new one opened, so no lookup fails during a rebuild.
  * A map handle belongs to one process: open it after fork(), not before.
  * Files are opened DB_RDONLY, DB_HASH, without an environment; several
