@@ -1,0 +1,101 @@
+/*
+ * DNS lookups on c-ares, driven by the daemon's libevent loop: c-ares's
+ * sockets are watched by libevent events and its timeouts run as a
+ * libevent timer, so no daemon ever blocks on DNS. Used by queued's remote
+ * delivery (MX, then A/AAAA of each exchanger) and by smtpd's checks.
+ *
+ * One resolver per process (dns_init once, after the event base exists).
+ * Answers come through callbacks, always from the event loop and never
+ * from inside the dns_query_*() call. The reply a callback gets is
+ * borrowed: it and everything it points to lives only until the callback
+ * returns; copy what you keep.
+ *
+ * Results are whole lookups (CNAME chains are followed by the recursive
+ * server and c-ares); each reply carries the smallest TTL of the answer
+ * records so that a cache (remote-delivery issue) can keep it that long.
+ */
+#ifndef HERMOD_DNS_H
+#define HERMOD_DNS_H
+
+#include <sys/socket.h>
+#include <event2/event.h>
+
+#define DNS_NAME_MAX	253	/* RFC 1035 §2.3.4, text form without dot */
+#define DNS_MAX_MX	32	/* exchangers kept per domain, best first */
+#define DNS_MAX_ADDRS	32	/* addresses kept per name and family */
+
+enum dns_status {
+	DNS_OK,
+	DNS_NXDOMAIN,	/* the name does not exist: bounce 5.1.2 */
+	DNS_NODATA,	/* the name exists without records of this type:
+			 * for MX, use the domain's own address (implicit MX) */
+	DNS_NULLMX,	/* MX "0 ." (RFC 7505): the domain takes no mail,
+			 * bounce 5.1.10 */
+	DNS_TEMPFAIL,	/* SERVFAIL, REFUSED, timeout, no server: retry (4.4.3) */
+	DNS_MALFORMED,	/* an answer we cannot use (garbage, bad names, a
+			 * query name that is not a valid domain) */
+};
+
+/* "ok", "NXDOMAIN", ... for log lines. */
+const char *dns_status_str(enum dns_status s);
+
+struct dns_mx {
+	unsigned short pref;
+	char host[DNS_NAME_MAX + 1];	/* lower case, no trailing dot */
+};
+
+struct dns_mx_reply {
+	enum dns_status status;
+	const char *why;	/* human detail for logs, never NULL */
+	unsigned int ttl;	/* seconds; 0 when status != DNS_OK */
+	int n;			/* DNS_OK: 1..DNS_MAX_MX */
+	const struct dns_mx *mx;/* sorted by preference (stable); equal
+				 * preferences are for the caller to shuffle */
+};
+
+struct dns_addr_reply {
+	enum dns_status status;
+	const char *why;
+	unsigned int ttl;
+	int n;			/* DNS_OK: 1..DNS_MAX_ADDRS */
+	const struct sockaddr_storage *addrs;	/* port 0: caller sets it */
+};
+
+typedef void (*dns_mx_cb)(const struct dns_mx_reply *r, void *arg);
+typedef void (*dns_addr_cb)(const struct dns_addr_reply *r, void *arg);
+
+struct dns_query;
+
+/*
+ * Start the resolver on base. servers: conf dns_servers, a NULL-terminated
+ * list of IP[:PORT] ([IPV6]:PORT for an IPv6 server with a port); NULL or
+ * empty: /etc/resolv.conf. 0, or -1 with a log line.
+ */
+int dns_init(struct event_base *base, char *const *servers);
+
+/* Per-try timeout and tries (before dns_init; defaults 5000 ms, 2 tries,
+ * like resolv.conf's). Tests use short ones. */
+void dns_set_timeouts(int timeout_ms, int tries);
+
+/*
+ * Stop the resolver. Lookups still running are dropped without their
+ * callbacks being called.
+ */
+void dns_free(void);
+
+/*
+ * Look up MX records / addresses of one family (AF_INET: A, AF_INET6:
+ * AAAA) of `name` (absolute, with or without a trailing dot). The handle
+ * is valid until the callback has run; dns_cancel() before that drops the
+ * lookup and its callback never runs.
+ */
+struct dns_query *dns_query_mx(const char *name, dns_mx_cb cb, void *arg);
+struct dns_query *dns_query_addr(const char *name, int family,
+    dns_addr_cb cb, void *arg);
+void dns_cancel(struct dns_query *q);
+
+/* Is `name` a syntactically valid host name (letters, digits, hyphen,
+ * underscore, dots; labels 1..63; total <= DNS_NAME_MAX)? */
+int dns_valid_hostname(const char *name);
+
+#endif
