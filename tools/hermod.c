@@ -17,7 +17,7 @@ static const struct command {
 	int needs_conf_file;	/* 0: a missing file is fine (defaults) */
 	const char *usage;
 } commands[] = {
-	{ "config", cmd_config, 0, "config [-n] [-x] [-m]  print the effective settings" },
+	{ "config", cmd_config, 0, "config [-n] [-x] [-m] [-s] [NAME...]  print the effective settings" },
 	{ "lookup", cmd_lookup, 0, "lookup ADDRESS  where mail for ADDRESS goes (aliases, mailbox, owner)" },
 	{ "passwd", cmd_passwd, 0, "passwd [-m yescrypt|sha512]  print a password hash for the users file" },
 };
