@@ -34,6 +34,10 @@ void
 log_init(const char *ident, int to_stderr, enum log_level min)
 {
 	log_ident = ident;
+	/* A supervisor that detached runs its daemons in the foreground (so
+	 * they stay its children) but wants their lines in syslog. */
+	if (to_stderr && getenv("HERMOD_LOG_SYSLOG") != NULL)
+		to_stderr = 0;
 	log_stderr = to_stderr;
 	log_min = min;
 	if (!to_stderr)

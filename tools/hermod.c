@@ -11,6 +11,8 @@
 #include "hermod.h"
 #include "log.h"
 
+const char *hermod_conf_arg;
+
 static const struct command {
 	const char *name;
 	int (*fn)(int, char **);
@@ -19,6 +21,16 @@ static const struct command {
 } commands[] = {
 	{ "config", cmd_config, 0, "config [-n] [-x] [-m] [-s] [NAME...]  print the effective settings" },
 	{ "lookup", cmd_lookup, 0, "lookup ADDRESS  where mail for ADDRESS goes (aliases, mailbox, owner)" },
+	{ "start", cmd_start, 0, "start [-f]  start and supervise lmtpd, queued and smtpd" },
+	{ "stop", cmd_stop, 0, "stop  stop the daemons gracefully" },
+	{ "reload", cmd_reload, 0, "reload  re-read configuration, tables and certificates" },
+	{ "status", cmd_status, 0, "status  daemons, listeners and queue size" },
+	{ "queue", cmd_queue, 0, "queue  list the queue (as mailq)" },
+	{ "show", cmd_show, 0, "show ID  print a queued message" },
+	{ "hold", cmd_hold, 0, "hold ID|ALL  keep messages from delivery" },
+	{ "release", cmd_release, 0, "release ID|ALL  release held messages" },
+	{ "delete", cmd_delete, 0, "delete ID|ALL  remove messages from the queue" },
+	{ "flush", cmd_flush, 0, "flush [ID]  retry deferred mail now" },
 	{ "passwd", cmd_passwd, 0, "passwd [-m yescrypt|sha512]  print a password hash for the users file" },
 };
 
@@ -56,6 +68,7 @@ main(int argc, char **argv)
 		if (conf_load(conf_path(cfile), cfile == NULL && !c->needs_conf_file,
 		    stderr) < 0)
 			return 1;
+		hermod_conf_arg = cfile;
 		optind = 1;
 		return c->fn(argc, argv);
 	}
