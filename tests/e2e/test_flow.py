@@ -1,0 +1,101 @@
+"""Mail flows end to end: SMTP client -> smtpd -> queued -> lmtpd -> Maildir,
+and sendmail -> queued -> lmtpd, read back with Python's mailbox module."""
+
+import email
+import smtplib
+import subprocess
+import time
+
+from hermod import wait_for
+
+BODY = ("Subject: flow test\r\nFrom: sender@example.org\r\nTo: alice@example.test\r\n"
+        "\r\nfirst line\r\n.leading dot\r\nFrom the start\r\nlast line\r\n")
+
+
+def messages(h, user, n, timeout=20):
+    """Wait until user's Maildir holds n messages; return them."""
+    def got():
+        md = h.maildir(user)
+        msgs = [md.get_bytes(k) for k in md.keys()]
+        return msgs if len(msgs) >= n else None
+    return wait_for(got, timeout, what="%d message(s) for %s" % (n, user))
+
+
+def setup(h, users=("alice", "bob")):
+    for u in users:
+        h.add_user(u)
+    h.write_aliases("postmaster: alice\nteam: alice, bob\n")
+    h.newaliases()
+    h.start()
+
+
+def test_smtp_to_maildir(hermod):
+    setup(hermod)
+    with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
+        s.ehlo("client.example.org")
+        resp = s.sendmail("sender@example.org", ["alice@example.test"], BODY)
+        assert resp == {}
+    raw = messages(hermod, "alice", 1)[0]
+    msg = email.message_from_bytes(raw)
+    assert msg["Return-Path"] == "<sender@example.org>"
+    assert msg["Delivered-To"] == "alice@example.test"
+    assert "from client.example.org" in msg["Received"]
+    assert "by mx.example.test" in msg["Received"]
+    body = raw.split(b"\n\n", 1)[1]
+    assert body == b"first line\n.leading dot\nFrom the start\nlast line\n"
+
+
+def test_alias_list_through_smtp(hermod):
+    setup(hermod)
+    with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
+        s.sendmail("sender@example.org", ["team@example.test"], BODY)
+    assert len(messages(hermod, "alice", 1)) == 1
+    assert len(messages(hermod, "bob", 1)) == 1
+
+
+def test_sendmail_t_removes_bcc(hermod):
+    setup(hermod)
+    msg = ("To: alice@example.test\nBcc: bob@example.test\nSubject: via sendmail\n\n"
+           "hello\n.\nnot the end with -i\n")
+    r = hermod.run("sendmail", "-t", "-i", input=msg)
+    assert r.returncode == 0, r.stderr
+    for user in ("alice", "bob"):
+        raw = messages(hermod, user, 1)[0]
+        m = email.message_from_bytes(raw)
+        assert m["Bcc"] is None
+        assert m["Subject"] == "via sendmail"
+        assert m["Message-ID"] and m["Date"] and m["From"]
+        assert raw.endswith(b"hello\n.\nnot the end with -i\n")
+
+
+def test_sendmail_dot_ends_message_without_i(hermod):
+    setup(hermod)
+    r = hermod.run("sendmail", "alice@example.test",
+                   input="Subject: dot\n\nbefore\n.\nafter\n")
+    assert r.returncode == 0, r.stderr
+    raw = messages(hermod, "alice", 1)[0]
+    assert raw.endswith(b"before\n")
+
+
+def test_sendmail_queued_down_exits_75(hermod):
+    setup(hermod)
+    hermod.stop("smtpd")
+    hermod.stop("queued")
+    r = hermod.run("sendmail", "alice@example.test", input="Subject: x\n\nbody\n")
+    assert r.returncode == 75
+    assert "not sent" in r.stderr
+
+
+def test_many_concurrent_smtp_clients(hermod):
+    setup(hermod, users=("alice",))
+    procs = [subprocess.Popen(
+        ["swaks", "--server", "127.0.0.1:%d" % hermod.smtp_port, "--silent", "2",
+         "--from", "s%d@example.org" % i, "--to", "alice@example.test",
+         "--header", "Subject: swaks %d" % i])
+        for i in range(20)]
+    deadline = time.monotonic() + 60
+    for p in procs:
+        assert p.wait(max(1, deadline - time.monotonic())) == 0
+    msgs = messages(hermod, "alice", 20, timeout=60)
+    subjects = sorted(email.message_from_bytes(m)["Subject"] for m in msgs)
+    assert subjects == sorted("swaks %d" % i for i in range(20))
