@@ -1,0 +1,596 @@
+/*
+ * c-ares on the libevent loop: the sock-state callback keeps one libevent
+ * event per c-ares socket, and one timer follows ares_timeout(). Answers
+ * are parsed with c-ares's own parsers and handed over as flat replies
+ * (dns.h). Nothing here blocks.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/nameser.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ares.h>
+#include <bsd/sys/queue.h>
+
+#include "dns.h"
+#include "log.h"
+#include "xalloc.h"
+
+enum qstate { Q_SUBMITTING, Q_INFLIGHT, Q_DEFERRED };
+
+struct dns_query {
+	TAILQ_ENTRY(dns_query) entry;
+	enum qstate state;
+	int cancelled;
+	int type;		/* ns_t_mx, ns_t_a, ns_t_aaaa */
+	dns_mx_cb mx_cb;
+	dns_addr_cb addr_cb;
+	void *arg;
+	struct event *defer;	/* answers that came too early, and bad names */
+	int status;		/* stashed ares status for Q_DEFERRED */
+	unsigned char *abuf;
+	int alen;
+};
+
+struct sockw {
+	LIST_ENTRY(sockw) entry;
+	ares_socket_t fd;
+	struct event *ev;
+};
+
+static struct {
+	struct event_base *base;
+	ares_channel ch;
+	int up;
+	struct event *timer;
+	LIST_HEAD(, sockw) socks;
+	TAILQ_HEAD(, dns_query) queries;
+	int timeout_ms, tries;
+} R = { .timeout_ms = 5000, .tries = 2 };
+
+static const struct {
+	int ares;
+	enum dns_status st;
+	const char *why;
+} status_map[] = {
+	{ ARES_ENODATA, DNS_NODATA, "no records of that type" },
+	{ ARES_ENOTFOUND, DNS_NXDOMAIN, "no such domain" },
+	{ ARES_ESERVFAIL, DNS_TEMPFAIL, "name server failure" },
+	{ ARES_ETIMEOUT, DNS_TEMPFAIL, "name server timeout" },
+	{ ARES_EREFUSED, DNS_TEMPFAIL, "query refused" },
+	{ ARES_ENOTIMP, DNS_TEMPFAIL, "query not implemented by the server" },
+	{ ARES_EFORMERR, DNS_TEMPFAIL, "server says the query is malformed" },
+	{ ARES_ECONNREFUSED, DNS_TEMPFAIL, "no name server reachable" },
+	{ ARES_ENOMEM, DNS_TEMPFAIL, "out of memory" },
+	{ ARES_EBADRESP, DNS_MALFORMED, "malformed answer" },
+	{ ARES_EBADNAME, DNS_MALFORMED, "not a valid domain name" },
+};
+
+static const char *status_names[] = {
+	[DNS_OK] = "ok", [DNS_NXDOMAIN] = "NXDOMAIN", [DNS_NODATA] = "NODATA",
+	[DNS_NULLMX] = "null MX", [DNS_TEMPFAIL] = "temporary failure",
+	[DNS_MALFORMED] = "malformed",
+};
+
+const char *
+dns_status_str(enum dns_status s)
+{
+	if ((unsigned)s < sizeof(status_names) / sizeof(status_names[0]))
+		return status_names[s];
+	return "?";
+}
+
+static enum dns_status
+map_status(int ares, const char **why)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(status_map) / sizeof(status_map[0]); i++)
+		if (status_map[i].ares == ares) {
+			*why = status_map[i].why;
+			return status_map[i].st;
+		}
+	*why = ares_strerror(ares);
+	return DNS_TEMPFAIL;
+}
+
+int
+dns_valid_hostname(const char *name)
+{
+	size_t len = strlen(name), label = 0, i;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > DNS_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (isalnum(c) || c == '-' || c == '_') {
+			if (++label > 63)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return label > 0;
+}
+
+/* ---- the event plumbing ---- */
+
+static void
+arm_timer(void)
+{
+	struct timeval tv, *t;
+
+	if (!R.up)
+		return;
+	if ((t = ares_timeout(R.ch, NULL, &tv)) != NULL)
+		evtimer_add(R.timer, t);
+	else
+		evtimer_del(R.timer);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	ares_process_fd(R.ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	arm_timer();
+}
+
+static void
+on_sock(evutil_socket_t fd, short what, void *arg)
+{
+	(void)arg;
+	ares_process_fd(R.ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	arm_timer();
+}
+
+/* c-ares tells us which of its sockets to watch, and for what. */
+static void
+sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct sockw *w;
+	short what = EV_PERSIST | (readable ? EV_READ : 0) |
+	    (writable ? EV_WRITE : 0);
+
+	(void)data;
+	LIST_FOREACH(w, &R.socks, entry)
+		if (w->fd == fd)
+			break;
+	if (w != NULL) {
+		event_free(w->ev);
+		if (!readable && !writable) {
+			LIST_REMOVE(w, entry);
+			free(w);
+			return;
+		}
+	} else if (!readable && !writable) {
+		return;
+	} else {
+		w = xcalloc(1, sizeof(*w));
+		w->fd = fd;
+		LIST_INSERT_HEAD(&R.socks, w, entry);
+	}
+	if ((w->ev = event_new(R.base, fd, what, on_sock, NULL)) == NULL ||
+	    event_add(w->ev, NULL) == -1)
+		fatal("dns: cannot watch a resolver socket");
+}
+
+static int
+set_servers(char *const *servers)
+{
+	char csv[2048];
+	size_t len = 0;
+	int r;
+
+	if (servers == NULL || servers[0] == NULL)
+		return 0;
+	for (; *servers != NULL; servers++) {
+		r = snprintf(csv + len, sizeof(csv) - len, "%s%s",
+		    len ? "," : "", *servers);
+		if (r < 0 || (size_t)r >= sizeof(csv) - len) {
+			log_crit("dns_servers: list too long");
+			return -1;
+		}
+		len += (size_t)r;
+	}
+	if ((r = ares_set_servers_ports_csv(R.ch, csv)) != ARES_SUCCESS) {
+		log_crit("dns_servers: '%s': %s", csv, ares_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+void
+dns_set_timeouts(int timeout_ms, int tries)
+{
+	R.timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+	R.tries = tries > 0 ? tries : 2;
+}
+
+int
+dns_init(struct event_base *base, char *const *servers)
+{
+	struct ares_options o;
+	int r;
+
+	if (R.up)
+		fatal("dns_init called twice");
+	if ((r = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		log_crit("c-ares: %s", ares_strerror(r));
+		return -1;
+	}
+	memset(&o, 0, sizeof(o));
+	o.sock_state_cb = sock_state;
+	o.timeout = R.timeout_ms;
+	o.tries = R.tries;
+	/* EDNS0: big MX sets fit in one UDP answer instead of a TCP retry
+	 * (c-ares retries without EDNS if a server answers FORMERR). */
+	o.flags = ARES_FLAG_EDNS;
+	o.ednspsz = 1232;
+	r = ares_init_options(&R.ch, &o, ARES_OPT_SOCK_STATE_CB |
+	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS |
+	    ARES_OPT_EDNSPSZ);
+	if (r != ARES_SUCCESS) {
+		log_crit("c-ares: %s", ares_strerror(r));
+		ares_library_cleanup();
+		return -1;
+	}
+	if (set_servers(servers) == -1) {
+		ares_destroy(R.ch);
+		ares_library_cleanup();
+		return -1;
+	}
+	R.base = base;
+	R.timer = evtimer_new(base, on_timer, NULL);
+	LIST_INIT(&R.socks);
+	TAILQ_INIT(&R.queries);
+	R.up = 1;
+	return 0;
+}
+
+static void
+query_free(struct dns_query *q)
+{
+	TAILQ_REMOVE(&R.queries, q, entry);
+	event_free(q->defer);
+	free(q->abuf);
+	free(q);
+}
+
+void
+dns_free(void)
+{
+	struct dns_query *q;
+	struct sockw *w;
+
+	if (!R.up)
+		return;
+	R.up = 0;
+	/* Running lookups come back with ARES_EDESTRUCTION and are freed
+	 * without their callbacks; deferred ones are freed here. */
+	ares_destroy(R.ch);
+	while ((q = TAILQ_FIRST(&R.queries)) != NULL)
+		query_free(q);
+	while ((w = LIST_FIRST(&R.socks)) != NULL) {
+		LIST_REMOVE(w, entry);
+		event_free(w->ev);
+		free(w);
+	}
+	event_free(R.timer);
+	ares_library_cleanup();
+}
+
+/* ---- answers ---- */
+
+static unsigned int
+rd32(const unsigned char *p)
+{
+	return (unsigned)p[0] << 24 | (unsigned)p[1] << 16 |
+	    (unsigned)p[2] << 8 | p[3];
+}
+
+/* Skip one (possibly compressed) name; -1 if it runs off the packet. */
+static int
+skip_name(const unsigned char *abuf, int alen, const unsigned char **p)
+{
+	char *s;
+	long len;
+
+	if (ares_expand_name(*p, abuf, alen, &s, &len) != ARES_SUCCESS)
+		return -1;
+	ares_free_string(s);
+	*p += len;
+	return 0;
+}
+
+/*
+ * The smallest TTL of the answer section (CNAMEs included): how long the
+ * whole answer may be cached. A TTL with the top bit set counts as 0
+ * (RFC 2181 §8).
+ */
+static unsigned int
+answer_min_ttl(const unsigned char *abuf, int alen)
+{
+	const unsigned char *p = abuf + 12, *end = abuf + alen;
+	unsigned int qd, an, ttl, min = 0xffffffffu;
+
+	if (alen < 12)
+		return 0;
+	qd = (unsigned)abuf[4] << 8 | abuf[5];
+	an = (unsigned)abuf[6] << 8 | abuf[7];
+	for (; qd > 0; qd--)
+		if (skip_name(abuf, alen, &p) == -1 || (p += 4) > end)
+			return 0;
+	for (; an > 0; an--) {
+		if (skip_name(abuf, alen, &p) == -1 || p + 10 > end)
+			return 0;
+		ttl = rd32(p + 4);
+		if (ttl & 0x80000000u)
+			ttl = 0;
+		if (ttl < min)
+			min = ttl;
+		p += 10 + ((unsigned)p[8] << 8 | p[9]);
+		if (p > end)
+			return 0;
+	}
+	return min == 0xffffffffu ? 0 : min;
+}
+
+static int
+mx_cmp(const void *a, const void *b)
+{
+	const struct dns_mx *x = a, *y = b;
+
+	return (int)x->pref - (int)y->pref;
+}
+
+/* Copy the usable exchangers; count null and bad ones on the way. */
+static int
+mx_collect(struct ares_mx_reply *list, struct dns_mx **out, int *nnull,
+    int *nbad)
+{
+	struct ares_mx_reply *m;
+	struct dns_mx *mx;
+	size_t len;
+	int n = 0, cap = 0, i;
+
+	for (m = list; m != NULL; m = m->next)
+		cap++;
+	mx = xcalloc((size_t)cap + 1, sizeof(*mx));
+	for (m = list; m != NULL; m = m->next) {
+		len = strlen(m->host);
+		if (len == 0 || strcmp(m->host, ".") == 0) {
+			(*nnull)++;
+			continue;
+		}
+		if (!dns_valid_hostname(m->host)) {
+			(*nbad)++;
+			continue;
+		}
+		if (m->host[len - 1] == '.')
+			len--;
+		mx[n].pref = m->priority;
+		for (i = 0; i < (int)len; i++)
+			mx[n].host[i] = (char)tolower((unsigned char)m->host[i]);
+		mx[n].host[len] = '\0';
+		n++;
+	}
+	/* Stable: equal preferences keep the server's order. */
+	for (i = 1; i < n; i++) {
+		struct dns_mx t = mx[i];
+		int j = i - 1;
+
+		for (; j >= 0 && mx_cmp(&mx[j], &t) > 0; j--)
+			mx[j + 1] = mx[j];
+		mx[j + 1] = t;
+	}
+	*out = mx;
+	return n;
+}
+
+static void
+deliver_mx(struct dns_query *q, int status, const unsigned char *abuf,
+    int alen)
+{
+	struct dns_mx_reply r = { .status = DNS_OK, .why = "ok" };
+	struct ares_mx_reply *list = NULL;
+	struct dns_mx *mx = NULL;
+	int nnull = 0, nbad = 0, pr;
+
+	if (status != ARES_SUCCESS) {
+		r.status = map_status(status, &r.why);
+	} else if ((pr = ares_parse_mx_reply(abuf, alen, &list)) !=
+	    ARES_SUCCESS) {
+		r.status = map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
+		    &r.why);
+	} else {
+		r.n = mx_collect(list, &mx, &nnull, &nbad);
+		ares_free_data(list);
+		if (r.n > DNS_MAX_MX)
+			r.n = DNS_MAX_MX;
+		r.mx = mx;
+		r.ttl = answer_min_ttl(abuf, alen);
+		if (r.n == 0 && nnull > 0) {
+			r.status = DNS_NULLMX;
+			r.why = "the domain accepts no mail (null MX)";
+		} else if (r.n == 0) {
+			r.status = DNS_MALFORMED;
+			r.why = "no valid exchanger names in the MX answer";
+		}
+		if (r.status != DNS_OK)
+			r.ttl = 0;
+	}
+	q->mx_cb(&r, q->arg);
+	free(mx);
+}
+
+/* Fill sockaddrs from c-ares's parsed A or AAAA records. */
+static int
+addr_parse(int type, const unsigned char *abuf, int alen,
+    struct sockaddr_storage *ss, int *n)
+{
+	struct ares_addrttl a4[DNS_MAX_ADDRS];
+	struct ares_addr6ttl a6[DNS_MAX_ADDRS];
+	int r, i;
+
+	*n = DNS_MAX_ADDRS;
+	r = type == ns_t_a ?
+	    ares_parse_a_reply(abuf, alen, NULL, a4, n) :
+	    ares_parse_aaaa_reply(abuf, alen, NULL, a6, n);
+	if (r != ARES_SUCCESS)
+		return r;
+	for (i = 0; i < *n; i++) {
+		memset(&ss[i], 0, sizeof(ss[i]));
+		if (type == ns_t_a) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)&ss[i];
+			sin->sin_family = AF_INET;
+			sin->sin_addr = a4[i].ipaddr;
+		} else {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss[i];
+			s6->sin6_family = AF_INET6;
+			memcpy(&s6->sin6_addr, &a6[i].ip6addr, 16);
+		}
+	}
+	return *n > 0 ? ARES_SUCCESS : ARES_ENODATA;
+}
+
+static void
+deliver_addr(struct dns_query *q, int status, const unsigned char *abuf,
+    int alen)
+{
+	struct dns_addr_reply r = { .status = DNS_OK, .why = "ok" };
+	struct sockaddr_storage *ss = NULL;
+	int pr;
+
+	if (status != ARES_SUCCESS) {
+		r.status = map_status(status, &r.why);
+	} else {
+		ss = xcalloc(DNS_MAX_ADDRS, sizeof(*ss));
+		pr = addr_parse(q->type, abuf, alen, ss, &r.n);
+		if (pr != ARES_SUCCESS) {
+			r.n = 0;
+			r.status = map_status(pr == ARES_ENODATA ? pr :
+			    ARES_EBADRESP, &r.why);
+		} else {
+			r.addrs = ss;
+			r.ttl = answer_min_ttl(abuf, alen);
+		}
+	}
+	q->addr_cb(&r, q->arg);
+	free(ss);
+}
+
+static void
+deliver(struct dns_query *q, int status, const unsigned char *abuf,
+    int alen)
+{
+	if (q->type == ns_t_mx)
+		deliver_mx(q, status, abuf, alen);
+	else
+		deliver_addr(q, status, abuf, alen);
+}
+
+static void
+on_deferred(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns_query *q = arg;
+
+	(void)fd;
+	(void)what;
+	deliver(q, q->status, q->abuf, q->alen);
+	query_free(q);
+}
+
+static void
+ares_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+
+	(void)timeouts;
+	if (status == ARES_EDESTRUCTION || q->cancelled) {
+		query_free(q);
+		return;
+	}
+	if (q->state == Q_SUBMITTING) {
+		/* Answered from inside ares_query(): report from the loop. */
+		q->state = Q_DEFERRED;
+		q->status = status;
+		if (abuf != NULL && alen > 0) {
+			q->abuf = xmalloc((size_t)alen);
+			memcpy(q->abuf, abuf, (size_t)alen);
+			q->alen = alen;
+		}
+		event_active(q->defer, EV_TIMEOUT, 0);
+		return;
+	}
+	deliver(q, status, abuf, alen);
+	query_free(q);
+}
+
+static struct dns_query *
+submit(const char *name, int type, dns_mx_cb mcb, dns_addr_cb acb,
+    void *arg)
+{
+	struct dns_query *q;
+
+	if (!R.up)
+		fatal("dns query before dns_init");
+	q = xcalloc(1, sizeof(*q));
+	q->type = type;
+	q->mx_cb = mcb;
+	q->addr_cb = acb;
+	q->arg = arg;
+	if ((q->defer = evtimer_new(R.base, on_deferred, q)) == NULL)
+		fatal("dns: out of memory");
+	TAILQ_INSERT_TAIL(&R.queries, q, entry);
+	if (!dns_valid_hostname(name)) {
+		q->state = Q_DEFERRED;
+		q->status = ARES_EBADNAME;
+		event_active(q->defer, EV_TIMEOUT, 0);
+		return q;
+	}
+	q->state = Q_SUBMITTING;
+	ares_query(R.ch, name, ns_c_in, type, ares_done, q);
+	if (q->state == Q_SUBMITTING)
+		q->state = Q_INFLIGHT;
+	arm_timer();
+	return q;
+}
+
+struct dns_query *
+dns_query_mx(const char *name, dns_mx_cb cb, void *arg)
+{
+	return submit(name, ns_t_mx, cb, NULL, arg);
+}
+
+struct dns_query *
+dns_query_addr(const char *name, int family, dns_addr_cb cb, void *arg)
+{
+	if (family != AF_INET && family != AF_INET6)
+		fatal("dns_query_addr: bad family %d", family);
+	return submit(name, family == AF_INET ? ns_t_a : ns_t_aaaa, NULL, cb,
+	    arg);
+}
+
+void
+dns_cancel(struct dns_query *q)
+{
+	if (q == NULL)
+		return;
+	if (q->state == Q_DEFERRED)
+		query_free(q);
+	else
+		q->cancelled = 1;	/* freed when c-ares lets go of it */
+}

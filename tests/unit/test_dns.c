@@ -1,0 +1,500 @@
+/*
+ * Unit tests for lib/dns.c against a tiny UDP DNS responder that lives in
+ * the same event loop (127.0.0.1, random port) and answers canned packets
+ * built by hand: MX (sorted, TTL, the MX cap), null MX, NXDOMAIN, NODATA,
+ * SERVFAIL, silence (timeout), a packet too short to be DNS, a truncated
+ * record, bad exchanger names, A, AAAA and a CNAME chain. Also: bad query
+ * names, cancelling, dns_free with lookups running. Every wait is bounded.
+ */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "dns.h"
+#include "log.h"
+#include "unit.h"
+
+#define T_A 1
+#define T_CNAME 5
+#define T_MX 15
+#define T_AAAA 28
+
+struct rr {
+	int type;
+	unsigned ttl;
+	int pref;
+	const char *data;	/* name, or address text */
+	const char *owner;	/* NULL: the query name */
+};
+
+enum mode { M_ANSWER, M_DROP, M_SHORT, M_TRUNC_RDATA, M_MANY_MX };
+
+static const struct canned {
+	const char *name;
+	int qtype;
+	int rcode;
+	enum mode mode;
+	struct rr rrs[3];
+} canned[] = {
+	{ "mx.test", T_MX, 0, M_ANSWER, { { T_MX, 300, 20, "mx2.test", 0 },
+	    { T_MX, 100, 10, "MX1.Test.", 0 }, { T_MX, 200, 20, "mx3.test",
+	    0 } } },
+	{ "nx.test", T_MX, 3, M_ANSWER, { { 0 } } },
+	{ "servfail.test", T_MX, 2, M_ANSWER, { { 0 } } },
+	{ "refused.test", T_MX, 5, M_ANSWER, { { 0 } } },
+	{ "nomx.test", T_MX, 0, M_ANSWER, { { 0 } } },
+	{ "null.test", T_MX, 0, M_ANSWER, { { T_MX, 3600, 0, "", 0 } } },
+	{ "badmx.test", T_MX, 0, M_ANSWER, { { T_MX, 60, 10, "bad host",
+	    0 } } },
+	{ "mixed.test", T_MX, 0, M_ANSWER, { { T_MX, 60, 10, "bad host", 0 },
+	    { T_MX, 60, 20, "good.test", 0 } } },
+	{ "garbage.test", T_MX, 0, M_TRUNC_RDATA, { { 0 } } },
+	{ "drop.test", T_MX, 0, M_DROP, { { 0 } } },
+	{ "short.test", T_MX, 0, M_SHORT, { { 0 } } },
+	{ "many.test", T_MX, 0, M_MANY_MX, { { 0 } } },
+	{ "a.test", T_A, 0, M_ANSWER, { { T_A, 60, 0, "192.0.2.1", 0 },
+	    { T_A, 30, 0, "192.0.2.2", 0 } } },
+	{ "a.test", T_AAAA, 0, M_ANSWER, { { T_AAAA, 45, 0, "2001:db8::1",
+	    0 } } },
+	{ "cname.test", T_A, 0, M_ANSWER, { { T_CNAME, 10, 0, "a.test", 0 },
+	    { T_A, 60, 0, "192.0.2.1", "a.test" } } },
+	{ "nomx.test", T_A, 0, M_ANSWER, { { 0 } } },
+};
+
+static struct event_base *base;
+static int srv_fd, srv_queries;
+
+/* ---- the responder ---- */
+
+struct pkt {
+	unsigned char b[2048];
+	size_t n;
+};
+
+static void
+put(struct pkt *p, const void *d, size_t n)
+{
+	if (p->n + n <= sizeof(p->b)) {
+		memcpy(p->b + p->n, d, n);
+		p->n += n;
+	} else {
+		p->n = sizeof(p->b) + 1;	/* overflow: send nothing */
+	}
+}
+
+static void
+put16(struct pkt *p, unsigned v)
+{
+	unsigned char b[2] = { (unsigned char)(v >> 8), (unsigned char)v };
+	put(p, b, 2);
+}
+
+static void
+put32(struct pkt *p, unsigned v)
+{
+	put16(p, v >> 16);
+	put16(p, v & 0xffff);
+}
+
+/* Text name to labels; a label may hold any byte but a dot. */
+static void
+put_name(struct pkt *p, const char *name)
+{
+	while (*name != '\0') {
+		size_t n = strcspn(name, ".");
+		unsigned char len = (unsigned char)n;
+		put(p, &len, 1);
+		put(p, name, n);
+		name += n;
+		if (*name == '.')
+			name++;
+	}
+	put(p, "", 1);
+}
+
+static void
+put_rr(struct pkt *p, const struct rr *rr)
+{
+	unsigned char addr[16];
+	size_t at;
+
+	if (rr->owner == NULL)
+		put16(p, 0xc00c);	/* pointer to the question name */
+	else
+		put_name(p, rr->owner);
+	put16(p, (unsigned)rr->type);
+	put16(p, 1);
+	put32(p, rr->ttl);
+	at = p->n;
+	put16(p, 0);			/* rdlength, filled in below */
+	if (rr->type == T_A) {
+		inet_pton(AF_INET, rr->data, addr);
+		put(p, addr, 4);
+	} else if (rr->type == T_AAAA) {
+		inet_pton(AF_INET6, rr->data, addr);
+		put(p, addr, 16);
+	} else {
+		if (rr->type == T_MX)
+			put16(p, (unsigned)rr->pref);
+		put_name(p, rr->data);
+	}
+	if (p->n <= sizeof(p->b)) {
+		p->b[at] = (unsigned char)((p->n - at - 2) >> 8);
+		p->b[at + 1] = (unsigned char)(p->n - at - 2);
+	}
+}
+
+static const struct canned *
+find_canned(const char *name, int qtype)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(canned) / sizeof(canned[0]); i++)
+		if (strcasecmp(canned[i].name, name) == 0 &&
+		    canned[i].qtype == qtype)
+			return &canned[i];
+	return NULL;
+}
+
+/* The question's name as text, and where the question ends. */
+static size_t
+read_question(const unsigned char *q, size_t n, char *name, size_t nlen)
+{
+	size_t i = 12, o = 0;
+
+	while (i < n && q[i] != 0) {
+		size_t l = q[i++];
+		if (i + l > n || o + l + 1 >= nlen)
+			return 0;
+		if (o > 0)
+			name[o++] = '.';
+		memcpy(name + o, q + i, l);
+		o += l;
+		i += l;
+	}
+	name[o] = '\0';
+	return i + 5 <= n ? i + 5 : 0;	/* the 0, qtype, qclass */
+}
+
+static void
+build_answer(struct pkt *p, const unsigned char *q, size_t qend,
+    const struct canned *c)
+{
+	int i, an = 0;
+	char host[32];
+
+	put(p, q, 2);					/* id */
+	put16(p, 0x8180 | (c ? (unsigned)c->rcode : 3));/* QR RD RA */
+	put16(p, 1);
+	put16(p, 0);	/* ancount: fixed below */
+	put32(p, 0);
+	put(p, q + 12, qend - 12);			/* question */
+	if (c != NULL && c->mode == M_MANY_MX) {
+		for (an = 0; an < 40; an++) {
+			struct rr rr = { T_MX, 600, 40 - an, host, 0 };
+			snprintf(host, sizeof(host), "m%d.test", 40 - an);
+			put_rr(p, &rr);
+		}
+	}
+	for (i = 0; c != NULL && c->mode != M_MANY_MX && i < 3 &&
+	    c->rrs[i].type != 0; i++, an++)
+		put_rr(p, &c->rrs[i]);
+	if (c != NULL && c->mode == M_TRUNC_RDATA) {
+		struct rr rr = { T_MX, 60, 10, "cut.test", 0 };
+		put_rr(p, &rr);
+		an = 1;
+		p->n -= 5;	/* rdata runs past the end */
+	}
+	p->b[6] = (unsigned char)(an >> 8);
+	p->b[7] = (unsigned char)an;
+}
+
+static void
+on_query(evutil_socket_t fd, short what, void *arg)
+{
+	unsigned char q[1024];
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof(from);
+	const struct canned *c;
+	struct pkt p = { .n = 0 };
+	char name[256];
+	ssize_t n;
+	size_t qend;
+
+	(void)what;
+	(void)arg;
+	if ((n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from,
+	    &flen)) < 12)
+		return;
+	srv_queries++;
+	if ((qend = read_question(q, (size_t)n, name, sizeof(name))) == 0)
+		return;
+	c = find_canned(name, q[qend - 4] << 8 | q[qend - 3]);
+	if (c != NULL && c->mode == M_DROP)
+		return;
+	if (c != NULL && c->mode == M_SHORT) {
+		sendto(fd, q, 5, 0, (struct sockaddr *)&from, flen);
+		return;
+	}
+	/* A known name without records of this type: its rcode, no
+	 * records (NODATA for names that exist). Unknown: NXDOMAIN. */
+	if (c == NULL) {
+		static struct canned empty;
+		size_t i;
+		for (i = 0; i < sizeof(canned) / sizeof(canned[0]); i++)
+			if (strcasecmp(canned[i].name, name) == 0) {
+				empty.rcode = canned[i].rcode;
+				c = &empty;
+			}
+	}
+	build_answer(&p, q, qend, c);
+	if (p.n <= sizeof(p.b))
+		sendto(fd, p.b, p.n, 0, (struct sockaddr *)&from, flen);
+}
+
+/* ---- the client side ---- */
+
+static struct {
+	int calls;
+	enum dns_status status;
+	unsigned ttl;
+	int n;
+	struct dns_mx mx[DNS_MAX_MX];
+	char addrs[DNS_MAX_ADDRS][64];
+} got;
+
+static void
+on_mx(const struct dns_mx_reply *r, void *arg)
+{
+	int i;
+
+	(void)arg;
+	got.calls++;
+	got.status = r->status;
+	got.ttl = r->ttl;
+	got.n = r->n;
+	CHECK(r->why != NULL);
+	for (i = 0; i < r->n && i < DNS_MAX_MX; i++)
+		got.mx[i] = r->mx[i];
+	event_base_loopbreak(base);
+}
+
+static void
+on_addr(const struct dns_addr_reply *r, void *arg)
+{
+	int i;
+
+	(void)arg;
+	got.calls++;
+	got.status = r->status;
+	got.ttl = r->ttl;
+	got.n = r->n;
+	for (i = 0; i < r->n; i++) {
+		const struct sockaddr_storage *ss = &r->addrs[i];
+		const void *a = ss->ss_family == AF_INET ?
+		    (const void *)&((const struct sockaddr_in *)ss)->sin_addr :
+		    (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+		inet_ntop(ss->ss_family, a, got.addrs[i], sizeof(got.addrs[i]));
+	}
+	event_base_loopbreak(base);
+}
+
+/* Run until a callback or 5 s. */
+static void
+wait_reply(void)
+{
+	struct timeval tv = { 5, 0 };
+
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static void
+query_mx(const char *name)
+{
+	memset(&got, 0, sizeof(got));
+	CHECK(dns_query_mx(name, on_mx, NULL) != NULL);
+	CHECK_INT(got.calls, 0);	/* never from inside the call */
+	wait_reply();
+	CHECK_INT(got.calls, 1);
+}
+
+static void
+query_addr(const char *name, int family)
+{
+	memset(&got, 0, sizeof(got));
+	CHECK(dns_query_addr(name, family, on_addr, NULL) != NULL);
+	CHECK_INT(got.calls, 0);
+	wait_reply();
+	CHECK_INT(got.calls, 1);
+}
+
+TEST(test_valid_hostname)
+{
+	static const struct { const char *name; int ok; } t[] = {
+		{ "example.org", 1 }, { "example.org.", 1 }, { "a", 1 },
+		{ "_dmarc.x-y.example", 1 }, { "", 0 }, { ".", 0 },
+		{ "a..b", 0 }, { ".a", 0 }, { "a b", 0 }, { "a\\.b", 0 },
+		{ "exa\xc3\xa9mple.org", 0 }, { "a..", 0 },
+	};
+	char name[300];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		CHECK_INT(dns_valid_hostname(t[i].name), t[i].ok);
+	/* Labels: 63 at the bound, 64 past it. */
+	memset(name, 'a', 63);
+	strcpy(name + 63, ".org");
+	CHECK_INT(dns_valid_hostname(name), 1);
+	memset(name, 'a', 64);
+	strcpy(name + 64, ".org");
+	CHECK_INT(dns_valid_hostname(name), 0);
+	/* Names: 253 at the bound (plus a dot), 254 past it. */
+	for (i = 0; i < 253; i++)
+		name[i] = (i % 2) ? '.' : 'a';
+	name[253] = '\0';
+	CHECK_INT(dns_valid_hostname(name), 1);
+	strcpy(name + 253, ".");
+	CHECK_INT(dns_valid_hostname(name), 1);
+	strcpy(name + 253, "a");
+	CHECK_INT(dns_valid_hostname(name), 0);
+}
+
+TEST(test_mx)
+{
+	query_mx("mx.test");
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 3);
+	CHECK_INT(got.ttl, 100);
+	CHECK_INT(got.mx[0].pref, 10);
+	CHECK_STR(got.mx[0].host, "mx1.test");
+	CHECK_STR(got.mx[1].host, "mx2.test");	/* stable among equals */
+	CHECK_STR(got.mx[2].host, "mx3.test");
+	query_mx("MX.TEST.");
+	CHECK_INT(got.status, DNS_OK);
+	query_mx("many.test");
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, DNS_MAX_MX);
+	CHECK_INT(got.mx[0].pref, 1);
+	CHECK_STR(got.mx[0].host, "m1.test");
+	CHECK_INT(got.mx[DNS_MAX_MX - 1].pref, DNS_MAX_MX);
+	query_mx("mixed.test");		/* the bad name is dropped */
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 1);
+	CHECK_STR(got.mx[0].host, "good.test");
+}
+
+TEST(test_mx_failures)
+{
+	static const struct { const char *name; enum dns_status st; } t[] = {
+		{ "nx.test", DNS_NXDOMAIN },
+		{ "nomx.test", DNS_NODATA },
+		{ "null.test", DNS_NULLMX },
+		{ "servfail.test", DNS_TEMPFAIL },
+		{ "refused.test", DNS_TEMPFAIL },
+		{ "badmx.test", DNS_MALFORMED },
+		{ "garbage.test", DNS_MALFORMED },
+		{ "drop.test", DNS_TEMPFAIL },
+		{ "short.test", DNS_TEMPFAIL },
+		{ "bad name.test", DNS_MALFORMED },
+		{ "a..test", DNS_MALFORMED },
+		{ "", DNS_MALFORMED },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		query_mx(t[i].name);
+		if (got.status != t[i].st)
+			fprintf(stderr, "%s: %s\n", t[i].name,
+			    dns_status_str(got.status));
+		CHECK_INT(got.status, t[i].st);
+		CHECK_INT(got.n, 0);
+		CHECK_INT(got.ttl, 0);
+	}
+}
+
+TEST(test_addr)
+{
+	query_addr("a.test", AF_INET);
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 2);
+	CHECK_STR(got.addrs[0], "192.0.2.1");
+	CHECK_STR(got.addrs[1], "192.0.2.2");
+	CHECK_INT(got.ttl, 30);
+	query_addr("a.test", AF_INET6);
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 1);
+	CHECK_STR(got.addrs[0], "2001:db8::1");
+	CHECK_INT(got.ttl, 45);
+	query_addr("cname.test", AF_INET);
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 1);
+	CHECK_STR(got.addrs[0], "192.0.2.1");
+	CHECK_INT(got.ttl, 10);		/* the CNAME's TTL bounds it */
+	query_addr("nomx.test", AF_INET);
+	CHECK_INT(got.status, DNS_NODATA);
+	query_addr("nx.test", AF_INET6);
+	CHECK_INT(got.status, DNS_NXDOMAIN);
+	query_addr("drop.test", AF_INET);	/* no A canned: NODATA */
+	CHECK_INT(got.status, DNS_NODATA);
+}
+
+TEST(test_cancel)
+{
+	struct dns_query *q;
+	struct timeval tv = { 0, 800000 };
+
+	memset(&got, 0, sizeof(got));
+	q = dns_query_mx("drop.test", on_mx, NULL);
+	dns_cancel(q);
+	q = dns_query_mx("bad name", on_mx, NULL);	/* deferred */
+	dns_cancel(q);
+	q = dns_query_mx("mx.test", on_mx, NULL);
+	dns_cancel(q);
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+	CHECK_INT(got.calls, 0);
+}
+
+int
+main(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct event *ev;
+	char server[64], *servers[] = { server, NULL };
+	char *bad[] = { "not-an-address", NULL };
+
+	log_init("test_dns", 1, LOG_LVL_WARN);
+	base = event_base_new();
+	srv_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	if (bind(srv_fd, (struct sockaddr *)&sin, len) == -1 ||
+	    getsockname(srv_fd, (struct sockaddr *)&sin, &len) == -1)
+		return 1;
+	ev = event_new(base, srv_fd, EV_READ | EV_PERSIST, on_query, NULL);
+	event_add(ev, NULL);
+	snprintf(server, sizeof(server), "127.0.0.1:%d", ntohs(sin.sin_port));
+
+	dns_set_timeouts(300, 1);
+	CHECK(dns_init(base, bad) == -1);
+	if (dns_init(base, servers) == -1)
+		return 1;
+	RUN(test_valid_hostname);
+	RUN(test_mx);
+	RUN(test_mx_failures);
+	RUN(test_addr);
+	RUN(test_cancel);
+	/* Lookups still running at dns_free: dropped, no callback. */
+	memset(&got, 0, sizeof(got));
+	dns_query_mx("drop.test", on_mx, NULL);
+	dns_query_mx("bad name", on_mx, NULL);
+	dns_free();
+	CHECK_INT(got.calls, 0);
+	CHECK(srv_queries > 0);
+	event_free(ev);
+	close(srv_fd);
+	event_base_free(base);
+	return unit_done("test_dns");
+}
