@@ -21,6 +21,7 @@
 #include "xalloc.h"
 
 static struct map *aliases_map, *aliases_override;
+static int closer_registered;
 
 void
 alias_expand_set_map(struct map *m)
@@ -45,6 +46,10 @@ aliases(void)
 	path = xasprintf("%s.db", conf_str(C_alias_maps));
 	if (aliases_map != NULL && strcmp(map_path(aliases_map), path) != 0)
 		alias_expand_close();
+	if (aliases_map == NULL && !closer_registered) {
+		atexit(alias_expand_close);	/* leak checkers see a tidy exit */
+		closer_registered = 1;
+	}
 	if (aliases_map == NULL && (aliases_map = map_open(path, err,
 	    sizeof(err))) == NULL)
 		log_warn("aliases table: %s", err);

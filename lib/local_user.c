@@ -15,6 +15,7 @@
 #include "log.h"
 #include "xalloc.h"
 
+static int closer_registered;
 static struct map *users_map;		/* opened from the configuration */
 static struct map *users_override;	/* tests */
 
@@ -43,6 +44,10 @@ users(void)
 	path = xasprintf("%s.db", conf_str(C_user_maps));
 	if (users_map != NULL && strcmp(map_path(users_map), path) != 0)
 		local_user_close();
+	if (users_map == NULL && !closer_registered) {
+		atexit(local_user_close);	/* leak checkers see a tidy exit */
+		closer_registered = 1;
+	}
 	if (users_map == NULL && (users_map = map_open(path, err,
 	    sizeof(err))) == NULL)
 		log_warn("users table: %s", err);
