@@ -392,6 +392,9 @@ expand_key(struct load *ld, int k)
 	ld->mark[k] = M_DONE;
 	return 0;
 }
+
+/* --- typed values (conf_value.c) -------------------------------------- */
+
 static void
 check_value(struct load *ld, int k)
 {
@@ -403,6 +406,7 @@ check_value(struct load *ld, int k)
 		bad_value(ld, k, ld->st->val[k], why);
 }
 
+/* Expand and check every key; 0 when the state is good to use. */
 static int
 build(struct load *ld)
 {
