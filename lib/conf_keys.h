@@ -47,3 +47,6 @@ CONF_KEY(maximal_queue_lifetime, CONF_TIME, "5d", 0, 365LL * 86400, "time in the
 CONF_KEY(delay_warning_time, CONF_TIME, "4h", 0, 365LL * 86400, "time before a delay warning goes to the sender (0: never)")
 CONF_KEY(minimal_backoff_time, CONF_TIME, "300s", 1, 365LL * 86400, "shortest wait before retrying a deferred recipient")
 CONF_KEY(maximal_backoff_time, CONF_TIME, "4000s", 1, 365LL * 86400, "longest wait before retrying a deferred recipient")
+CONF_KEY(lmtp_destination_concurrency_limit, CONF_INT, "20", 1, 1000, "LMTP transactions queued runs at once to lmtpd")
+CONF_KEY(lmtp_destination_recipient_limit, CONF_INT, "50", 1, 10000, "recipients per LMTP transaction to lmtpd")
+CONF_KEY(bounce_size_limit, CONF_SIZE, "50000", 0, 1073741824LL, "largest message returned whole in a bounce; larger ones come back as headers only")

@@ -1,0 +1,395 @@
+/*
+ * Queue files (hermod-queue(5)): one file per message, written by the
+ * submission session under incoming/ID and renamed to queue/X/ID by the
+ * group commit once durable. Layout:
+ *
+ *   HERMOD-QUEUE 1            magic and version
+ *   id: ID                    `key: value` envelope lines (below)
+ *   size: 000000000001234     fixed width, filled in when DATA ends
+ *   ...
+ *   rcpt: <a@b> notify=FAILURE orcpt=rfc822;a@b
+ *   leaf: 0 local <a@b>
+ *   <blank line>
+ *   the message, exactly `size` bytes, CRLF lines as received
+ *   the state log: one record per line, appended, never rewritten
+ *
+ * Addresses are xtext (RFC 3461) inside the angle brackets, so a queue
+ * file has no spaces or control characters where a parser splits fields.
+ * A torn last log record (no newline) is ignored: it was never made
+ * durable, so nobody was told about it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "queued.h"
+#include "xalloc.h"
+
+#define QF_MAGIC	"HERMOD-QUEUE 1\n"
+#define QF_SIZE_DIGITS	15
+#define QF_FLUSH_AT	(64 * 1024)
+
+int spool_fd = -1;
+
+static const char *const kind_names[] = { "local", "remote", "error" };
+
+/* ---- xtext ---------------------------------------------------------- */
+
+void
+xtext_encode(struct buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 33 || c > 126 || c == '+' || c == '=' || c == '<' || c == '>')
+			buf_printf(b, "+%02X", c);
+		else
+			buf_putc(b, (char)c);
+	}
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+char *
+xtext_decode(const char *s, size_t n)
+{
+	char *out = xmalloc(n + 1), *o = out;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '+') {
+			int h, l;
+
+			if (i + 2 >= n)
+				goto bad;
+			if ((h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0 ||
+			    (h == 0 && l == 0))
+				goto bad;
+			*o++ = (char)(h * 16 + l);
+			i += 2;
+		} else if ((unsigned char)s[i] < 33 || (unsigned char)s[i] > 126 ||
+		    s[i] == '=')
+			goto bad;
+		else
+			*o++ = s[i];
+	}
+	*o = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/* ---- messages in memory ---------------------------------------------- */
+
+struct msg *
+msg_new(void)
+{
+	struct msg *m = xcalloc(1, sizeof(*m));
+
+	m->heap_idx = (size_t)-1;
+	m->fd = -1;
+	return m;
+}
+
+void
+msg_free(struct msg *m)
+{
+	if (m == NULL)
+		return;
+	for (int i = 0; i < m->nrcpt; i++) {
+		free(m->rcpts[i].addr);
+		free(m->rcpts[i].orcpt);
+	}
+	for (int i = 0; i < m->nleaf; i++) {
+		free(m->leaves[i].addr);
+		free(m->leaves[i].reason);
+		free(m->leaves[i].relay);
+	}
+	free(m->rcpts);
+	free(m->leaves);
+	free(m->path);
+	free(m->sender);
+	free(m->envid);
+	free(m->auth);
+	free(m->client);
+	free(m);
+}
+
+/* ---- writer ------------------------------------------------------------ */
+
+static void
+put_addr(struct buf *b, const char *key, const char *addr)
+{
+	buf_printf(b, "%s: <", key);
+	xtext_encode(b, addr);
+	buf_puts(b, ">");
+}
+
+static void
+put_notify(struct buf *b, unsigned notify)
+{
+	static const char *const names[] = { "NEVER", "SUCCESS", "FAILURE", "DELAY" };
+	const char *sep = " notify=";
+
+	for (int i = 0; i < 4; i++)
+		if (notify & (1u << i)) {
+			buf_printf(b, "%s%s", sep, names[i]);
+			sep = ",";
+		}
+}
+
+/* Text that goes on one header line: control characters become '?'. */
+static void
+put_text(struct buf *b, const char *s)
+{
+	for (; *s != '\0'; s++)
+		buf_putc(b, (unsigned char)*s < 32 || *s == 127 ? '?' : *s);
+}
+
+static void
+put_header(struct qf_writer *w, const struct qf_env *env,
+    const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf)
+{
+	struct buf *b = &w->out;
+
+	buf_printf(b, "%sid: %s\narrival: %.6f\nsize: ", QF_MAGIC, w->id, env->arrival);
+	w->size_field = (off_t)b->len;
+	buf_printf(b, "%0*d\n", QF_SIZE_DIGITS, 0);
+	put_addr(b, "sender", env->sender);
+	buf_putc(b, '\n');
+	if (env->envid != NULL) {
+		buf_puts(b, "envid: ");
+		xtext_encode(b, env->envid);
+		buf_putc(b, '\n');
+	}
+	if (env->auth != NULL) {
+		buf_puts(b, "auth: ");
+		xtext_encode(b, env->auth);
+		buf_putc(b, '\n');
+	}
+	if (env->client != NULL) {
+		buf_puts(b, "client: ");
+		put_text(b, env->client);
+		buf_putc(b, '\n');
+	}
+	if (env->body8)
+		buf_puts(b, "body: 8BITMIME\n");
+	if (env->smtputf8)
+		buf_puts(b, "smtputf8: yes\n");
+	if (env->ret_hdrs)
+		buf_puts(b, "ret: HDRS\n");
+	if (env->flags != 0)
+		buf_printf(b, "flags:%s%s\n", env->flags & MSGF_DSN ? " dsn" : "",
+		    env->flags & MSGF_DOUBLE ? " double" : "");
+	for (int i = 0; i < nrcpt; i++) {
+		put_addr(b, "rcpt", rcpts[i].addr);
+		put_notify(b, rcpts[i].notify);
+		if (rcpts[i].orcpt != NULL) {
+			buf_puts(b, " orcpt=");
+			xtext_encode(b, rcpts[i].orcpt);
+		}
+		buf_putc(b, '\n');
+	}
+	for (int i = 0; i < nleaf; i++) {
+		buf_printf(b, "leaf: %d %s <", leaves[i].parent, kind_names[leaves[i].kind]);
+		xtext_encode(b, leaves[i].addr);
+		buf_putc(b, '>');
+		if (leaves[i].kind == LEAF_ERROR) {
+			buf_printf(b, " %s ", leaves[i].dsn);
+			put_text(b, leaves[i].reason != NULL ? leaves[i].reason : "");
+		}
+		buf_putc(b, '\n');
+	}
+	buf_putc(b, '\n');
+	w->data_off = (off_t)b->len;
+}
+
+static void
+qf_flush(struct qf_writer *w)
+{
+	size_t off = 0;
+
+	while (w->err == 0 && off < w->out.len) {
+		ssize_t n = write(w->fd, w->out.data + off, w->out.len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			w->err = n < 0 ? errno : EIO;
+		else
+			off += (size_t)n;
+	}
+	buf_reset(&w->out);
+}
+
+int
+qf_begin(struct qf_writer *w, const struct qf_env *env,
+    const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf)
+{
+	memset(w, 0, sizeof(*w));
+	buf_init(&w->out, (size_t)QF_HEADER_MAX + 2 * QF_FLUSH_AT);
+	for (int tries = 0; ; tries++) {
+		qid_new(w->id);
+		free(w->tmp_path);
+		w->tmp_path = xasprintf("incoming/%s", w->id);
+		w->fd = openat(spool_fd, w->tmp_path,
+		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (w->fd >= 0)
+			break;
+		if (errno != EEXIST || tries > 100) {
+			int err = errno;
+
+			log_warn("cannot create queue file %s: %s", w->tmp_path, strerror(err));
+			qf_writer_free(w);
+			return err;
+		}
+	}
+	w->final_path = xasprintf("queue/%c/%s", qid_hash(w->id), w->id);
+	put_header(w, env, rcpts, nrcpt, leaves, nleaf);
+	if (w->out.len >= QF_HEADER_MAX) {
+		qf_abort(w);
+		return E2BIG;
+	}
+	return 0;
+}
+
+void
+qf_write(struct qf_writer *w, const void *p, size_t n)
+{
+	const char *s = p;
+
+	w->size += (off_t)n;
+	while (n > 0 && w->err == 0) {
+		size_t room = QF_FLUSH_AT * 2 - w->out.len, k = n < room ? n : room;
+
+		buf_append(&w->out, s, k);
+		s += k;
+		n -= k;
+		if (w->out.len >= QF_FLUSH_AT)
+			qf_flush(w);
+	}
+}
+
+int
+qf_finish(struct qf_writer *w)
+{
+	char digits[QF_SIZE_DIGITS + 1];
+
+	qf_flush(w);
+	if (w->err != 0)
+		return w->err;
+	snprintf(digits, sizeof(digits), "%0*lld", QF_SIZE_DIGITS, (long long)w->size);
+	if (pwrite(w->fd, digits, QF_SIZE_DIGITS, w->size_field) != QF_SIZE_DIGITS)
+		w->err = errno != 0 ? errno : EIO;
+	return w->err;
+}
+
+void
+qf_abort(struct qf_writer *w)
+{
+	if (w->tmp_path != NULL && w->fd >= 0)
+		unlinkat(spool_fd, w->tmp_path, 0);
+	qf_writer_free(w);
+}
+
+void
+qf_writer_free(struct qf_writer *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	free(w->tmp_path);
+	free(w->final_path);
+	w->tmp_path = w->final_path = NULL;
+	buf_free(&w->out);
+}
+
+/* ---- state log --------------------------------------------------------- */
+
+static int
+append_record(struct msg *m, int fd, const char *rec, size_t len)
+{
+	ssize_t n = pwrite(fd, rec, len, m->end);
+
+	if (n != (ssize_t)len) {
+		int err = n < 0 ? errno : ENOSPC;
+
+		log_qwarn(m->id, "cannot record state in %s: %s", m->path, strerror(err));
+		return err;
+	}
+	m->end += (off_t)len;
+	return 0;
+}
+
+/* `r LEAF CODE DSN TIME RELAY TEXT`: the leaf's result (s sent, f failed,
+ * d deferred); `n LEAF`: its DSN is queued or none is needed. */
+int
+qf_log_leaf(struct msg *m, int fd, int i, char code)
+{
+	struct leaf *l = &m->leaves[i];
+	struct buf b;
+	int err;
+
+	buf_init(&b, REASON_MAX + ADDR_MAX + 128);
+	if (code == 'n')
+		buf_printf(&b, "n %d\n", i);
+	else {
+		buf_printf(&b, "r %d %c %s %lld ", i, code, l->dsn[0] ? l->dsn : "-",
+		    (long long)l->last_try);
+		put_text(&b, l->relay != NULL && l->relay[0] != '\0' ? l->relay : "-");
+		buf_putc(&b, ' ');
+		put_text(&b, l->reason != NULL ? l->reason : "");
+		buf_putc(&b, '\n');
+	}
+	err = append_record(m, fd, b.data, b.len);
+	buf_free(&b);
+	return err;
+}
+
+/* Message records: "w" (delay warning sent), "h 1" / "h 0" (hold). */
+int
+qf_log_msg(struct msg *m, int fd, const char *rec)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%s\n", rec);
+
+	return append_record(m, fd, line, (size_t)n);
+}
+
+int
+spool_open(const char *dir)
+{
+	static const char *const subdirs[] = { "incoming", "queue", "corrupt" };
+	char sub[16];
+	int fd;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	for (size_t i = 0; i < 3; i++)
+		if (mkdirat(fd, subdirs[i], 0700) < 0 && errno != EEXIST)
+			goto fail;
+	for (int i = 0; i < QUEUE_HASH_DIRS; i++) {
+		snprintf(sub, sizeof(sub), "queue/%X", i);
+		if (mkdirat(fd, sub, 0700) < 0 && errno != EEXIST)
+			goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}

@@ -1,0 +1,44 @@
+/*
+ * Queue ids: 16 upper-case hex digits, time-ordered, safe as file names.
+ * 8 digits of seconds, 5 of microseconds, 3 of a per-process sequence, so
+ * ids sort by arrival and two ids of one process never collide unless 4096
+ * messages arrive in one microsecond (the writer also opens with O_EXCL).
+ * The last digit names the hashed subdirectory (queue/0 .. queue/F): the
+ * sequence spreads consecutive messages over all sixteen.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "queued.h"
+
+static unsigned qid_seq;
+
+void
+qid_new(char out[QID_LEN + 1])
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	snprintf(out, QID_LEN + 1, "%08llX%05lX%03X",
+	    (unsigned long long)tv.tv_sec & 0xffffffffULL,
+	    (unsigned long)tv.tv_usec & 0xfffffUL, qid_seq++ & 0xfffU);
+}
+
+int
+qid_valid(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (!isxdigit((unsigned char)s[i]) || islower((unsigned char)s[i]))
+			return 0;
+	return i == QID_LEN;
+}
+
+char
+qid_hash(const char *qid)
+{
+	return qid[QID_LEN - 1];
+}

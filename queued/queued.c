@@ -1,0 +1,145 @@
+/*
+ * queued: start-up, the event loop and signals. The order matters: as
+ * root the sockets are bound and the spool created before the privilege
+ * drop; the spool is recovered before the submission socket takes its
+ * first message; SIGTERM stops the listeners, lets every submission that
+ * is writing or waiting for its group commit finish, then exits (a
+ * delivery still in flight is simply tried again after the restart).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "alias_expand.h"
+#include "conf.h"
+#include "daemon.h"
+#include "event.h"
+#include "local_user.h"
+#include "log.h"
+#include "queued.h"
+
+#define STOP_WAIT_MAX	30	/* seconds SIGTERM waits for writes in progress */
+
+struct event_base *queued_base;
+int queued_stopping;
+
+static struct event *stop_ev;
+static int stop_ticks;
+
+const char *
+queued_hostname(void)
+{
+	return conf_str(C_myhostname);
+}
+
+/* As root: the spool exists and belongs to the daemon's user. */
+static void
+make_spool(void)
+{
+	const char *dir = conf_str(C_queue_directory);
+	uid_t uid;
+	gid_t gid;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		fatal_sys("mkdir %s", dir);
+	if (geteuid() == 0 && daemon_user(&uid, &gid) == 0) {
+		struct stat st;
+
+		if (stat(dir, &st) == 0 && st.st_uid != uid && chown(dir, uid, gid) < 0)
+			fatal_sys("chown %s", dir);
+	}
+}
+
+static int
+bind_socket(const char *name)
+{
+	char spec[4200], err[256];
+	int fd;
+
+	snprintf(spec, sizeof(spec), "unix:%s/%s", conf_str(C_run_directory), name);
+	if ((fd = listener_bind(spec, 512, 0666, err, sizeof(err))) < 0)
+		fatal("%s", err);
+	return fd;
+}
+
+static void
+stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { 0, 100000 };
+
+	(void)fd, (void)what, (void)arg;
+	if (submit_busy() == 0 || ++stop_ticks > STOP_WAIT_MAX * 10) {
+		log_info("stopping: %zu messages queued", sched_count());
+		event_base_loopexit(queued_base, NULL);
+		return;
+	}
+	evtimer_add(stop_ev, &tv);
+}
+
+static void
+on_term(void *arg)
+{
+	(void)arg;
+	if (queued_stopping)
+		return;
+	queued_stopping = 1;
+	log_info("SIGTERM: no new submissions; finishing writes in progress");
+	submit_stop();
+	control_stop();
+	local_shutdown();
+	stop_ev = evtimer_new(queued_base, stop_tick, NULL);
+	stop_tick(-1, 0, NULL);
+}
+
+static void
+on_hup(void *arg)
+{
+	(void)arg;
+	if (daemon_reload_config() < 0)
+		return;
+	alias_expand_close();
+	local_user_close();
+	sched_reconfigure();
+	log_info("configuration and tables reloaded");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon_opts opts = { 0 };
+	int submit_fd, control_fd;
+
+	daemon_init(argc, argv, "queued", &opts);
+	make_spool();
+	submit_fd = bind_socket("submit");
+	control_fd = bind_socket("control");
+	daemon_detach();
+	if (daemon_pidfile("queued") < 0)
+		exit(1);
+	daemon_drop_privileges();
+	if ((spool_fd = spool_open(conf_str(C_queue_directory))) < 0)
+		fatal_sys("spool %s", conf_str(C_queue_directory));
+	if ((queued_base = event_base_new()) == NULL ||
+	    event_base_priority_init(queued_base, QUEUED_PRIORITIES) < 0)
+		fatal("event_base_new");
+	commit_init(queued_base);
+	sched_init(queued_base);
+	local_init(queued_base);
+	recover_spool();
+	if (submit_init(queued_base, submit_fd) < 0 ||
+	    control_init(queued_base, control_fd) < 0)
+		fatal("cannot listen");
+	daemon_signals(queued_base, on_term, on_hup, NULL);
+	log_info("started: spool %s, %zu messages queued",
+	    conf_str(C_queue_directory), sched_count());
+	event_base_dispatch(queued_base);
+	daemon_signals_free();
+	daemon_pidfile_remove();
+	return 0;
+}

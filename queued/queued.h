@@ -1,0 +1,250 @@
+/*
+ * queued internals shared by its files.
+ *
+ * Flow: submit.c speaks LMTP on $run_directory/submit and writes each
+ * message with queue_file.c into incoming/; commit.c makes it durable
+ * (group commit) and renames it into queue/X/; then the 250s go out and
+ * the message is handed to scheduler.c. The scheduler keeps every queued
+ * message in memory (a heap ordered by next attempt), starts attempts on
+ * the transports (local.c: LMTP to lmtpd; the remote transport of another
+ * issue plugs into the same struct transport), records each recipient's
+ * result in the queue file's state log (durable before the next attempt),
+ * and asks bounce.c for DSNs. control.c answers the control socket.
+ *
+ * Ownership: the scheduler owns every struct msg (msg_free()); transports
+ * borrow a message for the length of one attempt and report through
+ * sched_attempt_done().
+ */
+#ifndef HERMOD_QUEUED_H
+#define HERMOD_QUEUED_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <bsd/sys/queue.h>
+#include <bsd/sys/tree.h>
+
+#include "buf.h"
+
+struct event_base;
+
+#define QID_LEN		16	/* 8 hex seconds, 5 hex microseconds, 3 hex sequence */
+#define QUEUE_HASH_DIRS	16	/* queue/0 .. queue/F: the id's last hex digit */
+#define ADDR_MAX	512	/* an RFC 5321 path is at most 256 octets; room for xtext */
+#define REASON_MAX	400	/* last reply text kept per recipient */
+#define QF_HEADER_MAX	(4 * 1024 * 1024)	/* envelope block of a queue file */
+#define QF_LOG_MAX	(4 * 1024 * 1024)	/* state log after the message */
+#define RCPT_MAX	100000	/* recipients (and alias leaves) per message */
+#define QUEUED_PRIORITIES 3	/* event priorities: 0 control, 1 default, 2 group commit */
+
+/* RFC 3461 NOTIFY bits; 0 = not given (default: FAILURE and DELAY). */
+enum {
+	NOTIFY_NEVER = 1, NOTIFY_SUCCESS = 2, NOTIFY_FAILURE = 4, NOTIFY_DELAY = 8,
+};
+
+/* Message flags (the queue file's `flags:` line). */
+enum {
+	MSGF_DSN = 1,		/* a DSN we generated: never bounced itself */
+	MSGF_DOUBLE = 2,	/* a DSN about a DSN, to postmaster: dropped if it fails */
+};
+
+enum leaf_kind { LEAF_LOCAL, LEAF_REMOTE, LEAF_ERROR };
+enum leaf_state { LS_PENDING, LS_SENT, LS_FAILED };
+
+/* One envelope recipient, as the submitter gave it. */
+struct env_rcpt {
+	char *addr;		/* without <> */
+	char *orcpt;		/* ORCPT value, "rfc822;addr" (decoded), or NULL */
+	unsigned notify;	/* NOTIFY_* bits, 0: default */
+};
+
+/* One final destination: an envelope recipient after alias expansion. */
+struct leaf {
+	int parent;		/* index into msg->rcpts */
+	enum leaf_kind kind;
+	char *addr;		/* without <> */
+	enum leaf_state state;
+	int notified;		/* its DSN is queued (or none was needed) */
+	int busy;		/* in an attempt now */
+	char dsn[8];		/* last status, "2.0.0" */
+	char *reason;		/* last reply or reason text */
+	char *relay;		/* where it went, or NULL */
+	time_t last_try;
+};
+
+/* commit.c: group commit. */
+struct commit_req {
+	int fd;			/* the file to make durable */
+	const char *tmp_path;	/* rename from (NULL: no rename) */
+	const char *final_path;	/* rename to */
+	void (*done)(void *arg, int err);	/* err: 0 or errno */
+	void *arg;
+	TAILQ_ENTRY(commit_req) link;
+};
+struct msg {
+	char id[QID_LEN + 1];
+	char *path;		/* spool-relative: queue/X/ID */
+	double arrival;		/* seconds since the epoch */
+	off_t data_off;		/* where the message starts */
+	off_t size;		/* message bytes (CRLF lines, as on the wire) */
+	off_t end;		/* end of the file (state log appends go here) */
+	char *sender;		/* "" for <> */
+	char *envid;		/* ENVID (decoded) or NULL */
+	char *auth;		/* AUTH= parameter as given, or NULL */
+	char *client;		/* XFORWARD summary for logs and DSNs, or NULL */
+	int body8, smtputf8;
+	int ret_hdrs;		/* RET=HDRS */
+	unsigned flags;		/* MSGF_* */
+	struct env_rcpt *rcpts;
+	int nrcpt;
+	struct leaf *leaves;
+	int nleaf;
+	/* scheduling */
+	int hold, warned, tries;
+	int attempts_out;	/* transports still working on it */
+	time_t next_try;
+	size_t heap_idx;	/* position in the schedule, or SIZE_MAX */
+	int pending_delete;
+	unsigned waiting;	/* bit per transport: in its wait list */
+	int fd;			/* open for state records during an attempt, or -1 */
+	double attempt_start;
+	int dsn_step;		/* attempt.c: which DSN kind is next */
+	struct commit_req creq;	/* state records of the attempt */
+	RB_ENTRY(msg) by_id;
+};
+
+/* queue_id.c */
+void qid_new(char out[QID_LEN + 1]);
+int qid_valid(const char *s);
+char qid_hash(const char *qid);	/* the hashed subdirectory's name */
+
+/* queue_file.c: the on-disk format (hermod-queue(5)). */
+struct qf_writer {
+	int fd;
+	char id[QID_LEN + 1];
+	char *tmp_path;		/* incoming/ID, spool-relative */
+	char *final_path;	/* queue/X/ID */
+	off_t size_field;	/* where the fixed-width size goes */
+	off_t data_off;
+	off_t size;
+	int err;		/* first errno seen (ENOSPC...) */
+	struct buf out;		/* pending bytes, written in large blocks */
+};
+struct qf_env {
+	const char *sender, *envid, *auth, *client;
+	int body8, smtputf8, ret_hdrs;
+	unsigned flags;
+	double arrival;
+};
+int qf_begin(struct qf_writer *w, const struct qf_env *env,
+    const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf);
+void qf_write(struct qf_writer *w, const void *p, size_t n);
+int qf_finish(struct qf_writer *w);	/* flush + size; 0 or errno */
+void qf_abort(struct qf_writer *w);	/* remove the temp file */
+void qf_writer_free(struct qf_writer *w);
+
+/* Read a queue file: 0, -1 when corrupt (why in err). */
+int qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz);
+int qf_parse(const char *data, size_t len, off_t file_size, struct msg *m,
+    char *err, size_t errsz);
+/* State log records: appended with one write; made durable by commit.c. */
+int qf_log_leaf(struct msg *m, int fd, int leaf, char code);
+int qf_log_msg(struct msg *m, int fd, const char *rec);
+struct msg *msg_new(void);
+void msg_free(struct msg *m);
+int spool_open(const char *dir);	/* chdir-free: returns the spool dirfd */
+extern int spool_fd;
+
+/* xtext (RFC 3461) for addresses in queue files. */
+void xtext_encode(struct buf *b, const char *s);
+char *xtext_decode(const char *s, size_t n);	/* NULL on bad xtext */
+
+void commit_init(struct event_base *base);
+void commit_request(struct commit_req *r);
+struct commit_stats {
+	unsigned long long passes, files, fsyncs, syncfs, dir_fsyncs;
+};
+extern struct commit_stats commit_stats;
+
+/* scheduler.c */
+struct transport {
+	const char *name;
+	enum leaf_kind kind;
+	int busy, limit;	/* attempts running now, at most */
+	/* Start delivering leaves[idx[0..n-1]] of m; report each leaf with
+	 * sched_leaf_result(), then sched_attempt_done(m) once. */
+	void (*start)(struct transport *t, struct msg *m, const int *idx, int n);
+};
+void sched_init(struct event_base *base);
+void sched_add(struct msg *m);		/* a new or recovered message */
+void sched_leaf_result(struct msg *m, int leaf, int code, const char *dsn,
+    const char *relay, const char *text);
+void sched_attempt_done(struct transport *t, struct msg *m);
+struct msg *sched_find(const char *id);
+void sched_flush(struct msg *m);	/* NULL: all */
+int sched_hold(struct msg *m, int on);
+void sched_delete(struct msg *m);
+void sched_foreach(void (*fn)(struct msg *m, void *arg), void *arg);
+size_t sched_count(void);
+void sched_reconfigure(void);
+int sched_idle(void);			/* nothing in flight (shutdown) */
+struct sched_stats {
+	unsigned long long scheduled, attempts, delivered, bounced, deferred;
+	double sched_ns_total;		/* time spent choosing work */
+	unsigned long long sched_ops;
+};
+extern struct sched_stats sched_stats;
+
+/* local.c: the LMTP client to lmtpd. */
+extern struct transport local_transport;
+void local_init(struct event_base *base);
+void local_shutdown(void);
+
+/* remote placeholder (until issue 7's transport lands). */
+extern struct transport remote_transport;
+
+/* route.c */
+int route_rcpt(const char *addr, int rcpt_idx, struct leaf **leaves,
+    int *nleaf, char *why, size_t whysz);
+
+/* bounce.c */
+enum dsn_kind { DSN_FAILED, DSN_DELAYED, DSN_SUCCESS };
+/* Queue a DSN for the leaves marked in `which` (n == m->nleaf). Calls
+ * done(arg, err) once it is durable. 0 if started, 1 if nothing to send,
+ * -1 on error. */
+int bounce_send(struct msg *m, enum dsn_kind kind, const char *which,
+    void (*done)(void *arg, int err), void *arg);
+/* Build the DSN text (exposed for tests). */
+int bounce_build(struct buf *out, struct msg *m, enum dsn_kind kind,
+    const char *which, int msgfd, const char *boundary_seed);
+
+/* submit.c: the LMTP submission server on a bound unix socket. */
+int submit_init(struct event_base *base, int fd);
+void submit_stop(void);		/* stop accepting; idle sessions end */
+int submit_busy(void);		/* sessions writing or waiting for a commit */
+
+/* control.c: the control socket (queued(8) documents its protocol). */
+int control_init(struct event_base *base, int fd);
+void control_stop(void);
+
+/* recover.c */
+void recover_spool(void);
+
+/* queued.c */
+extern struct event_base *queued_base;
+extern int queued_stopping;
+const char *queued_hostname(void);
+/* inject.c: after qf_finish(), make the file durable (group commit), then
+ * schedule m; done() gets 0 or an errno (then the file is gone and m
+ * freed). Takes over the writer's contents and m. */
+struct msg *msg_build(const struct qf_writer *w, const struct qf_env *env,
+    const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf);
+void queue_commit(struct qf_writer *w, struct msg *m,
+    void (*done)(void *arg, int err, const char *qid), void *arg);
+/* A whole message from memory (DSNs): 0 or an errno. */
+int queue_new_message(const struct qf_env *env, const struct env_rcpt *rcpts,
+    int nrcpt, const struct leaf *leaves, int nleaf, const char *text, size_t len,
+    void (*done)(void *arg, int err, const char *qid), void *arg);
+
+#endif

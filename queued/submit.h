@@ -1,0 +1,32 @@
+/*
+ * The submission session's transaction, shared by submit.c (the LMTP
+ * state machine) and submit_parse.c (paths, parameters, XFORWARD).
+ * Everything here belongs to the session and is freed by tx_reset().
+ */
+#ifndef HERMOD_SUBMIT_H
+#define HERMOD_SUBMIT_H
+
+#include "buf.h"
+#include "queued.h"
+
+struct submit_tx {
+	int has_mail;
+	double arrival;		/* set at DATA */
+	char sender[ADDR_MAX];
+	int body8, smtputf8, ret_hdrs;
+	char *envid, *auth;
+	struct buf xforward;	/* "name=... addr=..." for logs and DSNs */
+	struct env_rcpt cur;	/* the RCPT being parsed */
+	struct env_rcpt *rcpts;
+	int nrcpt;
+	struct leaf *leaves;
+	int nleaf;
+};
+
+/* Each returns NULL, or the whole reply line to send. */
+const char *parse_path(const char *s, char *out, size_t outsz, const char **rest);
+const char *parse_mail_params(struct submit_tx *tx, const char *s);
+const char *parse_rcpt_params(struct submit_tx *tx, const char *s);
+const char *parse_xforward(struct submit_tx *tx, const char *s);
+
+#endif
