@@ -143,9 +143,9 @@ on_writable(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-deliver_init(struct event_base *base, const char *conf_path)
+deliver_init(struct event_base *base, int master_sock)
 {
-	msock = deliver_master_start(conf_path);
+	msock = master_sock;
 	evutil_make_socket_nonblocking(msock);
 	ev_read = event_new(base, msock, EV_READ | EV_PERSIST, on_readable, NULL);
 	ev_write = event_new(base, msock, EV_WRITE, on_writable, NULL);

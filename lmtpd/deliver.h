@@ -13,9 +13,9 @@
 
 typedef void (*deliver_cb)(void *arg, unsigned slot, enum dlv_status st, const char *detail);
 
-/* Fork the delivery master (call while still privileged, before the
- * listeners exist) and watch its socket on `base`. */
-void deliver_init(struct event_base *base, const char *conf_path);
+/* Watch the delivery master's socket (from deliver_master_start(),
+ * called while still privileged and before the listeners exist). */
+void deliver_init(struct event_base *base, int master_sock);
 
 /* Deliver the message in msgfd (duplicated; the caller keeps its own)
  * to rcpt. cb(arg, slot, ...) is called once with the outcome, unless

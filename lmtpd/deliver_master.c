@@ -10,7 +10,6 @@
  * 4.3.0 result from the master instead.
  */
 #include <errno.h>
-#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "daemon.h"
 #include "local_user.h"
 #include "lmtpd.h"
 #include "log.h"
@@ -40,21 +40,6 @@ struct child {
 
 static struct child children[MASTER_MAX_CHILDREN];
 static int nchildren;
-
-/* setgroups, setresgid, setresuid, then check that root is gone. */
-static int
-become(uid_t uid, gid_t gid)
-{
-	uid_t r, e, s;
-
-	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
-	    setresuid(uid, uid, uid) < 0)
-		return -1;
-	if (getresuid(&r, &e, &s) < 0 || r != uid || e != uid || s != uid)
-		return -1;
-	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-	return 0;
-}
 
 /* Whose rights a delivery takes: the table's uid/gid, else (as root)
  * the unprivileged service account, like Postfix's default_privs. */
@@ -109,7 +94,7 @@ deliver_one(const struct dlv_req *r, int msgfd, struct dlv_detail *d)
 		return DLV_UNSAFE;
 	}
 	local_user_close();
-	if (geteuid() == 0 && become(t.uid, t.gid) < 0) {
+	if (geteuid() == 0 && priv_become(t.uid, t.gid) < 0) {
 		dlv_detailf(d, "cannot become uid %u: %s", (unsigned)t.uid, strerror(errno));
 		return DLV_TEMP;
 	}
@@ -173,10 +158,10 @@ recv_req(int sock, struct dlv_req *r, int *fd)
 }
 
 static void
-spawn(int sock, int sfd, const struct dlv_req *r, int msgfd, const char *conf_path)
+spawn(int sock, int sfd, const struct dlv_req *r, int msgfd)
 {
 	if (r->type == DLV_REQ_RELOAD) {
-		conf_load(conf_path, 0, NULL);
+		daemon_reload_config();
 		return;
 	}
 	pid_t pid = fork();
@@ -224,7 +209,7 @@ kill_overdue(void)
 }
 
 static void
-master_loop(int sock, const char *conf_path)
+master_loop(int sock)
 {
 	sigset_t mask;
 	int eof = 0;
@@ -254,7 +239,7 @@ master_loop(int sock, const char *conf_path)
 			if (n <= 0)
 				eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 			else if (n == (ssize_t)sizeof(r))
-				spawn(sock, sfd, &r, fd, conf_path);
+				spawn(sock, sfd, &r, fd);
 			if (fd >= 0)
 				close(fd);
 		}
@@ -263,7 +248,7 @@ master_loop(int sock, const char *conf_path)
 }
 
 int
-deliver_master_start(const char *conf_path)
+deliver_master_start(void)
 {
 	int sv[2];
 
@@ -278,7 +263,7 @@ deliver_master_start(const char *conf_path)
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGPIPE, SIG_IGN);
 		prctl(PR_SET_PDEATHSIG, 0);
-		master_loop(sv[1], conf_path);
+		master_loop(sv[1]);
 	}
 	close(sv[1]);
 	return sv[0];

@@ -108,9 +108,10 @@ struct dlv_res {
 	char detail[DLV_DETAIL_MAX];
 };
 
-/* Fork the master; returns the event-loop side of its socket (SOCK_SEQPACKET).
- * conf_path is what the master reloads on DLV_REQ_RELOAD. */
-int deliver_master_start(const char *conf_path);
+/* Fork the master; returns the event-loop side of its socket
+ * (SOCK_SEQPACKET). On DLV_REQ_RELOAD the master re-reads the
+ * configuration as daemon_reload_config() does. */
+int deliver_master_start(void);
 
 /* The delivery of one recipient, in a child: lookup, become the owner,
  * write. Shared with the master. */

@@ -173,7 +173,7 @@ open_mbox(const struct dlv_target *t, int *dirfd, int *fd, char *base, size_t ba
 	dir[slash - t->path] = '\0';
 	snprintf(base, basesz, "%s", slash + 1);
 	if ((*dirfd = safe_opendir(dir[0] ? dir : "/", 1)) < 0 ||
-	    (*fd = openat(*dirfd, base, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    (*fd = openat(*dirfd, base, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW |
 	    O_NONBLOCK | O_CLOEXEC, 0600)) < 0) {
 		dlv_detailf(d, "cannot open mailbox %s: %s", t->path, strerror(errno));
 		return dlv_errno_status(errno);

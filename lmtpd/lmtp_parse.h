@@ -1,0 +1,24 @@
+/*
+ * MAIL FROM / RCPT TO argument syntax for lmtp_session.c (lmtp_parse.c).
+ */
+#ifndef HERMOD_LMTPD_PARSE_H
+#define HERMOD_LMTPD_PARSE_H
+
+#include <stddef.h>
+
+#define LMTP_PATH_MAX 256	/* RFC 5321 4.5.3.1.3 */
+
+/* s starts with `prefix` ("FROM:", "TO:"), then <path>. The address
+ * (without <>) goes to out; *rest points at the parameters. 0, or -1 for
+ * bad syntax or a path too long. */
+int lmtp_parse_path(const char *s, const char *prefix, char *out, size_t outsz,
+    const char **rest);
+
+/* MAIL parameters: SIZE=n (into *size, 0 if absent), BODY=7BIT|8BITMIME,
+ * SMTPUTF8. 0, -1 bad syntax, -2 unknown parameter. */
+int lmtp_parse_mail_params(const char *s, unsigned long long *size);
+
+/* RCPT parameters: NOTIFY=, ORCPT=. 0, -1 bad syntax, -2 unknown. */
+int lmtp_parse_rcpt_params(const char *s);
+
+#endif

@@ -1,0 +1,70 @@
+"""lmtpd under concurrency: many sessions into one mbox (nothing lost,
+nothing interleaved) and into one Maildir (unique names)."""
+
+import os
+import threading
+
+from test_lmtpd import SENDER, mbox_path, msg, start
+from test_lmtpd_client import Client, mboxrd_unquote, stored
+
+
+def run_clients(h, nclients, nmsgs, rcpt):
+    errors = []
+
+    def client(n):
+        try:
+            with Client(h.lmtp_socket, timeout=120) as c:
+                for i in range(nmsgs):
+                    body = (b"client %d message %d\r\nFrom a line to quote\r\n" % (n, i)
+                            + b"filler " * 50 + b"\r\n")
+                    _, dr = c.transaction(SENDER, [rcpt], msg("c%d m%d" % (n, i), body))
+                    if dr[0][0] != 250:
+                        errors.append((n, i, dr))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((n, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(nclients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert not any(t.is_alive() for t in threads), "clients hung"
+    assert errors == []
+
+
+def expected(nclients, nmsgs, rcpt):
+    out = {}
+    for n in range(nclients):
+        for i in range(nmsgs):
+            body = (b"client %d message %d\r\nFrom a line to quote\r\n" % (n, i)
+                    + b"filler " * 50 + b"\r\n")
+            out["<c%d.m%d@example.org>" % (n, i)] = stored(SENDER, rcpt, msg("c%d m%d" % (n, i), body))
+    return out
+
+
+def test_20_clients_50_messages_one_mbox(hermod):
+    path = mbox_path(hermod, "bob")
+    start(hermod, users=[("bob", path, "")])
+    run_clients(hermod, 20, 50, "bob@example.test")
+    box = hermod.mbox(path)
+    want = expected(20, 50, "bob@example.test")
+    got = {}
+    for k in box.keys():
+        raw = mboxrd_unquote(box.get_bytes(k))
+        mid = box[k]["Message-ID"]
+        assert mid not in got, "duplicate %s" % mid
+        got[mid] = raw
+    assert len(got) == 1000
+    assert got == want
+    assert not os.path.exists(path + ".lock")
+
+
+def test_maildir_names_unique_under_concurrency(hermod):
+    start(hermod, users=[("alice", None, "")])
+    run_clients(hermod, 10, 20, "alice@example.test")
+    names = os.listdir(hermod.path("mail/alice/new"))
+    assert len(names) == len(set(names)) == 200
+    md = hermod.maildir("alice")
+    got = sorted(md.get_bytes(k) for k in md.keys())
+    assert got == sorted(expected(10, 20, "alice@example.test").values())
+    assert os.listdir(hermod.path("mail/alice/tmp")) == []
