@@ -642,60 +642,74 @@ out:
 	free(d);
 }
 
+struct compile {
+	struct map_writer *w;
+	struct map_src s;
+	struct buf k, v;
+	struct dup *dups;
+	size_t ndups;
+	unsigned long count, totaldups;
+};
+
+/* Parse and store the current logical line. -1 stops the build. */
+static int
+compile_line(struct compile *c, map_parse_fn parse)
+{
+	char err[512];
+	int rc;
+
+	buf_reset(&c->k);
+	buf_reset(&c->v);
+	if (parse(c->s.line.data, c->s.line.len, &c->k, &c->v, err,
+	    sizeof(err)) < 0) {
+		map_src_error(&c->s, c->s.lineno, "%s", err);
+		return 0;
+	}
+	rc = map_put(c->w, c->k.data, c->k.len, c->v.data, c->v.len);
+	if (rc == 0) {
+		c->count++;
+	} else if (rc != MAP_PUT_EXISTS) {
+		map_src_error(&c->s, c->s.lineno, "cannot store the entry");
+		return -1;
+	} else if (c->totaldups++ < DUPS_MAX) {
+		c->dups = xrealloc(c->dups, (c->ndups + 1) * sizeof(*c->dups));
+		c->dups[c->ndups].key = xstrdup(c->k.data);
+		c->dups[c->ndups].line = c->s.lineno;
+		c->dups[c->ndups++].first = 0;
+	}
+	return 0;
+}
+
 int
 map_compile(const char *src, const char *dbpath, FILE *diag,
     map_parse_fn parse, unsigned long *nentries)
 {
-	struct map_writer *w = NULL;
-	struct map_src s;
-	struct buf k, v;
-	struct dup *dups = NULL;
-	size_t ndups = 0;
-	unsigned long count = 0, totaldups = 0;
+	struct compile c;
 	char err[512];
-	int rc, errors;
+	int errors;
 
-	if (map_src_open(&s, src, diag) < 0)
-		return s.nerrors ? s.nerrors : 1;
-	buf_init(&k, MAP_KEY_MAX);
-	buf_init(&v, MAP_VALUE_MAX);
-	if ((w = map_create(dbpath, err, sizeof(err))) == NULL)
-		map_src_error(&s, 0, "%s", err);
-	while (w != NULL && (rc = map_src_next(&s)) == 1) {
-		buf_reset(&k);
-		buf_reset(&v);
-		if (parse(s.line.data, s.line.len, &k, &v, err, sizeof(err)) < 0) {
-			map_src_error(&s, s.lineno, "%s", err);
-			continue;
-		}
-		rc = map_put(w, k.data, k.len, v.data, v.len);
-		if (rc == MAP_PUT_EXISTS) {
-			if (totaldups++ < DUPS_MAX) {
-				dups = xrealloc(dups, (ndups + 1) * sizeof(*dups));
-				dups[ndups].key = xstrdup(k.data);
-				dups[ndups].line = s.lineno;
-				dups[ndups++].first = 0;
-			}
-		} else if (rc != 0) {
-			map_src_error(&s, s.lineno, "cannot store the entry");
+	memset(&c, 0, sizeof(c));
+	if (map_src_open(&c.s, src, diag) < 0)
+		return c.s.nerrors ? c.s.nerrors : 1;
+	buf_init(&c.k, MAP_KEY_MAX);
+	buf_init(&c.v, MAP_VALUE_MAX);
+	if ((c.w = map_create(dbpath, err, sizeof(err))) == NULL)
+		map_src_error(&c.s, 0, "%s", err);
+	while (c.w != NULL && map_src_next(&c.s) == 1)
+		if (compile_line(&c, parse) < 0)
 			break;
-		} else {
-			count++;
-		}
+	if (c.w != NULL && c.s.nerrors == 0) {
+		if (map_commit(c.w, src, err, sizeof(err)) < 0)
+			map_src_error(&c.s, 0, "%s", err);
+	} else if (c.w != NULL) {
+		map_abort(c.w);
 	}
-	errors = s.nerrors;
-	if (w != NULL && errors == 0 &&
-	    map_commit(w, src, err, sizeof(err)) < 0) {
-		map_src_error(&s, 0, "%s", err);
-		errors = s.nerrors;
-	} else if (w != NULL && errors != 0) {
-		map_abort(w);
-	}
-	buf_free(&k);
-	buf_free(&v);
-	map_src_close(&s);
-	dups_report(src, parse, dups, ndups, totaldups, diag);
+	errors = c.s.nerrors;
+	buf_free(&c.k);
+	buf_free(&c.v);
+	map_src_close(&c.s);
+	dups_report(src, parse, c.dups, c.ndups, c.totaldups, diag);
 	if (nentries != NULL)
-		*nentries = count;
+		*nentries = c.count;
 	return errors;
 }
