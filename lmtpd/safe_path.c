@@ -107,8 +107,13 @@ safe_opendir(const char *path, int create)
 			goto fail;
 		char name[NAME_MAX + 1];
 		char restcopy[PATH_MAX * 2];
-		snprintf(name, sizeof(name), "%s", p);
-		snprintf(restcopy, sizeof(restcopy), "%s", rest);
+		size_t nlen = strlen(p), rlen = strlen(rest);
+		if (nlen > NAME_MAX || rlen >= sizeof(restcopy)) {
+			errno = ENAMETOOLONG;
+			goto fail;
+		}
+		memcpy(name, p, nlen + 1);
+		memcpy(restcopy, rest, rlen + 1);
 		if (follow_link(&fd, name, restcopy, work, sizeof(work)) < 0)
 			goto fail;
 		p = work;
