@@ -500,3 +500,14 @@ alias_exists(const char *addr)
 	buf_free(&c.val);
 	return rc;
 }
+
+int
+local_rcpt_exists(const char *addr)
+{
+	struct local_user lu;
+	int rc = alias_exists(addr);
+
+	if (rc != MAP_NOTFOUND)
+		return rc;
+	return local_user_find(addr, NULL, &lu);
+}

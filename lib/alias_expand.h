@@ -93,6 +93,14 @@ void alias_result_free(struct alias_result *r);
  * For smtpd's RCPT check. MAP_FOUND / MAP_NOTFOUND / MAP_TEMPFAIL. */
 int alias_exists(const char *addr);
 
+/*
+ * smtpd's RCPT check in one call: an alias (alias_exists), else a mailbox
+ * (local_user_find), else MAP_NOTFOUND (reply 550 5.1.1). MAP_TEMPFAIL when
+ * either table failed (reply 451 4.3.0). The same answer hermod lookup and
+ * lmtpd give, so a recipient smtpd accepts is one lmtpd delivers to.
+ */
+int local_rcpt_exists(const char *addr);
+
 /* Close the process-global map; tests: use this map instead (NULL: back
  * to the configured one; the caller keeps ownership). */
 void alias_expand_close(void);

@@ -365,6 +365,19 @@ TEST(expand_basic)
 	CHECK_INT(alias_exists("sales@remote.org"), MAP_NOTFOUND);
 	CHECK_INT(alias_exists("nobody@example.com"), MAP_NOTFOUND);
 	CHECK_INT(alias_exists("postmaster@localhost"), MAP_FOUND);
+	{
+		char *nousers = tpath("nousers");	/* no table at all */
+
+		conf_set("user_maps", nousers, stderr);
+		conf_set("local_system_users", "no", stderr);
+		CHECK_INT(local_rcpt_exists("sales@example.com"), MAP_FOUND);
+		CHECK_INT(local_rcpt_exists("nobody@example.com"), MAP_NOTFOUND);
+		CHECK_INT(local_rcpt_exists("postmaster@example.com"), MAP_FOUND);
+		write_file(nousers, "x /m/x\n", 7);	/* now "run newaliases" */
+		CHECK_INT(local_rcpt_exists("nobody@example.com"), MAP_TEMPFAIL);
+		conf_set("local_system_users", "yes", stderr);
+		free(nousers);
+	}
 	free(text);
 	free(inctext);
 	free(lt);
