@@ -37,6 +37,8 @@ clean_incoming(struct recover_count *c)
 			continue;
 		if (unlinkat(fd, e->d_name, 0) == 0)
 			c->unfinished++;
+		else
+			log_warn("cannot remove incoming/%s: %s", e->d_name, strerror(errno));
 	}
 	closedir(d);
 }
