@@ -222,7 +222,7 @@ static int
 lookup_alias(struct ctx *c, const char *local, const char *domain,
     char **key)
 {
-	char base[LU_NAME_MAX];
+	char base[LU_NAME_MAX] = "";
 	int rc;
 
 	*key = NULL;

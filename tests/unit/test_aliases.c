@@ -13,6 +13,7 @@
 #include "alias_expand.h"
 #include "aliases.h"
 #include "conf.h"
+#include "local_user.h"
 #include "map.h"
 #include "unit.h"
 #include "xalloc.h"
@@ -361,6 +362,15 @@ TEST(expand_basic)
 	CHECK_STR(expand("sales+x@example.com", MAP_FOUND),
 	    "X:sales+x@example.com L:alice@example.com L:Bob@Example.com "
 	    "R:carol@remote.org P:/bin/x F:/tmp/f");
+	{
+		char longaddr[LU_NAME_MAX * 2 + 32];
+
+		memset(longaddr, 'x', LU_NAME_MAX * 2);
+		strcpy(longaddr + LU_NAME_MAX * 2, "@example.com");
+		CHECK_INT(alias_expand(longaddr, &last), MAP_NOTFOUND);
+		CHECK_INT(alias_exists(longaddr), MAP_NOTFOUND);
+		CHECK_INT(alias_expand("@example.com", &last), MAP_NOTFOUND);
+	}
 	CHECK_INT(alias_exists("sales@example.com"), MAP_FOUND);
 	CHECK_INT(alias_exists("sales@remote.org"), MAP_NOTFOUND);
 	CHECK_INT(alias_exists("nobody@example.com"), MAP_NOTFOUND);
