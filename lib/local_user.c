@@ -130,6 +130,16 @@ account(const char *local)
 	return strcmp(low, local) != 0 ? getpwnam(low) : NULL;
 }
 
+static size_t
+home_len(const char *home)
+{
+	size_t n = strlen(home);
+
+	while (n > 0 && home[n - 1] == '/')
+		n--;
+	return n;
+}
+
 static int
 from_system(const char *local, struct local_user *out)
 {
@@ -144,9 +154,9 @@ from_system(const char *local, struct local_user *out)
 	if (*hm == '\0')
 		n = snprintf(out->mailbox, sizeof(out->mailbox), "%s/%s",
 		    conf_str(C_mail_spool_directory), pw->pw_name);
-	else
-		n = snprintf(out->mailbox, sizeof(out->mailbox), "%s/%s",
-		    pw->pw_dir, hm);
+	else	/* no "//" when the home is "/" or ends in "/" */
+		n = snprintf(out->mailbox, sizeof(out->mailbox), "%.*s/%s",
+		    (int)home_len(pw->pw_dir), pw->pw_dir, hm);
 	if (n < 0 || (size_t)n >= sizeof(out->mailbox))
 		return LU_NOTFOUND;
 	out->is_maildir = out->mailbox[n - 1] == '/';

@@ -240,3 +240,28 @@ def test_passwd_hashes(hermod):
     hermod.conf(mydestination="example.test")
     write(hermod.path("etc/users"), "alice %s password=%s\n" % (hermod.path("mail/alice/"), h6))
     hermod.newaliases()
+
+
+def test_lookup_tempfail_and_system_accounts(hermod):
+    setup_tables(hermod, "a: alice\n", ["alice"])
+    os.unlink(hermod.path("etc/aliases.db"))    # the text is there: run newaliases
+    rc, out = lookup(hermod, "a@example.test")
+    assert rc == 75
+    assert out == "a@example.test: deferred: 451 4.3.0 aliases table unavailable\n"
+    hermod.newaliases()
+    os.unlink(hermod.path("etc/users.db"))
+    rc, out = lookup(hermod, "a@example.test")
+    assert rc == 75 and "alice@example.test: deferred: 451 4.3.0 users table unavailable" in out
+    hermod.newaliases()
+    # system accounts, with Postfix's mail_spool_directory for an empty home_mailbox
+    import pwd
+    me = pwd.getpwuid(os.getuid())
+    hermod.conf(local_system_users="yes", home_mailbox="", mail_spool_directory="/var/mail")
+    rc, out = lookup(hermod, "%s@example.test" % me.pw_name)
+    assert rc == 0
+    assert out == ("%s@example.test: local mailbox /var/mail/%s (mbox), owner %s uid=%d gid=%d, "
+                   "from the system account %s\n" % (me.pw_name, me.pw_name, me.pw_name,
+                                                     me.pw_uid, me.pw_gid, me.pw_name))
+    hermod.conf(home_mailbox="Maildir/")
+    rc, out = lookup(hermod, "%s+tag@example.test" % me.pw_name)
+    assert rc == 0 and "local mailbox %s/Maildir/ (Maildir)" % me.pw_dir.rstrip("/") in out
