@@ -27,6 +27,7 @@ struct map {
 	dev_t dev;
 	ino_t ino;
 	struct timespec mtime;
+	int warned_missing;	/* said "run newaliases" already */
 	ino_t bad_ino;		/* a replacement that failed to open */
 	dev_t bad_dev;
 	time_t bad_mtime;
@@ -165,8 +166,10 @@ static int
 map_missing(struct map *m)
 {
 	if (access(m->srcpath, F_OK) == 0) {
-		log_warn("map %s: missing while %s exists: run newaliases",
-		    m->path, m->srcpath);
+		if (!m->warned_missing)	/* once, not once per lookup */
+			log_warn("map %s: missing while %s exists: run "
+			    "newaliases", m->path, m->srcpath);
+		m->warned_missing = 1;
 		return MAP_TEMPFAIL;
 	}
 	return MAP_NOTFOUND;
