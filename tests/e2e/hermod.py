@@ -168,6 +168,19 @@ class Hermod:
     def maildir(self, name):
         return mailbox.Maildir(self.path("mail", name), factory=None, create=False)
 
+    def messages(self, name):
+        """The messages (bytes) in user `name`'s Maildir; [] while it does
+        not exist yet."""
+        if not os.path.isdir(self.path("mail", name, "new")):
+            return []
+        md = self.maildir(name)
+        return [md.get_bytes(k) for k in md.keys()]
+
+    def wait_messages(self, name, n, timeout=30):
+        """Wait until `name`'s Maildir holds at least n messages."""
+        return wait_for(lambda: (lambda m: m if len(m) >= n else None)(self.messages(name)),
+                        timeout, what="%d message(s) for %s" % (n, name))
+
     def mbox(self, path):
         return mailbox.mbox(path, create=False)
 

@@ -12,13 +12,8 @@ BODY = ("Subject: flow test\r\nFrom: sender@example.org\r\nTo: alice@example.tes
         "\r\nfirst line\r\n.leading dot\r\nFrom the start\r\nlast line\r\n")
 
 
-def messages(h, user, n, timeout=20):
-    """Wait until user's Maildir holds n messages; return them."""
-    def got():
-        md = h.maildir(user)
-        msgs = [md.get_bytes(k) for k in md.keys()]
-        return msgs if len(msgs) >= n else None
-    return wait_for(got, timeout, what="%d message(s) for %s" % (n, user))
+def messages(h, user, n, timeout=30):
+    return h.wait_messages(user, n, timeout)
 
 
 def setup(h, users=("alice", "bob")):

@@ -12,7 +12,7 @@ import time
 
 from hermod import can_connect, wait_for
 
-QID = re.compile(r"^([0-9A-Za-z]+)[*! ]", re.M)
+QID = re.compile(r"^([0-9A-F]{10,})[*! ]", re.M)
 
 
 def submit(h, n=1, rcpt="alice@example.test"):
@@ -70,7 +70,7 @@ def test_flush_delivers_after_lmtpd_returns(hermod):
     setup_deferred(hermod, 1)
     hermod.start("lmtpd")
     assert hermod.run("hermod", "flush").returncode == 0
-    wait_for(lambda: len(hermod.maildir("alice").keys()) == 1, 20, what="delivery after flush")
+    hermod.wait_messages("alice", 1, 20)
     wait_for(lambda: not queue_ids(hermod)[0], 10, what="empty queue")
     assert "Mail queue is empty" in queue_ids(hermod)[1]
 
@@ -106,7 +106,7 @@ def test_supervisor_restarts_killed_daemon_and_stops(hermod):
             assert "killed by signal 9" in f.read()
         wait_for(lambda: can_connect(hermod.submit_socket), 20, what="queued back")
         submit(hermod, 1)
-        wait_for(lambda: len(hermod.maildir("alice").keys()) == 1, 20, what="delivery")
+        hermod.wait_messages("alice", 1, 20)
         assert hermod.run("hermod", "stop").returncode == 0
         assert sup.wait(30) == 0
         assert not can_connect(("127.0.0.1", hermod.smtp_port))
