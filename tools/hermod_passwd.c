@@ -26,13 +26,13 @@ read_pass(const char *prompt, char *buf, size_t size, int tty)
 	char c;
 	int rc = 0;
 
-	if (tty) {
-		fputs(prompt, stderr);
-		fflush(stderr);
+	if (tty) {	/* echo off first: the flush must not eat typed input */
 		tcgetattr(0, &old);
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 		tcsetattr(0, TCSAFLUSH, &quiet);
+		fputs(prompt, stderr);
+		fflush(stderr);
 	}
 	for (;;) {
 		ssize_t r = read(0, &c, 1);

@@ -265,3 +265,45 @@ def test_lookup_tempfail_and_system_accounts(hermod):
     hermod.conf(home_mailbox="Maildir/")
     rc, out = lookup(hermod, "%s+tag@example.test" % me.pw_name)
     assert rc == 0 and "local mailbox %s/Maildir/ (Maildir)" % me.pw_dir.rstrip("/") in out
+
+
+def passwd_on_tty(hermod, first, second):
+    """Run hermod passwd with a terminal on stdin/stderr; returns
+    (exit status, stdout, what the terminal showed)."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    e = dict(os.environ, HERMOD_CONF=hermod.conf_path)
+    p = subprocess.Popen([hermod.bin("hermod"), "passwd"], stdin=slave, stderr=slave,
+                         stdout=subprocess.PIPE, env=e)
+    os.close(slave)
+    shown = b""
+
+    def wait_for_prompt(word):
+        nonlocal shown
+        deadline = time.monotonic() + 10
+        while word not in shown and time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    shown += os.read(master, 1024)
+                except OSError:
+                    break
+    wait_for_prompt(b"Password: ")
+    os.write(master, first.encode() + b"\n")
+    wait_for_prompt(b"Again: ")
+    os.write(master, second.encode() + b"\n")
+    out, _ = p.communicate(timeout=30)
+    wait_for_prompt(b"\n\n")
+    os.close(master)
+    return p.returncode, out.decode(), shown
+
+
+def test_passwd_on_a_terminal(hermod):
+    rc, out, shown = passwd_on_tty(hermod, "tty-secret", "tty-secret")
+    assert rc == 0 and out.startswith("$")
+    assert b"Password: " in shown and b"Again: " in shown
+    assert b"tty-secret" not in shown           # no echo
+    rc, out, shown = passwd_on_tty(hermod, "one", "two")
+    assert rc == 1 and out == ""
+    assert b"differ" in shown
