@@ -332,31 +332,27 @@ read_include(const char *path, struct buf *text, const char **status,
 	return rc;
 }
 
-/* Comment lines blanked out, then the same target syntax as aliases. */
+/* Comment lines blanked out, then the same target syntax as aliases.
+ * An include file with no targets at all is an empty list, not an error. */
 static int
-include_targets(struct buf *text, struct buf *val, const char **why)
+include_targets(struct buf *text, struct buf *val, char *err, size_t errlen)
 {
-	static char err[256];
-	char *p = text->data, *nl;
+	char *p, *end, *nl;
 	int any = 0;
 
-	for (; p < text->data + text->len; p = nl + 1) {
-		if ((nl = strchr(p, '\n')) == NULL)
-			nl = text->data + text->len;
+	buf_append(text, "", 0);	/* data is not NULL, even when empty */
+	end = text->data + text->len;
+	for (p = text->data; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
 		if (p[strspn(p, " \t\r")] == '#')
 			memset(p, ' ', (size_t)(nl - p));
-		else if (p[strspn(p, " \t\r,\n")] != '\0' &&
-		    p + strspn(p, " \t\r,") < nl)
+		else if (p + strspn(p, " \t\r,") < nl)
 			any = 1;
 	}
 	if (!any)
 		return 0;
-	if (aliases_parse_targets(text->data, text->len, val, err,
-	    sizeof(err)) < 0) {
-		*why = err;
-		return -1;
-	}
-	return 0;
+	return aliases_parse_targets(text->data, text->len, val, err, errlen);
 }
 
 static void
@@ -365,8 +361,8 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 {
 	struct buf text, val;
 	const char *status = "5.3.0", *why = "?";
-	char *reason, *inc = xasprintf(":include:%s", path);
-	int node;
+	char err[256], *reason, *inc = xasprintf(":include:%s", path);
+	int node, rc;
 
 	if (!set_add(&c->expanded, inc)) {
 		c->loops++;
@@ -376,8 +372,12 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 	free(inc);
 	buf_init(&text, ALIAS_INCLUDE_MAX);
 	buf_init(&val, MAP_VALUE_MAX);
-	if (read_include(path, &text, &status, &why) < 0 ||
-	    include_targets(&text, &val, &why) < 0) {
+	rc = read_include(path, &text, &status, &why);
+	if (rc == 0 && include_targets(&text, &val, err, sizeof(err)) < 0) {
+		why = err;	/* status stays 5.3.0: the file is wrong */
+		rc = -1;
+	}
+	if (rc < 0) {
 		reason = xasprintf("cannot use include file %s: %s", path, why);
 		add_error(c, path, parent, depth, status ? status : "5.3.0",
 		    reason);
@@ -470,7 +470,7 @@ alias_expand(const char *addr, struct alias_result *out)
 		leaves += out->v[i].kind < ALIAS_EXPANDED;
 	if (!c.tempfail && leaves == 0)
 		add_error(&c, addr, out->n ? 0 : -1, 1, "5.4.6",
-		    "alias loop: the expansion has no recipients");
+		    "alias loop or empty list: the expansion has no recipients");
 	rc = c.tempfail ? MAP_TEMPFAIL :
 	    out->n && out->v[0].kind == ALIAS_EXPANDED ? MAP_FOUND : MAP_NOTFOUND;
 	buf_free(&c.val);

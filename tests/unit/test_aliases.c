@@ -408,12 +408,16 @@ TEST(expand_basic)
 TEST(expand_include_refusals)
 {
 	char *ww = tpath("ww.inc"), *missing = tpath("missing.inc");
+	char *empty = tpath("empty.inc"), *bad = tpath("bad.inc");
 	char *text = xasprintf("ww: :include:%s\nmiss: :include:%s\n"
-	    "dir: :include:%s\nok: a\n", ww, missing, dir);
+	    "dir: :include:%s\nempty: :include:%s\nbadinc: :include:%s\n"
+	    "ok: a\n", ww, missing, dir, empty, bad);
 	const char *r;
 
 	write_file(ww, "alice\n", 6);
 	chmod(ww, 0666);
+	write_file(empty, "# nobody yet\n\n", 14);
+	write_file(bad, "alice, \"unterminated\n", 21);
 	setup_expand(text);
 	r = expand("ww@example.com", MAP_FOUND);
 	CHECK(strstr(r, "=5.3.0") != NULL);
@@ -421,9 +425,15 @@ TEST(expand_include_refusals)
 	CHECK(strstr(r, "=4.3.0") != NULL);
 	r = expand("dir@example.com", MAP_FOUND);
 	CHECK(strstr(r, "=5.3.0") != NULL);
+	r = expand("empty@example.com", MAP_FOUND);
+	CHECK(strstr(r, "E:empty@example.com=5.4.6") != NULL);
+	r = expand("badinc@example.com", MAP_FOUND);
+	CHECK(strstr(r, "=5.3.0") != NULL);
 	free(text);
 	free(ww);
 	free(missing);
+	free(empty);
+	free(bad);
 }
 
 TEST(expand_bounds)
