@@ -21,7 +21,8 @@
  * reached twice is kept once (case-insensitive); an alias or include file
  * reached twice (a second path, or a loop back up the tree) is expanded
  * once, so a loop ends by itself; an expansion left with no destination at
- * all (a: b, b: a) is one ALIAS_ERROR leaf 5.4.6 "alias loop". `owner-NAME`
+ * all (a: b, b: a; or an empty :include: file) is one ALIAS_ERROR leaf 5.4.6
+ * "alias loop or empty list". `owner-NAME`
  * aliases expand like any other; they do not change the envelope sender
  * (Postfix's owner- convention is not implemented).
  * Aliases apply to local domains only: an address in another domain is an
