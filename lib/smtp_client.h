@@ -35,7 +35,8 @@
  * Ownership: strings passed in are copied. The replies handed to callbacks
  * are borrowed for the duration of the callback. cli_free() may be called
  * from inside any callback (the connection is then torn down when the
- * callback returns, with no further callbacks).
+ * callback returns, with no further callbacks). The process must ignore
+ * SIGPIPE (daemon_init does): a peer that goes away is seen as EPIPE.
  */
 #ifndef HERMOD_SMTP_CLIENT_H
 #define HERMOD_SMTP_CLIENT_H
@@ -170,7 +171,9 @@ int cli_data_end(struct cli_conn *c);
 int cli_idle(const struct cli_conn *c);		/* ready for cli_mail */
 const struct cli_caps *cli_caps(const struct cli_conn *c);
 const char *cli_peer(const struct cli_conn *c);
-/* Polite end: QUIT, wait for its reply (or quit_timeout), then closed(). */
+/* Polite end: QUIT, wait for its reply (or quit_timeout), then closed().
+ * Before the session is ready or with a transaction open: closes at once
+ * (closed() with a local 421). */
 void cli_quit(struct cli_conn *c);
 /* Immediate end: close, no more callbacks. */
 void cli_free(struct cli_conn *c);
