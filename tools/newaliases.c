@@ -7,9 +7,13 @@
  *
  *     newaliases [-c CONF] [-v]
  */
+#include <glob.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "aliases.h"
@@ -36,6 +40,49 @@ usage(void)
 	exit(2);
 }
 
+#define STALE_TMP_AGE 3600	/* a temporary table this old is a crash's */
+
+/* Remove what a newaliases that crashed left behind (FILE.db.tmpXXXXXX);
+ * a young one may be another newaliases at work, so it stays. */
+static void
+remove_stale(const char *db)
+{
+	char *pat = xasprintf("%s.tmp??????", db);
+	struct stat st;
+	glob_t g;
+
+	if (glob(pat, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			if (lstat(g.gl_pathv[i], &st) == 0 && S_ISREG(st.st_mode) &&
+			    st.st_mtime < time(NULL) - STALE_TMP_AGE &&
+			    unlink(g.gl_pathv[i]) == 0)
+				fprintf(stderr, "newaliases: removed stale %s\n",
+				    g.gl_pathv[i]);
+		globfree(&g);
+	}
+	free(pat);
+}
+
+/* As root, warn when the daemons' account cannot read the new table: they
+ * would defer every lookup. Supplementary groups are not considered. */
+static void
+check_readable(const char *db)
+{
+	struct passwd *pw;
+	struct stat st;
+
+	if (geteuid() != 0 || (pw = getpwnam(conf_str(C_user))) == NULL ||
+	    stat(db, &st) < 0)
+		return;
+	if ((st.st_mode & S_IROTH) || (st.st_uid == pw->pw_uid &&
+	    (st.st_mode & S_IRUSR)) || (st.st_gid == pw->pw_gid &&
+	    (st.st_mode & S_IRGRP)))
+		return;
+	fprintf(stderr, "newaliases: warning: %s is not readable by user %s "
+	    "(the daemons would defer mail): make its text file readable by "
+	    "that user or group\n", db, pw->pw_name);
+}
+
 static int
 build(const struct table *t, int verbose)
 {
@@ -47,7 +94,10 @@ build(const struct table *t, int verbose)
 	if (*src == '\0')
 		return 0;	/* no such table configured */
 	db = xasprintf("%s.db", src);
+	remove_stale(db);
 	errors = t->compile(src, db, stderr, &n);
+	if (!errors)
+		check_readable(db);
 	if (errors)
 		fprintf(stderr, "newaliases: %s: %d error%s, %s not changed\n",
 		    src, errors, errors == 1 ? "" : "s", db);
