@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "conf.h"
 #include "hermod.h"
 #include "local_user.h"
+#include "xalloc.h"
 
 enum verdict { OK, REJECT, DEFER };
 
@@ -99,15 +101,28 @@ cmd_lookup(int argc, char **argv)
 {
 	struct alias_result r = { 0 };
 	enum verdict worst = OK, v;
+	const char *addr;
+	char *copy = NULL;
+	size_t n;
 	int status = 0;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: hermod lookup ADDRESS\n");
 		return 2;
 	}
-	if (alias_expand(argv[1], &r) == MAP_TEMPFAIL) {
+	addr = argv[1];
+	n = strlen(addr);
+	if (n >= 2 && addr[0] == '<' && addr[n - 1] == '>')	/* as in SMTP */
+		addr = copy = xstrndup(addr + 1, n - 2);
+	if (*addr == '\0') {
+		fprintf(stderr, "hermod lookup: empty address\n");
+		free(copy);
+		return 2;
+	}
+	if (alias_expand(addr, &r) == MAP_TEMPFAIL) {
 		printf("%s: deferred: 451 4.3.0 aliases table unavailable\n",
-		    argv[1]);
+		    addr);
+		free(copy);
 		alias_result_free(&r);
 		return 75;
 	}
@@ -121,6 +136,7 @@ cmd_lookup(int argc, char **argv)
 	else if (worst == REJECT)
 		status = 1;
 	alias_result_free(&r);
+	free(copy);
 	fflush(stdout);
 	return status;
 }
