@@ -51,11 +51,12 @@ cli_settings_default(struct cli_settings *s)
 
 /* ---- life cycle and reentrancy ---- */
 
+static void txn_clear(struct cli_conn *c);
+
 static void
 release(struct cli_conn *c)
 {
 	struct cmd *k;
-	int i;
 
 	if (c->connecting != NULL)
 		ev_connect_cancel(c->connecting);
@@ -69,13 +70,7 @@ release(struct cli_conn *c)
 		TAILQ_REMOVE(&c->inflight, k, entry);
 		cli_cmd_free(k);
 	}
-	for (i = 0; i < c->nrcpt; i++) {
-		free(c->rcpts[i].addr);
-		free((char *)c->rcpts[i].p.notify);
-		free((char *)c->rcpts[i].p.orcpt);
-	}
-	free(c->rcpts);
-	free(c->mail_fail_text);
+	txn_clear(c);
 	buf_free(&c->reply_text);
 	free(c->peer);
 	free(c->helo_name);
@@ -150,8 +145,9 @@ cli_give_final(struct cli_conn *c, int idx, const struct cli_reply *r)
 }
 
 /* The transaction is over: tidy up and tell the caller. */
-void
-cli_txn_end(struct cli_conn *c)
+/* Forget the transaction (its recipients, its failure) without a word. */
+static void
+txn_clear(struct cli_conn *c)
 {
 	int i;
 
@@ -169,13 +165,16 @@ cli_txn_end(struct cli_conn *c)
 	c->dmode = D_NONE;
 	c->txn = 0;
 	c->data_dropped = 0;
+}
+
+void
+cli_txn_end(struct cli_conn *c)
+{
+	txn_clear(c);
 	/* A transaction the server still holds open is reset before the
 	 * next MAIL the caller may queue from done(). */
 	if (c->need_rset && c->state != S_CLOSED) {
-		{
-			struct cmd *nk = cli_cmd_new(C_RSET, 0);
-			TAILQ_INSERT_HEAD(&c->pending, nk, entry);
-		}
+		cli_queue(c, C_RSET, 1);
 		c->need_rset = 0;
 	}
 	if (c->cb.done != NULL && !c->freed)
@@ -416,8 +415,8 @@ queue_cmd(struct cli_conn *c, struct cmd *k)
 static int
 may_start(const struct cli_conn *c)
 {
-	return !c->freed && !c->txn && c->state != S_CLOSED &&
-	    c->state != S_QUIT && c->state != S_DATA;
+	return !c->freed && !c->txn && !c->quitting && c->state != S_CLOSED &&
+	    c->state != S_DATA;
 }
 
 int
@@ -527,10 +526,39 @@ cli_data_end(struct cli_conn *c)
 	return 0;
 }
 
+/* Drop the open transaction: nothing more is reported about it. Refused
+ * (-1) while the message is going out or its end is unanswered. */
+int
+cli_rset(struct cli_conn *c)
+{
+	struct cmd *k, *next;
+
+	if (c->freed || !c->txn || c->state != S_READY)
+		return -1;
+	TAILQ_FOREACH(k, &c->inflight, entry)
+		if (k->type == C_DATA || k->type == C_DOT)
+			return -1;
+	TAILQ_FOREACH(k, &c->inflight, entry)
+		k->stale = 1;
+	for (k = TAILQ_FIRST(&c->pending); k != NULL; k = next) {
+		next = TAILQ_NEXT(k, entry);
+		if (k->type != C_RSET && k->type != C_QUIT) {
+			TAILQ_REMOVE(&c->pending, k, entry);
+			cli_cmd_free(k);
+		}
+	}
+	txn_clear(c);
+	c->need_rset = 0;
+	cli_queue(c, C_RSET, 0);
+	enter(c);
+	cli_pump(c);
+	return leave(c);
+}
+
 int
 cli_idle(const struct cli_conn *c)
 {
-	return !c->freed && c->state == S_READY && !c->txn;
+	return !c->freed && c->state == S_READY && !c->txn && !c->quitting;
 }
 
 const struct cli_caps *
@@ -550,16 +578,13 @@ cli_quit(struct cli_conn *c)
 {
 	struct cli_reply r;
 
-	if (c->freed || c->state == S_CLOSED || c->state == S_QUIT)
+	if (c->freed || c->state == S_CLOSED || c->quitting)
 		return;
 	enter(c);
 	if (c->state == S_READY && !c->txn) {
-		{
-			struct cmd *nk = cli_cmd_new(C_QUIT, 0);
-			TAILQ_INSERT_TAIL(&c->pending, nk, entry);
-		}
+		c->quitting = 1;
+		cli_queue(c, C_QUIT, 0);
 		cli_pump(c);
-		c->state = S_QUIT;
 	} else {
 		cli_reply_local(&r, 421, "4.4.2", "connection closed by us");
 		cli_close_with(c, &r);

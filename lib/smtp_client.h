@@ -167,6 +167,11 @@ int cli_data_push(struct cli_conn *c);
 int cli_data_write(struct cli_conn *c, const void *p, size_t n);
 int cli_data_end(struct cli_conn *c);
 
+/* Abandon the open transaction before its data (smtpd's client sent
+ * RSET or left): no more callbacks about it, RSET goes to the server.
+ * -1 once DATA has gone out: cli_free() the connection then. */
+int cli_rset(struct cli_conn *c);
+
 /* Between transactions. */
 int cli_idle(const struct cli_conn *c);		/* ready for cli_mail */
 const struct cli_caps *cli_caps(const struct cli_conn *c);

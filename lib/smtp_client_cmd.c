@@ -316,6 +316,29 @@ cli_send_cmd(struct cli_conn *c, struct cmd *k)
 	put_cmd(c, k);
 	TAILQ_INSERT_TAIL(&c->inflight, k, entry);
 	c->ninflight++;
+	if (k->type == C_QUIT)
+		c->state = S_QUIT;
+}
+
+/* The dot went out with the data: wait for its reply (or replies). */
+static void
+send_dot(struct cli_conn *c)
+{
+	struct cmd *k = cli_cmd_new(C_DOT, 0);
+
+	TAILQ_INSERT_TAIL(&c->inflight, k, entry);
+	c->ninflight++;
+}
+
+void
+cli_queue(struct cli_conn *c, enum ctype type, int at_head)
+{
+	struct cmd *k = cli_cmd_new(type, 0);
+
+	if (at_head)
+		TAILQ_INSERT_HEAD(&c->pending, k, entry);
+	else
+		TAILQ_INSERT_TAIL(&c->pending, k, entry);
 }
 
 /*
@@ -418,11 +441,7 @@ cli_data_finish(struct cli_conn *c)
 	evbuffer_add(out, ".\r\n", 3);
 	c->state = S_READY;
 	c->dmode = D_NONE;
-	{
-		struct cmd *nk = cli_cmd_new(C_DOT, 0);
-		TAILQ_INSERT_TAIL(&c->inflight, nk, entry);
-	}
-	c->ninflight++;
+	send_dot(c);
 	cli_arm(c);
 }
 
@@ -579,11 +598,7 @@ on_data(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 		/* Pipelined DATA the server should have refused: end it
 		 * with an empty message (RFC 2920 §3.1). */
 		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
-		{
-			struct cmd *nk = cli_cmd_new(C_DOT, 0);
-			TAILQ_INSERT_TAIL(&c->inflight, nk, entry);
-		}
-		c->ninflight++;
+		send_dot(c);
 		c->data_dropped = 1;
 		return 1;
 	}
@@ -647,9 +662,8 @@ on_greeting(struct cli_conn *c, const struct cli_reply *r)
 		cli_close_with(c, r);
 		return;
 	}
-	c->state = S_READY;	/* lets the EHLO out, then S_HELO */
-	cli_send_cmd(c, cli_cmd_new(C_EHLO, 0));
 	c->state = S_HELO;
+	cli_send_cmd(c, cli_cmd_new(C_EHLO, 0));
 }
 
 /* A reply while the message is going out: the server gave up on it. */

@@ -61,6 +61,7 @@ struct cli_conn {
 	/* the transaction */
 	int txn;		/* a transaction is open */
 	int need_rset;
+	int quitting;		/* QUIT queued: no new transaction */
 	int data_dropped;	/* DATA not sent: nothing to send it for */
 	struct cli_reply mail_fail;	/* MAIL/XFORWARD refused */
 	char *mail_fail_text;
@@ -91,6 +92,7 @@ void cli_reply_reset(struct cli_conn *c);
 struct cmd *cli_cmd_new(enum ctype type, int idx);
 void cli_cmd_free(struct cmd *k);
 void cli_send_cmd(struct cli_conn *c, struct cmd *k);
+void cli_queue(struct cli_conn *c, enum ctype type, int at_head);
 void cli_pump(struct cli_conn *c);
 void cli_arm(struct cli_conn *c);
 void cli_dispatch(struct cli_conn *c);
