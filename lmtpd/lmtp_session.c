@@ -472,7 +472,9 @@ lmtp_session_new(struct event_base *base, evutil_socket_t fd)
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_set_timeouts(s->bev, &idle, &idle);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	reply(s, 220, "2.0.0", "%s LMTP Hermod lmtpd", conf_str(C_myhostname));
+	/* no enhanced code in the greeting: nothing is negotiated yet */
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s LMTP Hermod lmtpd ready\r\n",
+	    conf_str(C_myhostname));
 }
 
 unsigned

@@ -148,3 +148,45 @@ def test_unwritable_maildir_deferred(hermod):
     assert dr[0][0] in (450, 451, 452) and dr[0][1][:1] == "4", dr
     assert dr[1][0] == 250
     assert len(maildir_files(hermod, "bob")) == 1
+
+
+def _small_fs(h):
+    """A 256 KiB tmpfs under the test root (root only); None if mount is
+    not allowed here."""
+    import subprocess
+    mnt = h.path("small")
+    os.mkdir(mnt)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=755", "tmpfs", mnt],
+                       capture_output=True)
+    if r.returncode != 0:
+        return None
+    os.chown(mnt, h.uid, h.gid)
+    return mnt
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to mount a small file system")
+def test_full_disk_leaves_nothing_partial(hermod):
+    import subprocess
+    mnt = _small_fs(hermod)
+    if mnt is None:
+        pytest.skip("mount not permitted here")
+    try:
+        box = mnt + "/bob.mbox"
+        start(hermod, users=[("bob", box, ""), ("alice", mnt + "/alice/", ""),
+                             ("carol", None, "")])
+        small = msg("fits")
+        _, dr = deliver(hermod, ["bob@example.test"], small)
+        assert dr[0][0] == 250
+        before = open(box, "rb").read()
+        huge = msg("too big for the disk", b"z" * 400 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * 400)
+        _, dr = deliver(hermod, ["bob@example.test", "alice@example.test", "carol@example.test"],
+                        huge)
+        assert dr[0][0] == 452 and dr[0][1].startswith("4.3.1"), dr
+        assert dr[1][0] == 452 and dr[1][1].startswith("4.3.1"), dr
+        assert dr[2][0] == 250
+        assert open(box, "rb").read() == before
+        for sub in ("tmp", "new"):
+            assert os.listdir(os.path.join(mnt, "alice", sub)) == []
+    finally:
+        hermod.stop("lmtpd")
+        subprocess.run(["umount", mnt], capture_output=True)
