@@ -124,6 +124,8 @@ leaf_set(struct msg *m, int i, enum leaf_state st, const char *dsn,
 		l->reason = xstrndup(text != NULL ? text : "", REASON_MAX);
 	}
 	log_result(m, i, status);
+	if (st != LS_PENDING)
+		m->final_changed = 1;
 	if (m->fd >= 0)
 		qf_log_leaf(m, m->fd, i, st == LS_SENT ? 's' : st == LS_FAILED ? 'f' : 'd');
 }
@@ -183,7 +185,7 @@ attempt_begin(struct msg *m)
 {
 	time_t now = time(NULL);
 
-	if ((m->fd = openat(spool_fd, m->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+	if ((m->fd = qf_open(spool_fd, m->path, O_RDWR)) < 0) {
 		if (errno == ENOENT) {
 			log_qwarn(m->id, "queue file %s vanished", m->path);
 			sched_forget(m);
@@ -330,6 +332,11 @@ attempt_part_done(struct msg *m)
 {
 	if (--m->attempts_out > 0)
 		return;
+	if (!m->final_changed) {	/* only deferrals: nothing to make durable */
+		state_durable(m, 0);
+		return;
+	}
+	m->final_changed = 0;
 	m->creq.fd = m->fd;
 	m->creq.tmp_path = m->creq.final_path = NULL;
 	m->creq.done = state_durable;

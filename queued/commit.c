@@ -13,7 +13,9 @@
  *      reports writeback errors through it);
  *   2. new messages are renamed from incoming/ into queue/X/ (only after
  *      their data is stable, so a file in queue/ is always whole);
- *   3. each queue/X directory touched is fsync'ed once;
+ *   3. the directory entries: one queue/X directory touched is fsync'ed,
+ *      several share one more syncfs() (the renames are all in the same
+ *      journal transaction: one commit makes them all durable);
  *   4. every waiter is told (the 250s go out from there).
  * A crash before step 3 leaves the message unacknowledged: in incoming/
  * (removed at start-up) or, rarely, renamed but never acknowledged (it is
@@ -80,6 +82,17 @@ sync_dirs(unsigned touched, int *dir_err)
 {
 	int any = 0;
 
+	if (touched & (touched - 1)) {	/* two or more: one syncfs for all */
+		int err = syncfs(spool_fd) < 0 ? errno : 0;
+
+		commit_stats.fsyncs++;
+		commit_stats.syncfs++;
+		for (int d = 0; d < QUEUE_HASH_DIRS; d++)
+			dir_err[d] = err;
+		if (err != 0)
+			log_crit("syncfs (queue directories): %s", strerror(err));
+		return err != 0;
+	}
 	for (int d = 0; d < QUEUE_HASH_DIRS; d++) {
 		dir_err[d] = 0;
 		if (!(touched & (1u << d)))

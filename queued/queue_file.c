@@ -371,6 +371,19 @@ qf_log_msg(struct msg *m, int fd, const char *rec)
 	return append_record(m, fd, line, (size_t)n);
 }
 
+/* Open a queue file without updating its access time (which would dirty
+ * the inode and make the next group commit write it back): O_NOATIME is
+ * refused (EPERM) for files we do not own, then we open without it. */
+int
+qf_open(int dirfd, const char *path, int flags)
+{
+	int fd = openat(dirfd, path, flags | O_NOATIME | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0 && errno == EPERM)
+		fd = openat(dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW);
+	return fd;
+}
+
 int
 spool_open(const char *dir)
 {

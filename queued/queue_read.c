@@ -411,7 +411,7 @@ qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 	int fd, rc = -1;
 
 	*out = NULL;
-	if ((fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+	if ((fd = qf_open(dirfd, path, O_RDONLY)) < 0 ||
 	    fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		snprintf(err, errsz, "cannot open: %s", strerror(errno));
 		goto done;

@@ -110,6 +110,7 @@ struct msg {
 	int fd;			/* open for state records during an attempt, or -1 */
 	double attempt_start;
 	int dsn_step;		/* attempt.c: which DSN kind is next */
+	int final_changed;	/* a leaf became final in this attempt */
 	struct commit_req creq;	/* state records of the attempt */
 	RB_ENTRY(msg) by_id;
 };
@@ -153,6 +154,7 @@ int qf_log_leaf(struct msg *m, int fd, int leaf, char code);
 int qf_log_msg(struct msg *m, int fd, const char *rec);
 struct msg *msg_new(void);
 void msg_free(struct msg *m);
+int qf_open(int dirfd, const char *path, int flags);	/* no atime, no symlinks */
 int spool_open(const char *dir);	/* chdir-free: returns the spool dirfd */
 extern int spool_fd;
 

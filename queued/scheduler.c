@@ -135,10 +135,21 @@ sched_unput(struct msg *m)
 	heap_remove(m);
 }
 
+static double
+mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
 /* Put m on the schedule for m->next_try. */
 void
 sched_put(struct msg *m)
 {
+	double t0 = mono_ns();
+
 	if (m->hold || m->pending_delete)
 		return;
 	if (m->heap_idx == SIZE_MAX) {
@@ -152,6 +163,8 @@ sched_put(struct msg *m)
 	heap_up(m->heap_idx);
 	if (m->heap_idx == 0)
 		arm_timer();
+	sched_stats.sched_ns_total += mono_ns() - t0;
+	sched_stats.sched_ops++;
 }
 
 /* ---- transports and their waiting lists --------------------------------- */
@@ -263,18 +276,15 @@ static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	time_t now = time(NULL);
-	struct timespec t0, t1;
 	int batch = 0;
 
 	(void)fd, (void)what, (void)arg;
 	while (heap_len > 0 && heap[0]->next_try <= now && batch++ < 1000) {
 		struct msg *m = heap[0];
+		double t0 = mono_ns();
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 		heap_remove(m);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		sched_stats.sched_ns_total += (t1.tv_sec - t0.tv_sec) * 1e9 +
-		    (t1.tv_nsec - t0.tv_nsec);
+		sched_stats.sched_ns_total += mono_ns() - t0;
 		sched_stats.sched_ops++;
 		sched_stats.scheduled++;
 		start_attempt(m);

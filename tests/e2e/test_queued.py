@@ -212,7 +212,9 @@ def test_delivery_into_maildirs_via_real_lmtpd(hermod):
     assert [c for c, _ in after] == [250, 250]
     qid = after[0][1].split()[1].decode()
     for user in ("alice", "bob"):
-        wait_for(lambda: len(hermod.maildir(user)) == 1, 20, what="delivery to " + user)
+        new = hermod.path("mail", user, "new")
+        wait_for(lambda: os.path.isdir(new) and len(os.listdir(new)) == 1, 20,
+                 what="delivery to " + user)
         body = list(hermod.maildir(user).values())[0].as_bytes()
         assert b"Subject: real" in body and b"\n.leading dot" in body
     wait_for(lambda: "%s: removed" % qid in hermod.log("queued"), 10, what="removal")
