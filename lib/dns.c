@@ -10,15 +10,29 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ares.h>
 #include <bsd/sys/queue.h>
+#ifndef __unused	/* libbsd's tree.h marks its static functions so */
+#define __unused __attribute__((__unused__))
+#endif
+#include <bsd/sys/tree.h>
 
 #include "dns.h"
 #include "log.h"
 #include "xalloc.h"
 
 enum qstate { Q_SUBMITTING, Q_INFLIGHT, Q_DEFERRED };
+
+/* A lookup's outcome, before it is shaped into the caller's reply. */
+struct answer {
+	enum dns_status status;
+	const char *why;
+	unsigned int ttl;
+	int n;
+	void *data;		/* n dns_mx, or n sockaddr_storage */
+};
 
 struct dns_query {
 	TAILQ_ENTRY(dns_query) entry;
@@ -32,6 +46,9 @@ struct dns_query {
 	int status;		/* stashed ares status for Q_DEFERRED */
 	unsigned char *abuf;
 	int alen;
+	char *name;		/* normalised: the cache key */
+	int cached;		/* answered from the cache: `hit` */
+	struct answer *hit;
 };
 
 struct sockw {
@@ -266,6 +283,10 @@ query_free(struct dns_query *q)
 	TAILQ_REMOVE(&R.queries, q, entry);
 	event_free(q->defer);
 	free(q->abuf);
+	free(q->name);
+	if (q->hit != NULL)
+		free(q->hit->data);
+	free(q->hit);
 	free(q);
 }
 
@@ -289,6 +310,7 @@ dns_free(void)
 		free(w);
 	}
 	event_free(R.timer);
+	dns_cache_flush();
 	ares_library_cleanup();
 }
 
@@ -400,40 +422,166 @@ mx_collect(struct ares_mx_reply *list, struct dns_mx **out, int *nnull,
 	return n;
 }
 
-static void
-deliver_mx(struct dns_query *q, int status, const unsigned char *abuf,
-    int alen)
+
+/*
+ * A small cache of good answers (records and null MX), each kept for its
+ * TTL (at most a day), so that a burst of mail to one domain costs one
+ * lookup. Failures are not cached: the next attempt asks again.
+ */
+struct cent {
+	RB_ENTRY(cent) node;
+	int type;
+	char name[DNS_NAME_MAX + 1];	/* lower case, no trailing dot */
+	time_t expires;			/* monotonic seconds */
+	struct answer a;		/* data owned */
+};
+
+static int
+cent_cmp(struct cent *x, struct cent *y)
 {
-	struct dns_mx_reply r = { .status = DNS_OK, .why = "ok" };
+	return x->type != y->type ? x->type - y->type :
+	    strcmp(x->name, y->name);
+}
+
+RB_HEAD(ctree, cent);
+RB_GENERATE_STATIC(ctree, cent, node, cent_cmp)
+static struct ctree cache = RB_INITIALIZER(&cache);
+static int cache_n, cache_max = DNS_CACHE_MAX;
+
+static time_t
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static size_t
+elsize(int type)
+{
+	return type == ns_t_mx ? sizeof(struct dns_mx) :
+	    sizeof(struct sockaddr_storage);
+}
+
+static void
+cache_drop(struct cent *e)
+{
+	RB_REMOVE(ctree, &cache, e);
+	cache_n--;
+	free(e->a.data);
+	free(e);
+}
+
+static void
+cache_expire(time_t now)
+{
+	struct cent *e, *next;
+
+	RB_FOREACH_SAFE(e, ctree, &cache, next)
+		if (e->expires <= now)
+			cache_drop(e);
+}
+
+void
+dns_cache_flush(void)
+{
+	cache_expire((time_t)1 << 62);
+}
+
+void
+dns_set_cache_size(int entries)
+{
+	cache_max = entries < 0 ? 0 : entries;
+	dns_cache_flush();
+}
+
+static void
+cache_put(int type, const char *name, const struct answer *a)
+{
+	struct cent *e, key;
+	time_t now = mono_now();
+
+	if (cache_max == 0 || a->ttl == 0 || name == NULL ||
+	    (a->status != DNS_OK && a->status != DNS_NULLMX))
+		return;
+	key.type = type;
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	if ((e = RB_FIND(ctree, &cache, &key)) != NULL)
+		cache_drop(e);
+	if (cache_n >= cache_max)
+		cache_expire(now);
+	if (cache_n >= cache_max)
+		return;		/* full of live answers: skip, do not evict */
+	e = xcalloc(1, sizeof(*e));
+	*e = key;
+	e->a = *a;
+	e->a.why = "ok (cached)";
+	e->a.data = NULL;
+	e->expires = now + (a->ttl > 86400 ? 86400 : a->ttl);
+	if (a->n > 0) {
+		e->a.data = xcalloc((size_t)a->n, elsize(type));
+		memcpy(e->a.data, a->data, (size_t)a->n * elsize(type));
+	}
+	RB_INSERT(ctree, &cache, e);
+	cache_n++;
+}
+
+/* A fresh cached answer copied into `out` (data to be freed), with the
+ * TTL that is left. */
+static int
+cache_get(int type, const char *name, struct answer *out)
+{
+	struct cent *e, key;
+	time_t now = mono_now();
+
+	key.type = type;
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	if ((e = RB_FIND(ctree, &cache, &key)) == NULL)
+		return 0;
+	if (e->expires <= now) {
+		cache_drop(e);
+		return 0;
+	}
+	*out = e->a;
+	out->data = NULL;
+	out->ttl = (unsigned)(e->expires - now);
+	if (e->a.n > 0) {
+		out->data = xcalloc((size_t)e->a.n, elsize(type));
+		memcpy(out->data, e->a.data, (size_t)e->a.n * elsize(type));
+	}
+	return 1;
+}
+
+static void
+parse_mx(int status, const unsigned char *abuf, int alen, struct answer *a)
+{
 	struct ares_mx_reply *list = NULL;
 	struct dns_mx *mx = NULL;
 	int nnull = 0, nbad = 0, pr;
 
 	if (status != ARES_SUCCESS) {
-		r.status = map_status(status, &r.why);
-	} else if ((pr = ares_parse_mx_reply(abuf, alen, &list)) !=
-	    ARES_SUCCESS) {
-		r.status = map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
-		    &r.why);
-	} else {
-		r.n = mx_collect(list, &mx, &nnull, &nbad);
-		ares_free_data(list);
-		if (r.n > DNS_MAX_MX)
-			r.n = DNS_MAX_MX;
-		r.mx = mx;
-		r.ttl = answer_min_ttl(abuf, alen);
-		if (r.n == 0 && nnull > 0) {
-			r.status = DNS_NULLMX;
-			r.why = "the domain accepts no mail (null MX)";
-		} else if (r.n == 0) {
-			r.status = DNS_MALFORMED;
-			r.why = "no valid exchanger names in the MX answer";
-		}
-		if (r.status != DNS_OK)
-			r.ttl = 0;
+		a->status = map_status(status, &a->why);
+		return;
 	}
-	q->mx_cb(&r, q->arg);
-	free(mx);
+	if ((pr = ares_parse_mx_reply(abuf, alen, &list)) != ARES_SUCCESS) {
+		a->status = map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
+		    &a->why);
+		return;
+	}
+	a->n = mx_collect(list, &mx, &nnull, &nbad);
+	ares_free_data(list);
+	a->n = a->n > DNS_MAX_MX ? DNS_MAX_MX : a->n;
+	a->data = mx;
+	a->ttl = answer_min_ttl(abuf, alen);
+	if (a->n == 0 && nnull > 0) {
+		a->status = DNS_NULLMX;
+		a->why = "the domain accepts no mail (null MX)";
+	} else if (a->n == 0) {
+		a->status = DNS_MALFORMED;
+		a->why = "no valid exchanger names in the MX answer";
+		a->ttl = 0;
+	}
 }
 
 /* Fill sockaddrs from c-ares's parsed A or AAAA records. */
@@ -467,39 +615,57 @@ addr_parse(int type, const unsigned char *abuf, int alen,
 }
 
 static void
-deliver_addr(struct dns_query *q, int status, const unsigned char *abuf,
-    int alen)
+parse_addr(int type, int status, const unsigned char *abuf, int alen,
+    struct answer *a)
 {
-	struct dns_addr_reply r = { .status = DNS_OK, .why = "ok" };
-	struct sockaddr_storage *ss = NULL;
 	int pr;
 
 	if (status != ARES_SUCCESS) {
-		r.status = map_status(status, &r.why);
-	} else {
-		ss = xcalloc(DNS_MAX_ADDRS, sizeof(*ss));
-		pr = addr_parse(q->type, abuf, alen, ss, &r.n);
-		if (pr != ARES_SUCCESS) {
-			r.n = 0;
-			r.status = map_status(pr == ARES_ENODATA ? pr :
-			    ARES_EBADRESP, &r.why);
-		} else {
-			r.addrs = ss;
-			r.ttl = answer_min_ttl(abuf, alen);
-		}
+		a->status = map_status(status, &a->why);
+		return;
 	}
-	q->addr_cb(&r, q->arg);
-	free(ss);
+	a->data = xcalloc(DNS_MAX_ADDRS, sizeof(struct sockaddr_storage));
+	if ((pr = addr_parse(type, abuf, alen, a->data, &a->n)) !=
+	    ARES_SUCCESS) {
+		a->n = 0;
+		a->status = map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
+		    &a->why);
+		return;
+	}
+	a->ttl = answer_min_ttl(abuf, alen);
+}
+
+static void
+give(struct dns_query *q, const struct answer *a)
+{
+	if (q->type == ns_t_mx) {
+		struct dns_mx_reply r = { a->status, a->why, a->ttl, a->n,
+		    a->data };
+		q->mx_cb(&r, q->arg);
+	} else {
+		struct dns_addr_reply r = { a->status, a->why, a->ttl, a->n,
+		    a->data };
+		q->addr_cb(&r, q->arg);
+	}
 }
 
 static void
 deliver(struct dns_query *q, int status, const unsigned char *abuf,
     int alen)
 {
+	struct answer a = { .status = DNS_OK, .why = "ok" };
+
 	if (q->type == ns_t_mx)
-		deliver_mx(q, status, abuf, alen);
+		parse_mx(status, abuf, alen, &a);
 	else
-		deliver_addr(q, status, abuf, alen);
+		parse_addr(q->type, status, abuf, alen, &a);
+	if (a.status != DNS_OK && a.status != DNS_NULLMX)
+		a.ttl = 0;
+	if (a.status != DNS_OK)
+		a.n = 0;
+	cache_put(q->type, q->name, &a);
+	give(q, &a);
+	free(a.data);
 }
 
 static void
@@ -509,7 +675,10 @@ on_deferred(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	deliver(q, q->status, q->abuf, q->alen);
+	if (q->hit != NULL)
+		give(q, q->hit);
+	else
+		deliver(q, q->status, q->abuf, q->alen);
 	query_free(q);
 }
 
@@ -539,6 +708,19 @@ ares_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	query_free(q);
 }
 
+static char *
+normalise(const char *name)
+{
+	char *n = xstrdup(name), *p;
+	size_t len = strlen(n);
+
+	if (len > 0 && n[len - 1] == '.')
+		n[len - 1] = '\0';
+	for (p = n; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return n;
+}
+
 static struct dns_query *
 submit(const char *name, int type, dns_mx_cb mcb, dns_addr_cb acb,
     void *arg)
@@ -561,6 +743,15 @@ submit(const char *name, int type, dns_mx_cb mcb, dns_addr_cb acb,
 		event_active(q->defer, EV_TIMEOUT, 0);
 		return q;
 	}
+	q->name = normalise(name);
+	q->hit = xcalloc(1, sizeof(*q->hit));
+	if (cache_get(type, q->name, q->hit)) {
+		q->state = Q_DEFERRED;
+		event_active(q->defer, EV_TIMEOUT, 0);
+		return q;
+	}
+	free(q->hit);
+	q->hit = NULL;
 	q->state = Q_SUBMITTING;
 	ares_query(R.ch, name, ns_c_in, type, ares_done, q);
 	if (q->state == Q_SUBMITTING)

@@ -12,7 +12,9 @@
  *
  * Results are whole lookups (CNAME chains are followed by the recursive
  * server and c-ares); each reply carries the smallest TTL of the answer
- * records so that a cache (remote-delivery issue) can keep it that long.
+ * records. Good answers (records, null MX) are cached for that TTL (at
+ * most a day; a cached reply says "ok (cached)" and the TTL left);
+ * failures are not cached.
  */
 #ifndef HERMOD_DNS_H
 #define HERMOD_DNS_H
@@ -23,6 +25,7 @@
 #define DNS_NAME_MAX	253	/* RFC 1035 §2.3.4, text form without dot */
 #define DNS_MAX_MX	32	/* exchangers kept per domain, best first */
 #define DNS_MAX_ADDRS	32	/* addresses kept per name and family */
+#define DNS_CACHE_MAX	10000	/* cached answers (default) */
 
 enum dns_status {
 	DNS_OK,
@@ -47,7 +50,7 @@ struct dns_mx {
 struct dns_mx_reply {
 	enum dns_status status;
 	const char *why;	/* human detail for logs, never NULL */
-	unsigned int ttl;	/* seconds; 0 when status != DNS_OK */
+	unsigned int ttl;	/* seconds; 0 unless DNS_OK or DNS_NULLMX */
 	int n;			/* DNS_OK: 1..DNS_MAX_MX */
 	const struct dns_mx *mx;/* sorted by preference (stable); equal
 				 * preferences are for the caller to shuffle */
@@ -76,6 +79,11 @@ int dns_init(struct event_base *base, char *const *servers);
 /* Per-try timeout and tries (before dns_init; defaults 5000 ms, 2 tries,
  * like resolv.conf's). Tests use short ones. */
 void dns_set_timeouts(int timeout_ms, int tries);
+
+/* Cache size in answers (0: no cache); empties the cache. */
+void dns_set_cache_size(int entries);
+/* Forget every cached answer (SIGHUP, tests). */
+void dns_cache_flush(void);
 
 /*
  * Stop the resolver. Lookups still running are dropped without their

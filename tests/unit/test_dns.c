@@ -260,6 +260,7 @@ static struct {
 	enum dns_status status;
 	unsigned ttl;
 	int n;
+	char why[64];
 	struct dns_mx mx[DNS_MAX_MX];
 	char addrs[DNS_MAX_ADDRS][64];
 } got;
@@ -275,6 +276,7 @@ on_mx(const struct dns_mx_reply *r, void *arg)
 	got.ttl = r->ttl;
 	got.n = r->n;
 	CHECK(r->why != NULL);
+	snprintf(got.why, sizeof(got.why), "%s", r->why);
 	for (i = 0; i < r->n && i < DNS_MAX_MX; i++)
 		got.mx[i] = r->mx[i];
 	event_base_loopbreak(base);
@@ -290,6 +292,7 @@ on_addr(const struct dns_addr_reply *r, void *arg)
 	got.status = r->status;
 	got.ttl = r->ttl;
 	got.n = r->n;
+	snprintf(got.why, sizeof(got.why), "%s", r->why);
 	for (i = 0; i < r->n; i++) {
 		const struct sockaddr_storage *ss = &r->addrs[i];
 		const void *a = ss->ss_family == AF_INET ?
@@ -410,7 +413,7 @@ TEST(test_mx_failures)
 			    dns_status_str(got.status));
 		CHECK_INT(got.status, t[i].st);
 		CHECK_INT(got.n, 0);
-		CHECK_INT(got.ttl, 0);
+		CHECK_INT(got.ttl, t[i].st == DNS_NULLMX ? 3600 : 0);
 	}
 }
 
@@ -438,6 +441,48 @@ TEST(test_addr)
 	CHECK_INT(got.status, DNS_NXDOMAIN);
 	query_addr("drop.test", AF_INET);	/* no A canned: NODATA */
 	CHECK_INT(got.status, DNS_NODATA);
+}
+
+/* Good answers come from the cache within their TTL; failures do not;
+ * a full cache takes nothing more; size 0 turns it off. */
+TEST(test_cache)
+{
+	int before;
+
+	dns_cache_flush();
+	before = srv_queries;
+	query_mx("mx.test");
+	CHECK_INT(srv_queries, before + 1);
+	query_mx("Mx.Test.");		/* same key */
+	CHECK_INT(srv_queries, before + 1);
+	CHECK_STR(got.why, "ok (cached)");
+	CHECK_INT(got.n, 3);
+	CHECK_STR(got.mx[0].host, "mx1.test");
+	CHECK(got.ttl <= 100 && got.ttl >= 99);
+	query_addr("a.test", AF_INET);
+	query_addr("a.test", AF_INET6);	/* another type: asked */
+	CHECK_INT(srv_queries, before + 3);
+	query_addr("a.test", AF_INET6);
+	CHECK_INT(srv_queries, before + 3);
+	CHECK_STR(got.addrs[0], "2001:db8::1");
+	query_mx("null.test");
+	query_mx("null.test");
+	CHECK_INT(got.status, DNS_NULLMX);
+	CHECK_INT(srv_queries, before + 4);
+	query_mx("nx.test");
+	query_mx("nx.test");		/* failures are asked again */
+	CHECK_INT(srv_queries, before + 6);
+	dns_set_cache_size(1);
+	query_mx("mx.test");
+	query_addr("a.test", AF_INET);	/* cache full: not kept */
+	query_mx("mx.test");
+	query_addr("a.test", AF_INET);
+	CHECK_INT(srv_queries, before + 9);
+	dns_set_cache_size(0);
+	query_mx("mx.test");
+	query_mx("mx.test");
+	CHECK_INT(srv_queries, before + 11);
+	dns_set_cache_size(DNS_CACHE_MAX);
 }
 
 TEST(test_cancel)
@@ -485,6 +530,7 @@ main(void)
 	RUN(test_mx);
 	RUN(test_mx_failures);
 	RUN(test_addr);
+	RUN(test_cache);
 	RUN(test_cancel);
 	/* Lookups still running at dns_free: dropped, no callback. */
 	memset(&got, 0, sizeof(got));
