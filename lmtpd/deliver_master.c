@@ -80,8 +80,11 @@ deliver_one(const struct dlv_req *r, int msgfd, struct dlv_detail *d)
 	case LU_FOUND:
 		break;
 	case LU_NOTFOUND:
-		dlv_detailf(d, "user unknown");
-		return DLV_NOUSER;
+		/* It was found at RCPT a moment ago: a table being replaced
+		 * is likelier than a user removed, and a bounce cannot be
+		 * taken back. Defer; the retry's RCPT gives 550 if it stays. */
+		dlv_detailf(d, "recipient no longer in the users table");
+		return DLV_TEMPLOOKUP;
 	default:
 		dlv_detailf(d, "users table lookup failed");
 		return DLV_TEMPLOOKUP;

@@ -20,7 +20,7 @@
  * dlv_reply() (one table, lmtp_session.c). */
 enum dlv_status {
 	DLV_OK,
-	DLV_NOUSER,	/* 550 5.1.1: the recipient vanished since RCPT */
+	DLV_NOUSER,	/* 550 5.1.1: unknown at RCPT */
 	DLV_TEMPLOOKUP,	/* 451 4.3.0: users table unavailable */
 	DLV_LOOP,	/* 554 5.4.6: Delivered-To: already names it */
 	DLV_QUOTA,	/* 552 5.2.2 */
