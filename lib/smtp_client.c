@@ -20,6 +20,8 @@
 
 #include <bsd/sys/queue.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 
 #include "buf.h"
 #include "conf.h"
@@ -74,6 +76,10 @@ release(struct cli_conn *c)
 	buf_free(&c->reply_text);
 	free(c->peer);
 	free(c->helo_name);
+	free(c->auth_user);
+	if (c->auth_pass != NULL)
+		explicit_bzero(c->auth_pass, strlen(c->auth_pass));
+	free(c->auth_pass);
 	free(c);
 }
 
@@ -210,18 +216,35 @@ cli_close_with(struct cli_conn *c, const struct cli_reply *r)
 		c->cb.closed(c, r, c->arg);
 }
 
-void
-cli_fail(struct cli_conn *c, const char *fmt, ...)
+static void
+vfail(struct cli_conn *c, const char *status, const char *fmt, va_list ap)
 {
 	struct cli_reply r;
 	char text[512];
+
+	vsnprintf(text, sizeof(text), fmt, ap);
+	cli_reply_local(&r, 421, status, text);
+	cli_close_with(c, &r);
+}
+
+void
+cli_fail(struct cli_conn *c, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	vfail(c, "4.4.2", fmt, ap);
 	va_end(ap);
-	cli_reply_local(&r, 421, "4.4.2", text);
-	cli_close_with(c, &r);
+}
+
+void
+cli_failx(struct cli_conn *c, const char *status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(c, status, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- the connection ---- */
@@ -287,30 +310,83 @@ on_write(struct bufferevent *bev, void *arg)
 	leave(c);
 }
 
+/* The reason OpenSSL gives for a failed handshake, if any. */
+static const char *
+tls_error(struct bufferevent *bev, char *buf, size_t len)
+{
+	unsigned long e = bufferevent_get_openssl_error(bev);
+
+	if (e == 0)
+		return "handshake failed";
+	ERR_error_string_n(e, buf, len);
+	return buf;
+}
+
 static void
 on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct cli_conn *c = arg;
+	char err[160];
 
-	(void)bev;
 	enter(c);
-	if (what & BEV_EVENT_TIMEOUT)
+	if ((what & BEV_EVENT_CONNECTED) && c->state == S_TLS) {
+		c->tls_on = 1;		/* handshake done: EHLO again */
+		c->state = S_HELO;
+		cli_send_cmd(c, cli_cmd_new(C_EHLO, 0));
+		cli_arm(c);
+	} else if (c->state == S_TLS && (what & (BEV_EVENT_ERROR |
+	    BEV_EVENT_EOF))) {
+		cli_failx(c, "4.7.5", "TLS with %s failed: %s", c->peer,
+		    tls_error(bev, err, sizeof(err)));
+	} else if (what & BEV_EVENT_TIMEOUT) {
 		cli_fail(c, "timeout with %s while %s", c->peer, c->doing);
-	else if (what & BEV_EVENT_EOF)
-		cli_fail(c, "lost connection with %s while %s", c->peer, c->doing);
-	else if (what & BEV_EVENT_ERROR)
+	} else if (what & BEV_EVENT_EOF) {
+		cli_fail(c, "lost connection with %s while %s", c->peer,
+		    c->doing);
+	} else if (what & BEV_EVENT_ERROR) {
 		cli_fail(c, "connection with %s failed while %s: %s", c->peer,
 		    c->doing, strerror(EVUTIL_SOCKET_ERROR()));
+	}
 	leave(c);
 }
 
 static void
-attach(struct cli_conn *c, struct bufferevent *bev)
+watch(struct cli_conn *c, struct bufferevent *bev)
 {
 	c->bev = bev;
 	bufferevent_setcb(bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(bev, EV_WRITE, LOWAT, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * The server said 220 to STARTTLS. Anything already read past that reply
+ * was sent in plaintext before TLS and could be an injected command:
+ * refuse it (RFC 3207 §4.2, the 2011 STARTTLS command-injection lesson).
+ */
+void
+cli_tls_start(struct cli_conn *c)
+{
+	struct bufferevent *tls;
+
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		cli_failx(c, "4.7.5", "%s sent data after its STARTTLS reply",
+		    c->peer);
+		return;
+	}
+	if ((tls = c->cb.tls_wrap(c, c->bev, c->arg)) == NULL) {
+		cli_failx(c, "4.7.5", "TLS set-up for %s failed", c->peer);
+		return;
+	}
+	watch(c, tls);
+	c->state = S_TLS;
+	cli_arm(c);
+}
+
+static void
+attach(struct cli_conn *c, struct bufferevent *bev)
+{
+	watch(c, bev);
 	c->state = S_GREETING;
 	cli_arm(c);
 }
@@ -343,7 +419,13 @@ conn_new(struct event_base *base, const struct cli_settings *s,
 	c->peer = xstrdup(s->peer_name != NULL ? s->peer_name : peer);
 	c->helo_name = xstrdup(s->helo_name != NULL ? s->helo_name :
 	    conf_str(C_myhostname));
-	c->s.helo_name = c->s.peer_name = NULL;	/* borrowed: not kept */
+	if (s->auth_user != NULL) {
+		c->auth_user = xstrdup(s->auth_user);
+		c->auth_pass = xstrdup(s->auth_pass ? s->auth_pass : "");
+	}
+	/* Borrowed: not kept. */
+	c->s.helo_name = c->s.peer_name = NULL;
+	c->s.auth_user = c->s.auth_pass = NULL;
 	c->state = S_CONNECTING;
 	c->data_fd = -1;
 	c->doing = "connecting";
@@ -571,6 +653,12 @@ const char *
 cli_peer(const struct cli_conn *c)
 {
 	return c->peer;
+}
+
+struct bufferevent *
+cli_tls_bev(const struct cli_conn *c)
+{
+	return c->tls_on ? c->bev : NULL;
 }
 
 void

@@ -30,7 +30,15 @@
  * away, after cli_quit); its reply is synthesized (4.4.x) for local
  * failures, or is the server's own (greeting 554, 421, ...).
  * A failure that the client synthesizes is always a 4xx: the caller
- * retries, never bounces, on a connection problem.
+ * retries, never bounces, on a connection problem. Its status tells the
+ * kind: 4.4.2 connection (lost, timeout, garbage), 4.7.5 TLS (offer
+ * missing under CLI_TLS_MUST, handshake failed: under "may" a caller can
+ * retry in plaintext), 4.7.8 AUTH (refused or not offered; a server's
+ * 5xx refusal is turned into a 4xx, as Postfix's soft bounce does).
+ *
+ * Session set-up after the greeting: EHLO (LHLO), then STARTTLS when
+ * s.tls asks for it and the server offers it (EHLO again), then AUTH when
+ * s.auth_user is set, then ready().
  *
  * Ownership: strings passed in are copied. The replies handed to callbacks
  * are borrowed for the duration of the callback. cli_free() may be called
@@ -62,9 +70,15 @@ struct cli_settings {
 	size_t max_reply_bytes;	/* 8192: all lines of one reply together */
 	int max_pipeline;	/* 100: commands in flight when pipelining */
 	int lmtp;		/* LHLO, one final reply per accepted rcpt */
+	int tls;		/* CLI_TLS_*: STARTTLS (needs cb.tls_wrap) */
+	const char *auth_user;	/* AUTH PLAIN or LOGIN after EHLO (and after
+				 * TLS when on); copied; NULL: no AUTH */
+	const char *auth_pass;
 	const char *helo_name;	/* borrowed; default: conf myhostname */
 	const char *peer_name;	/* borrowed; for texts ("host[addr]") */
 };
+
+enum { CLI_TLS_NONE, CLI_TLS_MAY, CLI_TLS_MUST };
 
 /* Fill in the defaults above (lmtp 0, helo_name from conf myhostname). */
 void cli_settings_default(struct cli_settings *s);
@@ -112,6 +126,14 @@ struct cli_callbacks {
 	    void *);
 	void (*done)(struct cli_conn *, void *);
 	void (*closed)(struct cli_conn *, const struct cli_reply *, void *);
+	/*
+	 * STARTTLS: after the server's 220, wrap the plain bufferevent in a
+	 * TLS one in connecting state (bufferevent_openssl_filter_new with
+	 * BEV_OPT_CLOSE_ON_FREE: it then owns `plain`); NULL on failure.
+	 * The client waits for the handshake, then sends EHLO again.
+	 */
+	struct bufferevent *(*tls_wrap)(struct cli_conn *,
+	    struct bufferevent *plain, void *);
 };
 
 /* MAIL FROM parameters; zero/NULL fields are not sent. */
@@ -176,6 +198,9 @@ int cli_rset(struct cli_conn *c);
 int cli_idle(const struct cli_conn *c);		/* ready for cli_mail */
 const struct cli_caps *cli_caps(const struct cli_conn *c);
 const char *cli_peer(const struct cli_conn *c);
+/* The bufferevent under TLS after STARTTLS (for its SSL: version and
+ * cipher in log lines), else NULL. */
+struct bufferevent *cli_tls_bev(const struct cli_conn *c);
 /* Polite end: QUIT, wait for its reply (or quit_timeout), then closed().
  * Before the session is ready or with a transaction open: closes at once
  * (closed() with a local 421). */

@@ -209,6 +209,8 @@ put_cmd(struct cli_conn *c, struct cmd *k)
 	case C_DOT: evbuffer_add_printf(out, "."); break;
 	case C_RSET: evbuffer_add_printf(out, "RSET"); break;
 	case C_QUIT: evbuffer_add_printf(out, "QUIT"); break;
+	case C_STARTTLS: evbuffer_add_printf(out, "STARTTLS"); break;
+	case C_AUTH: evbuffer_add_printf(out, "%s", k->line); break;
 	default: fatal("smtp client: bad command %d", k->type);
 	}
 	evbuffer_add(out, "\r\n", 2);
@@ -238,6 +240,10 @@ static const struct {
 	    offsetof(struct cli_settings, mail_timeout) },
 	[C_QUIT] = { "waiting for the QUIT reply",
 	    offsetof(struct cli_settings, quit_timeout) },
+	[C_STARTTLS] = { "waiting for the STARTTLS reply",
+	    offsetof(struct cli_settings, helo_timeout) },
+	[C_AUTH] = { "in the AUTH exchange",
+	    offsetof(struct cli_settings, helo_timeout) },
 };
 
 static void
@@ -257,7 +263,10 @@ cli_arm(struct cli_conn *c)
 
 	if (c->bev == NULL || c->state == S_CLOSED)
 		return;
-	if (c->state == S_DATA) {
+	if (c->state == S_TLS) {
+		c->doing = "in the TLS handshake";
+		set_timeouts(c, c->s.helo_timeout, c->s.helo_timeout);
+	} else if (c->state == S_DATA) {
 		c->doing = "sending the message";
 		set_timeouts(c, 0, c->s.data_xfer_timeout);
 	} else if (k != NULL) {
@@ -300,6 +309,8 @@ cli_cmd_free(struct cmd *k)
 		const char **v = k->ctx;
 		for (int i = 0; i < 7; i++)
 			free((char *)v[i]);
+	} else if (k->type == C_AUTH && k->line != NULL) {
+		explicit_bzero(k->line, strlen(k->line));	/* secrets */
 	} else if (k->type == C_MAIL && k->ctx != NULL) {
 		const struct cli_mail_params *p = k->ctx;
 		free((char *)p->ret);
@@ -527,8 +538,8 @@ caps_parse(struct cli_conn *c, const char *text)
 	}
 }
 
-static void
-become_ready(struct cli_conn *c)
+void
+cli_become_ready(struct cli_conn *c)
 {
 	c->state = S_READY;
 	if (c->cb.ready != NULL)
@@ -544,7 +555,7 @@ on_ehlo(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 			caps_parse(c, r->text);
 		else
 			memset(&c->caps, 0, sizeof(c->caps));
-		become_ready(c);
+		cli_session_next(c);
 	} else if (k->type == C_EHLO && !c->s.lmtp && r->code / 100 == 5) {
 		cli_send_cmd(c, cli_cmd_new(C_HELO, 0));	/* RFC 5321 §3.2 */
 	} else {
@@ -651,6 +662,7 @@ static int (*const handlers[C_NTYPES])(struct cli_conn *, struct cmd *,
 	[C_EHLO] = on_ehlo, [C_HELO] = on_ehlo, [C_XFORWARD] = on_mail,
 	[C_MAIL] = on_mail, [C_RCPT] = on_rcpt, [C_DATA] = on_data,
 	[C_DOT] = on_dot, [C_RSET] = on_rset, [C_QUIT] = on_rset,
+	[C_STARTTLS] = cli_on_starttls, [C_AUTH] = cli_on_auth,
 };
 
 /* ---- matching a reply to its command ---- */

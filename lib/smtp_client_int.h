@@ -19,9 +19,9 @@
 #define LINE_MAX_	2048		/* one reply line (RFC 5321: 512) */
 
 enum ctype { C_EHLO, C_HELO, C_XFORWARD, C_MAIL, C_RCPT, C_DATA, C_DOT,
-    C_RSET, C_QUIT, C_NTYPES };
-enum cstate { S_CONNECTING, S_GREETING, S_HELO, S_READY, S_DATA, S_QUIT,
-    S_CLOSED };
+    C_RSET, C_QUIT, C_STARTTLS, C_AUTH, C_NTYPES };
+enum cstate { S_CONNECTING, S_GREETING, S_HELO, S_TLS, S_READY, S_DATA,
+    S_QUIT, S_CLOSED };
 
 struct cmd {
 	TAILQ_ENTRY(cmd) entry;
@@ -49,6 +49,8 @@ struct cli_conn {
 	void *arg;
 	char *peer;
 	char *helo_name;
+	char *auth_user, *auth_pass;
+	int tls_on, tls_skipped, auth_done, auth_step;
 	enum cstate state;
 	struct cli_caps caps;
 	struct cmdq pending, inflight;
@@ -83,6 +85,16 @@ void cli_txn_end(struct cli_conn *c);
 void cli_close_with(struct cli_conn *c, const struct cli_reply *r);
 void cli_fail(struct cli_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+void cli_failx(struct cli_conn *c, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void cli_tls_start(struct cli_conn *c);
+void cli_become_ready(struct cli_conn *c);
+
+/* smtp_client_auth.c */
+void cli_session_next(struct cli_conn *c);
+int cli_on_starttls(struct cli_conn *c, struct cmd *k,
+    const struct cli_reply *r);
+int cli_on_auth(struct cli_conn *c, struct cmd *k, const struct cli_reply *r);
 void cli_reply_local(struct cli_reply *r, int code, const char *status,
     const char *text);
 

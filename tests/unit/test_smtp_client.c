@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "buf.h"
 #include "conf.h"
@@ -77,6 +80,56 @@ srv_reply(const char *reply)
 	evbuffer_add_printf(out, "%s\r\n", reply);
 }
 
+/* ---- TLS for both ends: a throw-away self-signed certificate ---- */
+
+static SSL_CTX *srv_ctx, *cli_ctx;
+static int tls_wraps;
+
+static void
+tls_setup(void)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name = X509_get_subject_name(x);
+
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"server.test", -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_set_pubkey(x, key);
+	X509_sign(x, key, EVP_sha256());
+	srv_ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX_use_certificate(srv_ctx, x);
+	SSL_CTX_use_PrivateKey(srv_ctx, key);
+	cli_ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_min_proto_version(cli_ctx, TLS1_2_VERSION);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+static struct bufferevent *
+tls_wrap(struct cli_conn *c, struct bufferevent *plain, void *arg)
+{
+	(void)c;
+	(void)arg;
+	tls_wraps++;
+	return bufferevent_openssl_filter_new(base, plain, SSL_new(cli_ctx),
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+static void srv_read(struct bufferevent *bev, void *arg);
+
+static void
+srv_starttls(void)
+{
+	srv.bev = bufferevent_openssl_filter_new(base, srv.bev,
+	    SSL_new(srv_ctx), BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(srv.bev, srv_read, NULL, srv_event, NULL);
+	bufferevent_enable(srv.bev, EV_READ | EV_WRITE);
+}
+
 static void
 srv_next_reply(const char *line)
 {
@@ -94,6 +147,9 @@ srv_next_reply(const char *line)
 		    st->expect);
 	}
 	srv_reply(st->reply);
+	if (srv.bev != NULL && strcmp(line, "STARTTLS") == 0 &&
+	    strncmp(st->reply, "220", 3) == 0)
+		srv_starttls();
 	if (srv.bev != NULL && !srv.closing && strcmp(line, "DATA") == 0 &&
 	    strncmp(st->reply, "354", 3) == 0)
 		srv.in_data = 1;
@@ -107,7 +163,7 @@ srv_read(struct bufferevent *bev, void *arg)
 	int batch = 0;
 
 	(void)arg;
-	while (srv.bev != NULL && !srv.closing && (line = evbuffer_readln(
+	while (srv.bev == bev && !srv.closing && (line = evbuffer_readln(
 	    bufferevent_get_input(bev), &n, EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
 		if (srv.in_data) {
 			if (strcmp(line, ".") == 0) {
@@ -132,8 +188,9 @@ srv_read(struct bufferevent *bev, void *arg)
 static void
 srv_event(struct bufferevent *bev, short what, void *arg)
 {
-	(void)what;
 	(void)arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return;		/* TLS handshake done */
 	bufferevent_free(bev);
 	srv.bev = NULL;
 }
@@ -158,6 +215,7 @@ static struct rec {
 	int again;		/* start a second transaction from done() */
 	int first_rcpt0;	/* rcpt[0] of the first one */
 	int quit_on_ready;
+	int tls;
 } rec;
 
 static struct cli_conn *conn;
@@ -171,6 +229,7 @@ on_ready(struct cli_conn *c, const struct cli_caps *caps, void *a)
 	rec.esmtp = caps->esmtp;
 	rec.caps = caps->flags;
 	rec.size = caps->size;
+	rec.tls = cli_tls_bev(c) != NULL;
 	if (rec.quit_on_ready)
 		cli_quit(c);
 }
@@ -289,9 +348,13 @@ on_closed(struct cli_conn *c, const struct cli_reply *r, void *a)
 	event_base_loopbreak(base);
 }
 
+static struct bufferevent *tls_wrap(struct cli_conn *,
+    struct bufferevent *, void *);
+
 static const struct cli_callbacks cbs = {
-	on_ready, on_mail, on_rcpt, on_data_start, on_drain, on_final, on_done,
-	on_closed,
+	.ready = on_ready, .mail = on_mail, .rcpt = on_rcpt,
+	.data_start = on_data_start, .drain = on_drain, .final = on_final,
+	.done = on_done, .closed = on_closed, .tls_wrap = tls_wrap,
 };
 
 /* Start a server with `script` and a client with `s`; the client greets
@@ -812,6 +875,111 @@ TEST(test_rset)
 	CHECK_INT(rec.closed_code, 221);
 }
 
+/* STARTTLS then AUTH PLAIN (its initial response), then mail. */
+TEST(test_starttls_auth_plain)
+{
+	static const struct step script[] = {
+		{ "EHLO client.test", "250-server.test\r\n250 STARTTLS" },
+		{ "STARTTLS", "220 2.0.0 go ahead" },
+		{ "EHLO client.test", "250-server.test\r\n250-PIPELINING\r\n"
+		    "250 AUTH LOGIN PLAIN" },
+		{ "AUTH PLAIN AGFsaWNlAHNlY3JldA==", "235 2.7.0 ok" },
+		{ "MAIL FROM:<s@x>", "250 ok" }, { "RCPT", "250 ok" },
+		{ "DATA", "354" }, { ".", "250 ok" }, { "QUIT", "221" },
+		{ NULL, NULL },
+	};
+	struct cli_settings s = settings(0);
+	struct cli_conn *c;
+
+	s.tls = CLI_TLS_MUST;
+	s.auth_user = "alice";
+	s.auth_pass = "secret";
+	tls_wraps = 0;
+	c = start(script, "220 x", &s);
+	rec.push = "over TLS\n";
+	cli_mail(c, "s@x", NULL);
+	cli_rcpt(c, "a@x", NULL);
+	cli_data_push(c);
+	run(10);
+	CHECK_INT(srv.mismatches, 0);
+	CHECK_INT(tls_wraps, 1);
+	CHECK_INT(rec.ready, 1);
+	CHECK_INT(rec.tls, 1);
+	CHECK(rec.caps & CLI_CAP_PIPELINING);	/* the second EHLO's */
+	CHECK_INT(rec.final[0], 250);
+	CHECK_STR(srv.data.data, "over TLS\n");
+	CHECK_INT(rec.closed_code, 221);
+}
+
+/* AUTH LOGIN's prompts; a refused AUTH is a 4xx; TLS policies. */
+TEST(test_auth_and_tls_policies)
+{
+	static const struct step login[] = {
+		{ "EHLO", "250-server.test\r\n250 AUTH LOGIN" },
+		{ "AUTH LOGIN", "334 VXNlcm5hbWU6" },
+		{ "YWxpY2U=", "334 UGFzc3dvcmQ6" },
+		{ "c2VjcmV0", "235 ok" }, { "QUIT", "221" }, { NULL, NULL },
+	};
+	static const struct step refused[] = {
+		{ "EHLO", "250-server.test\r\n250 AUTH PLAIN" },
+		{ "AUTH PLAIN", "535 5.7.8 bad credentials" }, { NULL, NULL },
+	};
+	static const struct step no_tls[] = {
+		{ "EHLO", "250 server.test" }, { "QUIT", "221" },
+		{ NULL, NULL },
+	};
+	static const struct step tls_refused[] = {
+		{ "EHLO", "250-server.test\r\n250 STARTTLS" },
+		{ "STARTTLS", "454 4.7.0 not now" }, { "QUIT", "221" },
+		{ NULL, NULL },
+	};
+	static const struct step injected[] = {
+		{ "EHLO", "250-server.test\r\n250 STARTTLS" },
+		{ "STARTTLS", "220 go\r\n250 injected" }, { NULL, NULL },
+	};
+	struct cli_settings s = settings(0);
+
+	s.auth_user = "alice";
+	s.auth_pass = "secret";
+	start(login, "220 x", &s);
+	rec.quit_on_ready = 1;
+	run(5);
+	CHECK_INT(srv.mismatches, 0);
+	CHECK_INT(rec.ready, 1);
+	CHECK_INT(rec.closed_code, 221);
+	start(refused, "220 x", &s);
+	run(5);
+	CHECK_INT(rec.ready, 0);
+	CHECK_INT(rec.closed_code, 435);
+	CHECK_STR(rec.closed_text, "bad credentials");
+	start(no_tls, "220 x", &s);	/* AUTH configured, not offered */
+	run(5);
+	CHECK_INT(rec.ready, 0);
+	CHECK_INT(rec.closed_code, 421);
+	s.auth_user = NULL;
+	s.tls = CLI_TLS_MUST;
+	start(no_tls, "220 x", &s);
+	run(5);
+	CHECK_INT(rec.ready, 0);
+	CHECK(strstr(rec.closed_text, "STARTTLS") != NULL);
+	s.tls = CLI_TLS_MAY;
+	start(no_tls, "220 x", &s);
+	rec.quit_on_ready = 1;
+	run(5);
+	CHECK_INT(rec.ready, 1);
+	CHECK_INT(rec.tls, 0);
+	start(tls_refused, "220 x", &s);	/* may: plaintext */
+	rec.quit_on_ready = 1;
+	run(5);
+	CHECK_INT(srv.mismatches, 0);
+	CHECK_INT(rec.ready, 1);
+	CHECK_INT(rec.tls, 0);
+	start(injected, "220 x", &s);
+	run(5);
+	CHECK_INT(rec.ready, 0);
+	CHECK(strstr(rec.closed_text, "after its STARTTLS") != NULL);
+}
+
 int
 main(void)
 {
@@ -831,6 +999,11 @@ main(void)
 	RUN(test_connect_and_args);
 	RUN(test_big_messages);
 	RUN(test_rset);
+	tls_setup();
+	RUN(test_starttls_auth_plain);
+	RUN(test_auth_and_tls_policies);
+	SSL_CTX_free(srv_ctx);
+	SSL_CTX_free(cli_ctx);
 	buf_free(&srv.transcript);
 	buf_free(&srv.data);
 	event_base_free(base);
