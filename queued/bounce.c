@@ -200,8 +200,8 @@ bounce_queued(void *arg, int err, const char *qid)
 	struct bounce_ctx *c = arg;
 
 	if (err == 0)
-		log_qinfo(c->m->id, "sender %s notification: %s",
-		    c->m->sender[0] ? "delivery status" : "postmaster", qid);
+		log_qinfo(c->m->id, "%s notification: %s",
+		    c->m->sender[0] ? "sender delivery status" : "postmaster", qid);
 	c->done(c->arg, err);
 	free(c);
 }
@@ -211,7 +211,7 @@ static int
 queue_dsn(struct msg *m, const char *to, unsigned flags, struct buf *text,
     void (*done)(void *arg, int err), void *arg)
 {
-	struct env_rcpt r = { .addr = (char *)to, .notify = NOTIFY_NEVER };
+	struct env_rcpt r = { .addr = (char *)to };	/* failures: see dsn_recipient */
 	struct qf_env env = { .sender = "", .flags = flags, .arrival = 0,
 	    .body8 = m->body8, .smtputf8 = m->smtputf8 };
 	struct leaf *leaves = NULL;

@@ -441,3 +441,50 @@ def test_bad_input_and_limits(hermod):
         s.close()
     # still alive
     assert control(hermod, "stats").startswith("+OK")
+
+
+def test_bounce_of_a_bounce_goes_to_postmaster_once_then_dropped(hermod):
+    prepare(hermod, aliases="postmaster: pm\n")
+    fake = FakeLmtpd(hermod.lmtp_socket, rcpt={
+        "bob@example.test": "550 5.1.1 unknown",
+        "pm@mx.example.test": "550 5.2.1 postmaster mailbox disabled"})
+    try:
+        hermod.start("queued")
+        lmtp_submit(hermod, ["bob@example.test"], b"Subject: a bounce\r\n\r\nx\r\n", sender="")
+        wait_for(lambda: "undeliverable postmaster notification discarded" in hermod.log("queued"),
+                 15, what="double bounce dropped")
+        assert fake.seen.get("pm@mx.example.test") == 1
+        wait_for(lambda: not listing(hermod), 10, what="queue empty")
+        assert "postmaster notification:" in hermod.log("queued")
+    finally:
+        fake.close()
+
+
+def test_sighup_rereads_aliases(hermod):
+    prepare(hermod, aliases="postmaster: alice\nlist: alice\n")
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        lmtp_submit(hermod, ["list@example.test"], b"Subject: one\r\n\r\nx\r\n")
+        wait_for(lambda: fake.to("alice@example.test"), 10, what="first")
+        hermod.write_aliases("postmaster: alice\nlist: bob\n")
+        hermod.newaliases()
+        hermod.signal("queued", 1)      # SIGHUP
+        wait_for(lambda: "reloaded" in hermod.log("queued"), 10, what="reload")
+        lmtp_submit(hermod, ["list@example.test"], b"Subject: two\r\n\r\nx\r\n")
+        wait_for(lambda: fake.to("bob@example.test"), 10, what="second, via the new alias")
+    finally:
+        fake.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_control_socket_refuses_other_users(hermod):
+    import subprocess
+    prepare(hermod)
+    hermod.start("queued")
+    code = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect(%r); "
+            "print(s.recv(100).decode())" % hermod.control_socket)
+    r = subprocess.run(["/usr/bin/python3", "-c", code], user="nobody", group="nogroup",
+                       capture_output=True, text=True, timeout=20)
+    assert r.stdout.startswith("-ERR permission denied"), r.stdout + r.stderr
+    assert control(hermod, "list").startswith("+OK")
