@@ -37,6 +37,8 @@ enum state {
 	S_DATA = 1 << 4,	/* reading the message */
 	S_DELIVER = 1 << 5,	/* waiting for the delivery results */
 	S_QUIT = 1 << 6,
+	S_BDAT = 1 << 7,	/* between BDAT chunks (RFC 3030) */
+	S_CHUNK = 1 << 8,	/* reading a BDAT chunk's octets */
 };
 
 struct session {
@@ -50,6 +52,11 @@ struct session {
 	int at_bol;
 	unsigned long long received;
 	int toobig;
+	/* BDAT */
+	unsigned long long chunk_left;	/* octets of this chunk still to read */
+	int chunk_last;
+	int chunk_discard;		/* read and drop: BDAT out of place */
+	enum state chunk_back;		/* state after a dropped chunk */
 };
 
 static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
@@ -98,7 +105,7 @@ cmd_lhlo(struct session *s, const char *arg)
 	txn_reset(s);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
-	    "250-8BITMIME\r\n250-SIZE %lld\r\n250-SMTPUTF8\r\n"
+	    "250-8BITMIME\r\n250-CHUNKING\r\n250-SIZE %lld\r\n250-SMTPUTF8\r\n"
 	    "250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT\r\n",
 	    conf_str(C_myhostname), conf_num(C_message_size_limit));
 }
@@ -203,6 +210,35 @@ cmd_data(struct session *s, const char *arg)
 	reply(s, 354, "2.0.0", "End data with <CR><LF>.<CR><LF>");
 }
 
+/* BDAT <size> [LAST]. The octets follow whatever we answer, so a chunk
+ * out of place is read and dropped before its 503; a size we cannot
+ * parse leaves us unable to find the next command: hang up. */
+static void
+cmd_bdat(struct session *s, const char *arg)
+{
+	char *end;
+	size_t n = strspn(arg, "0123456789");
+
+	if (n == 0 || n > 19 || (arg[n] != '\0' && strcasecmp(arg + n, " LAST") != 0)) {
+		reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST], closing");
+		s->state = S_QUIT;
+		return;
+	}
+	s->chunk_left = strtoull(arg, &end, 10);
+	s->chunk_last = arg[n] != '\0';
+	s->chunk_discard = !(s->state & (S_RCPT | S_BDAT));
+	s->chunk_back = s->state;
+	if (!s->chunk_discard && s->state == S_RCPT) {
+		if (lmtp_txn_data_begin(s->txn) < 0) {
+			s->chunk_discard = 1;	/* 451 after the octets */
+			s->chunk_back = S_QUIT;
+		}
+		s->received = 0;
+		s->toobig = 0;
+	}
+	s->state = S_CHUNK;
+}
+
 static void
 cmd_rset(struct session *s, const char *arg)
 {
@@ -240,13 +276,14 @@ static const struct command {
 	int code;		/* reply when out of sequence */
 	const char *esc, *why;
 } commands[] = {
-	{ "LHLO", S_GREETED | S_READY | S_MAIL | S_RCPT, cmd_lhlo, 0, NULL, NULL },
+	{ "LHLO", S_GREETED | S_READY | S_MAIL | S_RCPT | S_BDAT, cmd_lhlo, 0, NULL, NULL },
 	{ "HELO", ~0u, cmd_helo, 0, NULL, NULL },
 	{ "EHLO", ~0u, cmd_helo, 0, NULL, NULL },
 	{ "XFORWARD", S_READY, cmd_xforward, 503, "5.5.1", "XFORWARD only before MAIL" },
 	{ "MAIL", S_READY, cmd_mail, 503, "5.5.1", "Send LHLO first, one MAIL per transaction" },
 	{ "RCPT", S_MAIL | S_RCPT, cmd_rcpt, 503, "5.5.1", "Need MAIL first" },
 	{ "DATA", S_RCPT, cmd_data, 503, "5.5.1", "No valid recipients" },
+	{ "BDAT", S_GREETED | S_READY | S_MAIL | S_RCPT | S_BDAT, cmd_bdat, 0, NULL, NULL },
 	{ "RSET", ~0u, cmd_rset, 0, NULL, NULL },
 	{ "NOOP", ~0u, cmd_noop, 0, NULL, NULL },
 	{ "VRFY", ~0u, cmd_vrfy, 0, NULL, NULL },
@@ -380,6 +417,42 @@ data_input(struct session *s, struct evbuffer *in)
 	}
 }
 
+/* Octets of a BDAT chunk. 1 when the chunk is complete. */
+static int
+chunk_input(struct session *s, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in);
+	size_t n = s->chunk_left < len ? (size_t)s->chunk_left : len;
+
+	if (s->chunk_discard)
+		evbuffer_drain(in, n);
+	else
+		data_put(s, in, n);
+	s->chunk_left -= n;
+	return s->chunk_left == 0;
+}
+
+static void
+chunk_end(struct session *s)
+{
+	if (s->chunk_discard) {
+		if (s->chunk_back == S_QUIT) {
+			reply(s, 451, "4.3.0", "Cannot spool the message, try again later");
+			txn_reset(s);
+		} else {
+			reply(s, 503, "5.5.1", "BDAT out of sequence or no valid recipients");
+			s->state = s->chunk_back;
+		}
+		return;
+	}
+	if (s->chunk_last) {
+		data_end(s);
+		return;
+	}
+	reply(s, 250, "2.0.0", "%llu octets received", s->received);
+	s->state = S_BDAT;
+}
+
 /* ---- input ------------------------------------------------------------ */
 
 static void
@@ -388,6 +461,12 @@ session_input(struct session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
 	while (s->state != S_QUIT && s->state != S_DELIVER) {
+		if (s->state == S_CHUNK) {
+			if (!chunk_input(s, in))
+				return;
+			chunk_end(s);
+			continue;
+		}
 		if (s->state == S_DATA) {
 			if (!data_input(s, in))
 				return;

@@ -121,3 +121,44 @@ def test_sigterm_lets_delivery_finish(hermod):
     assert hermod.procs["lmtpd"].wait(10) == 0
     box = hermod.mbox(path)
     assert [box.get_bytes(k) for k in box.keys()] == [stored(SENDER, "bob@example.test", msg("term"))]
+
+
+def test_bdat_chunks_and_missing_final_crlf(hermod):
+    start(hermod, users=[("alice", None, ""), ("bob", mbox_path(hermod, "bob"), "")])
+    with Client(hermod.lmtp_socket) as c:
+        assert "CHUNKING" in c.ehlo
+        # a chunk out of place is read and dropped, then 503
+        c.send(b"BDAT 5\r\nhello")
+        assert c.reply()[0] == 503
+        assert c.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+        assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
+        assert c.cmd("RCPT TO:<bob@example.test>")[0] == 250
+        part1 = b"Subject: bdat\r\n\r\nline one\r\n.dot stays\r\nFrom here\r"
+        part2 = b"\nno final line end"
+        c.send(b"BDAT %d\r\n" % len(part1) + part1)
+        assert c.reply()[0] == 250
+        assert c.cmd("DATA")[0] == 503
+        c.send(b"BDAT %d LAST\r\n" % len(part2) + part2)
+        assert [c.reply()[0] for _ in range(2)] == [250, 250]
+        # pipelined: a whole transaction with BDAT 0 LAST closing it
+        c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.test>\r\n"
+               b"BDAT 11\r\nSubject: \r\nBDAT 0 LAST\r\nNOOP\r\n")
+        assert [c.reply()[0] for _ in range(5)] == [250, 250, 250, 250, 250]
+    want = (b"Return-Path: <sender@example.org>\nDelivered-To: alice@example.test\n"
+            b"Subject: bdat\n\nline one\n.dot stays\nFrom here\nno final line end\n")
+    got = sorted(maildir_files(hermod, "alice"), key=len)
+    assert got[1] == want
+    assert got[0] == b"Return-Path: <a@example.org>\nDelivered-To: alice@example.test\nSubject: \n"
+    raw = open(mbox_path(hermod, "bob"), "rb").read()
+    assert raw.endswith(b"\n>From here\nno final line end\n\n")
+
+
+def test_bdat_bad_size_closes(hermod):
+    start(hermod, users=[("alice", None, "")])
+    with Client(hermod.lmtp_socket) as c:
+        assert c.cmd("BDAT x")[0] == 501
+        try:
+            line = c.file.readline()
+        except OSError:
+            line = b""
+        assert line == b""
