@@ -488,3 +488,35 @@ def test_control_socket_refuses_other_users(hermod):
                        capture_output=True, text=True, timeout=20)
     assert r.stdout.startswith("-ERR permission denied"), r.stdout + r.stderr
     assert control(hermod, "list").startswith("+OK")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_full_disk_answers_452_and_loses_nothing(hermod):
+    import subprocess
+    prepare(hermod)
+    spool = hermod.path("spool")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", spool]).returncode:
+        pytest.skip("cannot mount a tmpfs")
+    fake = None
+    try:
+        os.chown(spool, hermod.uid, hermod.gid)
+        hermod.start("queued")
+        small = b"Subject: small\r\n\r\nx\r\n"
+        _, a1 = lmtp_submit(hermod, ["alice@example.test"], small)
+        assert a1[0][0] == 250
+        big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 400
+        _, a2 = lmtp_submit(hermod, ["alice@example.test", "bob@example.test"], big)
+        assert [c for c, _ in a2] == [452, 452] and b"4.3.1" in a2[0][1]
+        _, a3 = lmtp_submit(hermod, ["bob@example.test"], small)
+        assert a3[0][0] == 250
+        q1, q3 = (a[0][1].split()[1].decode() for a in (a1, a3))
+        assert set(listing(hermod)) == {q1, q3}
+        assert not os.listdir(os.path.join(spool, "incoming"))
+        fake = FakeLmtpd(hermod.lmtp_socket)
+        wait_for(lambda: fake.to("alice@example.test") and fake.to("bob@example.test"), 15,
+                 what="both small messages delivered")
+    finally:
+        hermod.stop("queued")
+        if fake:
+            fake.close()
+        subprocess.run(["umount", spool])
