@@ -97,6 +97,8 @@ deliver_one(const struct dlv_req *r, int msgfd, struct dlv_detail *d)
 		return DLV_UNSAFE;
 	}
 	local_user_close();
+	if (geteuid() == 0 && !t.maildir)
+		mbox_precreate(t.path, t.uid, t.gid);
 	if (geteuid() == 0 && priv_become(t.uid, t.gid) < 0) {
 		dlv_detailf(d, "cannot become uid %u: %s", (unsigned)t.uid, strerror(errno));
 		return DLV_TEMP;

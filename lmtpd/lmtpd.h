@@ -69,6 +69,9 @@ enum dlv_status maildir_deliver(const struct dlv_msg *m, const struct dlv_target
     struct dlv_detail *d);
 enum dlv_status mbox_deliver(const struct dlv_msg *m, const struct dlv_target *t,
     struct dlv_detail *d);
+/* As root, before becoming the owner: create a missing mbox file owned
+ * by uid/gid (spool directories the owner cannot write). */
+void mbox_precreate(const char *path, uid_t uid, gid_t gid);
 
 /* msg_write.c: the message as stored, with Return-Path: and
  * Delivered-To: in front; `mboxrd` quotes ^>*From lines. Returns 0 or an

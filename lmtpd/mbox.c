@@ -188,6 +188,34 @@ open_mbox(const struct dlv_target *t, int *dirfd, int *fd, char *base, size_t ba
 	return DLV_OK;
 }
 
+/*
+ * As root, before the switch to the owner: make a missing mbox file so
+ * that users of a spool directory they cannot write (/var/mail, 2775
+ * root:mail) still get mail, as Postfix's local does. O_EXCL|O_NOFOLLOW
+ * on a descriptor of the walked directory: nothing existing is touched.
+ */
+void
+mbox_precreate(const char *path, uid_t uid, gid_t gid)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int dirfd, fd;
+
+	if (slash == NULL || slash[1] == '\0' || (size_t)(slash - path) >= sizeof(dir))
+		return;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if ((dirfd = safe_opendir(dir[0] ? dir : "/", 0)) < 0)
+		return;
+	fd = openat(dirfd, slash + 1, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		if (fchown(fd, uid, gid) < 0)
+			unlinkat(dirfd, slash + 1, 0);
+		close(fd);
+	}
+	close(dirfd);
+}
+
 enum dlv_status
 mbox_deliver(const struct dlv_msg *m, const struct dlv_target *t, struct dlv_detail *d)
 {

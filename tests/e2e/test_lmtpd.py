@@ -201,3 +201,61 @@ def test_root_delivers_as_owner(hermod):
             assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), p
     finally:
         subprocess.run(["userdel", name], capture_output=True)
+
+
+def _throwaway_user(home):
+    name = "hmdls%d" % (os.getpid() % 100000)
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", home, "--shell",
+                    "/usr/sbin/nologin", name], check=True, capture_output=True)
+    import pwd
+    return name, pwd.getpwnam(name)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to create a throwaway system account")
+def test_root_system_account_maildir_and_spool_mbox(hermod):
+    home = hermod.path("home-sys")
+    name, pw = _throwaway_user(home)
+    try:
+        os.mkdir(home, 0o755)
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        start(hermod, conf={"local_system_users": "yes", "home_mailbox": "Maildir/"})
+        with Client(hermod.lmtp_socket) as c:
+            _, dr = c.transaction(SENDER, [name + "+ext@example.test"], msg("system"))
+        assert dr[0][0] == 250, dr
+        new = os.path.join(home, "Maildir", "new")
+        files = os.listdir(new)
+        assert len(files) == 1
+        st = os.stat(os.path.join(new, files[0]))
+        assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid)
+        # mbox in a spool directory the user cannot write (like /var/mail)
+        spool = hermod.path("varmail")
+        os.mkdir(spool)
+        os.chmod(spool, 0o2775)
+        hermod.conf(home_mailbox="", mail_spool_directory=spool)
+        hermod.signal("lmtpd", __import__("signal").SIGHUP)
+        box = os.path.join(spool, name)
+
+        def delivered():
+            with Client(hermod.lmtp_socket) as c:
+                _, dr = c.transaction(SENDER, [name + "@example.test"], msg("spool"))
+            return dr[0][0] == 250 and os.path.exists(box)
+        from hermod import wait_for
+        wait_for(delivered, 10, what="delivery into the spool mbox after SIGHUP")
+        st = os.stat(box)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (pw.pw_uid, pw.pw_gid, 0o600)
+        assert len(hermod.mbox(box)) >= 1
+        assert not os.path.exists(box + ".lock")
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_mbox_quota(hermod):
+    path = mbox_path(hermod, "bob")
+    start(hermod, users=[("bob", path, "quota=2k")])
+    with Client(hermod.lmtp_socket) as c:
+        _, dr = c.transaction(SENDER, ["bob@example.test"], msg("small"))
+        assert dr[0][0] == 250, dr
+        before = open(path, "rb").read()
+        _, dr = c.transaction(SENDER, ["bob@example.test"], msg("big", b"q" * 3000 + b"\r\n"))
+        assert dr[0][0] == 552 and dr[0][1].startswith("5.2.2"), dr
+    assert open(path, "rb").read() == before
