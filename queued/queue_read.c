@@ -26,7 +26,7 @@ parse_addr(const char *s, const char **end)
 	const char *close;
 	char *a;
 
-	if (*s != '<' || (close = strchr(s, '>')) == NULL || close - s > ADDR_MAX)
+	if (*s != '<' || (close = strchr(s, '>')) == NULL || close - s - 1 > ADDR_MAX)
 		return NULL;
 	if ((a = xtext_decode(s + 1, (size_t)(close - s - 1))) != NULL)
 		*end = close + 1;
