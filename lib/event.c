@@ -419,16 +419,24 @@ ev_connect_sa(struct event_base *base, const struct sockaddr *sa,
 
 	c->cb = cb;
 	c->arg = arg;
+	int fd;
+
 	c->fail = evtimer_new(base, connect_failed, c);
-	c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* Our own socket: libevent's would not be close-on-exec, and
+	 * lmtpd and queued fork children. */
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	c->error = fd == -1 ? errno : 0;
+	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->fail == NULL || c->bev == NULL)
 		fatal("ev_connect: out of memory");
 	bufferevent_setcb(c->bev, NULL, NULL, connect_event, c);
 	if (timeout_sec > 0)
 		bufferevent_set_timeouts(c->bev, NULL, &tv);
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)sa,
-	    (int)salen) == -1) {
-		c->error = errno != 0 ? errno : ECONNREFUSED;
+	if (fd == -1 || bufferevent_socket_connect(c->bev,
+	    (struct sockaddr *)sa, (int)salen) == -1) {
+		if (c->error == 0)
+			c->error = errno != 0 ? errno : ECONNREFUSED;
 		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 		event_active(c->fail, EV_TIMEOUT, 0);
 	}

@@ -164,6 +164,10 @@ TEST(test_tcp)
 		CHECK_INT(r.connected, 1);
 		CHECK_INT(r.error, 0);
 		CHECK(r.bev != NULL);
+		CHECK(r.bev != NULL && (fcntl(bufferevent_getfd(r.bev),
+		    F_GETFD) & FD_CLOEXEC));
+		CHECK((fcntl(r.accepted_fd, F_GETFD) & FD_CLOEXEC) &&
+		    (fcntl(r.accepted_fd, F_GETFL) & O_NONBLOCK));
 		CHECK_INT(r.family, i == 0 ? AF_INET : AF_INET6);
 		result_free(&r);
 		listener_free(l);
