@@ -262,6 +262,10 @@ parse_header(const char *data, size_t len, struct msg *m, char *err, size_t errs
 		snprintf(err, errsz, "envelope block not terminated");
 		return -1;
 	}
+	if (memchr(data, '\0', (size_t)(end - data)) != NULL) {
+		snprintf(err, errsz, "NUL byte in the envelope");
+		return -1;
+	}
 	m->size = -1;
 	copy = xstrndup(data + strlen(QF_MAGIC), (size_t)(end - data) - strlen(QF_MAGIC) + 1);
 	for (line = copy; rc == 0 && *line != '\0'; line = next) {

@@ -199,6 +199,21 @@ TEST(test_address_bound)
 	CHECK_INT(read_text(text, err, sizeof(err)), -1);
 }
 
+/* A NUL byte in the envelope (found by the fuzzer: it cut the copy short). */
+TEST(test_nul_in_envelope)
+{
+	static const char text[] = "HERMOD-QUEUE 1\nid: 6B0\0B38357A3F1000\narrival: 1.0\n\n";
+	struct msg *m;
+	char err[256];
+
+	put_file("queue/0/X", "");
+	int fd = openat(spool_fd, "queue/0/X", O_WRONLY | O_TRUNC);
+	CHECK(write(fd, text, sizeof(text) - 1) == (ssize_t)sizeof(text) - 1);
+	close(fd);
+	CHECK_INT(qf_read(spool_fd, "queue/0/X", &m, err, sizeof(err)), -1);
+	CHECK_STR(err, "NUL byte in the envelope");
+}
+
 int
 main(void)
 {
@@ -212,6 +227,7 @@ main(void)
 	RUN(test_round_trip);
 	RUN(test_bad_files);
 	RUN(test_address_bound);
+	RUN(test_nul_in_envelope);
 	snprintf(cmd, sizeof(cmd), "%s %s", getenv("KEEP") ? "echo" : "rm -rf", spool);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", spool);
