@@ -136,6 +136,7 @@ child_main(int sock, const struct dlv_req *r, int msgfd)
 	struct dlv_detail d = { "" };
 	enum dlv_status st;
 
+	prctl(PR_SET_NAME, "lmtpd-deliver", 0, 0, 0);
 	signal(SIGTERM, SIG_IGN);	/* a delivery finishes, bounded by its timeout */
 	signal(SIGHUP, SIG_IGN);
 	st = deliver_one(r, msgfd, &d);
@@ -267,7 +268,7 @@ deliver_master_start(void)
 		signal(SIGTERM, SIG_IGN);	/* we end when lmtpd closes the socket */
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGPIPE, SIG_IGN);
-		prctl(PR_SET_PDEATHSIG, 0);
+		prctl(PR_SET_NAME, "lmtpd-master", 0, 0, 0);	/* for ps -o comm */
 		master_loop(sv[1]);
 	}
 	close(sv[1]);
