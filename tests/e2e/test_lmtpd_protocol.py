@@ -162,3 +162,20 @@ def test_bdat_bad_size_closes(hermod):
         except OSError:
             line = b""
         assert line == b""
+
+
+def test_pipelining_past_the_final_dot(hermod):
+    start(hermod, users=[("alice", None, ""), ("bob", None, "")])
+    with Client(hermod.lmtp_socket) as c:
+        c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.test>\r\n"
+               b"RCPT TO:<bob@example.test>\r\nDATA\r\n")
+        assert [c.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
+        # the message, then a whole second transaction, in one write
+        c.send(b"Subject: one\r\n\r\n..dot\r\n.\r\n"
+               b"MAIL FROM:<b@example.org>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
+               b"Subject: two\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        codes = [c.reply()[0] for _ in range(7)]
+        assert codes == [250, 250, 250, 250, 354, 250, 221]
+    assert maildir_files(hermod, "alice") == [
+        b"Return-Path: <a@example.org>\nDelivered-To: alice@example.test\nSubject: one\n\n.dot\n"]
+    assert len(maildir_files(hermod, "bob")) == 2
