@@ -22,7 +22,7 @@
 struct job {
 	TAILQ_ENTRY(job) entry;
 	struct dlv_req req;
-	int fd;
+	int fd;		/* borrowed from the session until the job is sent */
 	deliver_cb cb;
 	void *arg;
 	unsigned slot;
@@ -39,8 +39,6 @@ static struct event *ev_read, *ev_write;
 static void
 job_free(struct job *j)
 {
-	if (j->fd >= 0)
-		close(j->fd);
 	free(j);
 }
 
@@ -82,8 +80,7 @@ pump(void)
 			event_add(ev_write, NULL);
 			return;
 		}
-		close(j->fd);
-		j->fd = -1;
+		j->fd = -1;	/* the master has its own copy now */
 		TAILQ_REMOVE(&waiting, j, entry);
 		nwaiting--;
 		TAILQ_INSERT_TAIL(&running, j, entry);
@@ -163,11 +160,10 @@ deliver_submit(int msgfd, const char *qid, const char *sender, const char *rcpt,
 	snprintf(j->req.qid, sizeof(j->req.qid), "%s", qid);
 	snprintf(j->req.sender, sizeof(j->req.sender), "%s", sender);
 	snprintf(j->req.rcpt, sizeof(j->req.rcpt), "%s", rcpt);
-	j->fd = fcntl(msgfd, F_DUPFD_CLOEXEC, 0);
+	j->fd = msgfd;
 	j->cb = cb;
 	j->arg = arg;
 	j->slot = slot;
-	/* j->fd < 0 (out of descriptors): the child's fstat fails, 4.3.0 */
 	TAILQ_INSERT_TAIL(&waiting, j, entry);
 	nwaiting++;
 	pump();

@@ -17,8 +17,10 @@ typedef void (*deliver_cb)(void *arg, unsigned slot, enum dlv_status st, const c
  * called while still privileged and before the listeners exist). */
 void deliver_init(struct event_base *base, int master_sock);
 
-/* Deliver the message in msgfd (duplicated; the caller keeps its own)
- * to rcpt. cb(arg, slot, ...) is called once with the outcome, unless
+/* Deliver the message in msgfd to rcpt. msgfd is borrowed: keep it open
+ * until cb ran or deliver_cancel(arg) (one descriptor for any number of
+ * recipients; the master gets its copy when the request is sent).
+ * cb(arg, slot, ...) is called once with the outcome, unless
  * deliver_cancel(arg) comes first. */
 void deliver_submit(int msgfd, const char *qid, const char *sender, const char *rcpt,
     deliver_cb cb, void *arg, unsigned slot);

@@ -68,3 +68,18 @@ def test_maildir_names_unique_under_concurrency(hermod):
     got = sorted(md.get_bytes(k) for k in md.keys())
     assert got == sorted(expected(10, 20, "alice@example.test").values())
     assert os.listdir(hermod.path("mail/alice/tmp")) == []
+
+
+def test_many_recipients_one_transaction(hermod):
+    """More recipients than lmtpd_process_limit: they wait their turn,
+    the replies still come one per recipient in RCPT order."""
+    start(hermod, conf={"lmtpd_process_limit": 4}, users=[("alice", None, ""), ("bob", None, "")])
+    rcpts = ["alice+%d@example.test" % i for i in range(150)] + ["nobody@example.test"] + \
+        ["bob+%d@example.test" % i for i in range(50)]
+    with Client(hermod.lmtp_socket, timeout=300) as c:
+        rr, dr = c.transaction(SENDER, rcpts, msg("many"))
+    assert [x[0] for x in rr] == [250] * 150 + [550] + [250] * 50
+    assert len(dr) == 200 and all(x[0] == 250 for x in dr)
+    assert [x[1].split()[1] for x in dr] == ["<%s>" % r for r in rcpts if r != "nobody@example.test"]
+    assert len(os.listdir(hermod.path("mail/alice/new"))) == 150
+    assert len(os.listdir(hermod.path("mail/bob/new"))) == 50
