@@ -363,7 +363,7 @@ sched_hold(struct msg *m, int on)
 	log_qinfo(m->id, on ? "on hold (by the operator)" : "released from hold");
 	if (on)
 		sched_unput(m);
-	else if (m->fd < 0 && m->attempts_out == 0) {
+	else if (m->fd < 0 && m->attempts_out == 0 && !m->waiting) {
 		m->next_try = time(NULL);
 		sched_put(m);
 	}
@@ -374,8 +374,8 @@ void
 sched_delete(struct msg *m)
 {
 	sched_unput(m);
-	if (m->fd >= 0 || m->attempts_out > 0)
-		m->pending_delete = 1;
+	if (m->fd >= 0 || m->attempts_out > 0 || m->waiting)
+		m->pending_delete = 1;	/* removed when the attempt or the wait ends */
 	else
 		msg_remove(m, "removed (deleted by the operator)");
 }

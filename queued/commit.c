@@ -1,8 +1,10 @@
 /*
  * Group commit: what the submission sessions and the state log want made
  * durable during one turn of the event loop is made durable together, by
- * one pass run from a dedicated event at the loop's lowest priority (so it
- * runs after every read of the turn, as Redis's beforeSleep does):
+ * one pass that queued's main loop runs after every turn, before it sleeps
+ * again (Redis's beforeSleep). Not an event of the lowest priority: libevent
+ * runs those only when nothing else is active, so under a steady load the
+ * commit, and every reply waiting for it, would starve.
  *
  *   1. the data: one file alone is fsync'ed; two or more share one
  *      syncfs() of the spool's file system. Why not fsync each file: on
@@ -27,15 +29,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-
 #include "log.h"
 #include "queued.h"
 
 struct commit_stats commit_stats;
 
 static TAILQ_HEAD(commit_list, commit_req) pending = TAILQ_HEAD_INITIALIZER(pending);
-static struct event *commit_ev;
 static int dir_fds[QUEUE_HASH_DIRS];
 
 static int
@@ -108,14 +107,13 @@ sync_dirs(unsigned touched, int *dir_err)
 	return any;
 }
 
-static void
-commit_pass(evutil_socket_t fd, short what, void *arg)
+void
+commit_run(void)
 {
 	struct commit_list batch = TAILQ_HEAD_INITIALIZER(batch);
 	struct commit_req *r;
 	int n = 0, i, err, dir_err[QUEUE_HASH_DIRS];
 
-	(void)fd, (void)what, (void)arg;
 	TAILQ_CONCAT(&batch, &pending, link);
 	TAILQ_FOREACH(r, &batch, link)
 		n++;
@@ -144,12 +142,16 @@ void
 commit_request(struct commit_req *r)
 {
 	TAILQ_INSERT_TAIL(&pending, r, link);
-	if (!event_pending(commit_ev, EV_TIMEOUT, NULL))
-		event_active(commit_ev, EV_TIMEOUT, 0);
+}
+
+int
+commit_pending(void)
+{
+	return !TAILQ_EMPTY(&pending);
 }
 
 void
-commit_init(struct event_base *base)
+commit_init(void)
 {
 	char dir[16];
 
@@ -158,8 +160,4 @@ commit_init(struct event_base *base)
 		if ((dir_fds[d] = openat(spool_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 			fatal_sys("open %s", dir);
 	}
-	commit_ev = event_new(base, -1, 0, commit_pass, NULL);
-	/* The lowest priority: after all the reads of this turn. */
-	if (event_priority_set(commit_ev, QUEUED_PRIORITIES - 1) < 0)
-		fatal("event_priority_set");
 }

@@ -43,7 +43,7 @@ msg_status(const struct msg *m)
 {
 	if (m->hold)
 		return "hold";
-	if (m->fd >= 0 || m->attempts_out > 0)
+	if (m->fd >= 0 || m->attempts_out > 0 || m->waiting)
 		return "active";
 	return m->tries > 0 ? "deferred" : "queued";
 }

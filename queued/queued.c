@@ -30,7 +30,7 @@ struct event_base *queued_base;
 int queued_stopping;
 
 static struct event *stop_ev;
-static int stop_ticks;
+static int stop_ticks, queued_exit;
 
 const char *
 queued_hostname(void)
@@ -74,9 +74,9 @@ stop_tick(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 0, 100000 };
 
 	(void)fd, (void)what, (void)arg;
-	if (submit_busy() == 0 || ++stop_ticks > STOP_WAIT_MAX * 10) {
+	if ((submit_busy() == 0 && !commit_pending()) || ++stop_ticks > STOP_WAIT_MAX * 10) {
 		log_info("stopping: %zu messages queued", sched_count());
-		event_base_loopexit(queued_base, NULL);
+		queued_exit = 1;
 		return;
 	}
 	evtimer_add(stop_ev, &tv);
@@ -128,7 +128,7 @@ main(int argc, char **argv)
 	if ((queued_base = event_base_new()) == NULL ||
 	    event_base_priority_init(queued_base, QUEUED_PRIORITIES) < 0)
 		fatal("event_base_new");
-	commit_init(queued_base);
+	commit_init();
 	sched_init(queued_base);
 	local_init(queued_base);
 	recover_spool();
@@ -138,7 +138,14 @@ main(int argc, char **argv)
 	daemon_signals(queued_base, on_term, on_hup, NULL);
 	log_info("started: spool %s, %zu messages queued",
 	    conf_str(C_queue_directory), sched_count());
-	event_base_dispatch(queued_base);
+	/* The loop, with the group commit after each turn; a turn never
+	 * sleeps while a commit is waiting. */
+	while (!queued_exit) {
+		if (event_base_loop(queued_base, commit_pending() ?
+		    EVLOOP_NONBLOCK : EVLOOP_ONCE) < 0)
+			fatal("event_base_loop");
+		commit_run();
+	}
 	daemon_signals_free();
 	daemon_pidfile_remove();
 	return 0;

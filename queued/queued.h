@@ -36,7 +36,7 @@ struct event_base;
 #define QF_HEADER_MAX	(4 * 1024 * 1024)	/* envelope block of a queue file */
 #define QF_LOG_MAX	(4 * 1024 * 1024)	/* state log after the message */
 #define RCPT_MAX	100000	/* recipients (and alias leaves) per message */
-#define QUEUED_PRIORITIES 3	/* event priorities: 0 control, 1 default, 2 group commit */
+#define QUEUED_PRIORITIES 2	/* event priorities: 0 control socket, 1 the rest */
 
 /* RFC 3461 NOTIFY bits; 0 = not given (default: FAILURE and DELAY). */
 enum {
@@ -162,8 +162,10 @@ extern int spool_fd;
 void xtext_encode(struct buf *b, const char *s);
 char *xtext_decode(const char *s, size_t n);	/* NULL on bad xtext */
 
-void commit_init(struct event_base *base);
-void commit_request(struct commit_req *r);
+void commit_init(void);
+void commit_request(struct commit_req *r);	/* done() called from commit_run() */
+void commit_run(void);		/* the pass: after each turn of the loop */
+int commit_pending(void);
 struct commit_stats {
 	unsigned long long passes, files, fsyncs, syncfs, dir_fsyncs;
 };

@@ -204,21 +204,13 @@ waitq_pop(int t)
 	return m;
 }
 
-/* Start transport t on m's pending leaves of its kind, or queue it. */
+/* Start transport t on m's pending leaves of its kind (it has room). */
 static void
 start_part(int t, struct msg *m)
 {
 	struct transport *tr = transports[t];
 	int n = 0, *idx;
 
-	if (m->pending_delete) {
-		attempt_part_done(m);
-		return;
-	}
-	if (tr->busy >= tr->limit) {
-		waitq_push(t, m);
-		return;
-	}
 	idx = xmalloc((size_t)m->nleaf * sizeof(*idx));
 	for (int i = 0; i < m->nleaf; i++)
 		if (m->leaves[i].state == LS_PENDING && (int)m->leaves[i].kind == t &&
@@ -235,21 +227,47 @@ start_part(int t, struct msg *m)
 	free(idx);
 }
 
-/* A due message: count the parts first so that a part finishing at once
- * does not end the attempt before the others started. */
+/* Which transports m's pending leaves need (bits). */
+static unsigned
+needs(const struct msg *m)
+{
+	unsigned need = 0;
+
+	for (int i = 0; i < m->nleaf; i++)
+		if (m->leaves[i].state == LS_PENDING && m->leaves[i].kind != LEAF_ERROR)
+			need |= 1u << m->leaves[i].kind;
+	return need;
+}
+
+/*
+ * A due message. While a transport it needs is at its limit the message
+ * waits in that transport's FIFO without having begun (no file open: a
+ * flush of 100,000 messages must not hold 100,000 descriptors). Then the
+ * parts are counted first, so that a part finishing at once does not end
+ * the attempt before the others started.
+ */
 static void
 start_attempt(struct msg *m)
 {
-	int need[NTRANSPORT] = { 0 };
+	unsigned need = needs(m);
 
+	if (m->pending_delete) {
+		msg_remove(m, "removed (deleted by the operator)");
+		return;
+	}
+	if (m->hold)
+		return;
+	for (int t = 0; t < NTRANSPORT; t++)
+		if ((need & (1u << t)) && transports[t]->busy >= transports[t]->limit) {
+			waitq_push(t, m);
+			return;
+		}
 	if (attempt_begin(m) < 0)
 		return;
-	for (int i = 0; i < m->nleaf; i++)
-		if (m->leaves[i].state == LS_PENDING && m->leaves[i].kind != LEAF_ERROR)
-			need[m->leaves[i].kind] = 1;
+	need = needs(m);	/* expiry may have settled some */
 	m->attempts_out = 1;	/* held by us until every part started */
 	for (int t = 0; t < NTRANSPORT; t++)
-		if (need[t]) {
+		if (need & (1u << t)) {
 			m->attempts_out++;
 			start_part(t, m);
 		}
@@ -267,7 +285,7 @@ sched_attempt_done(struct transport *tr, struct msg *m)
 	tr->busy--;
 	attempt_part_done(m);
 	while (t < NTRANSPORT && tr->busy < tr->limit && (next = waitq_pop(t)) != NULL)
-		start_part(t, next);
+		start_attempt(next);
 }
 
 /* The timer: take every due message off the heap (a bounded batch per

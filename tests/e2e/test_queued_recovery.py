@@ -147,3 +147,27 @@ def test_sigterm_keeps_the_queue_and_restart_delivers(hermod):
         wait_for(lambda: "%s: removed" % qid in hermod.log("queued"), 10, what="removal")
     finally:
         fake.close()
+
+
+def test_many_due_messages_wait_without_holding_files(hermod):
+    """3,000 recovered messages due at once, more than the process may
+    open files (queued runs with its descriptor limit lowered to 512): they
+    wait for the transport's limit before their files are opened, and all
+    are delivered."""
+    prepare(hermod)
+    write_spool(hermod, 3000)
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        import subprocess
+        from hermod import BIN
+        log = open(hermod.path("log", "queued.log"), "ab")
+        p = subprocess.Popen(["/bin/sh", "-c", "ulimit -n 512 && exec %s -f -c %s" % (
+            os.path.join(BIN, "queued"), hermod.conf_path)], stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        hermod.procs["queued"] = p
+        wait_for(lambda: len(fake.msgs) >= 3000, 120, what="3,000 deliveries")
+        wait_for(lambda: not listing(hermod), 30, what="queue empty")
+        assert "Too many open files" not in hermod.log("queued")
+    finally:
+        fake.close()
