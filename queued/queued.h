@@ -177,7 +177,13 @@ struct transport {
 	enum leaf_kind kind;
 	int busy, limit;	/* attempts running now, at most */
 	/* Start delivering leaves[idx[0..n-1]] of m; report each leaf with
-	 * sched_leaf_result(), then sched_attempt_done(m) once. */
+	 * sched_leaf_result() (code 2xx/4xx/5xx, enhanced status, relay, the
+	 * reply text for logs and DSNs), then call sched_attempt_done(t, m)
+	 * once. Until then m and m->fd are valid: the message is m->size
+	 * bytes at m->data_off (CRLF lines, not dot-stuffed), read with
+	 * pread(); m->sender, m->body8, m->smtputf8, m->envid, m->ret_hdrs
+	 * and m->rcpts[leaf->parent] (NOTIFY, ORCPT) are the envelope. At
+	 * most `limit` attempts run at once: the scheduler queues the rest. */
 	void (*start)(struct transport *t, struct msg *m, const int *idx, int n);
 };
 void sched_init(struct event_base *base);

@@ -210,6 +210,10 @@ cmd_data(struct session *s, const char *arg)
 
 	gettimeofday(&tv, NULL);
 	env.arrival = tx->arrival = (double)tv.tv_sec + tv.tv_usec / 1e6;
+	if (tx->xforward.len == 0 && s->uid != (uid_t)-1) {	/* a local submitter */
+		buf_printf(&tx->xforward, "uid=%ld", (long)s->uid);
+		env.client = tx->xforward.data;
+	}
 	if ((err = qf_begin(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves, tx->nleaf)) != 0) {
 		reply(s, err == ENOSPC || err == EDQUOT ?
 		    "452 4.3.1 Insufficient system storage" :
