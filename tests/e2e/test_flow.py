@@ -16,7 +16,7 @@ def messages(h, user, n, timeout=30):
     return h.wait_messages(user, n, timeout)
 
 
-def setup(h, users=("alice", "bob")):
+def start_system(h, users=("alice", "bob")):
     for u in users:
         h.add_user(u)
     h.write_aliases("postmaster: alice\nteam: alice, bob\n")
@@ -25,7 +25,7 @@ def setup(h, users=("alice", "bob")):
 
 
 def test_smtp_to_maildir(hermod):
-    setup(hermod)
+    start_system(hermod)
     with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
         s.ehlo("client.example.org")
         resp = s.sendmail("sender@example.org", ["alice@example.test"], BODY)
@@ -41,7 +41,7 @@ def test_smtp_to_maildir(hermod):
 
 
 def test_alias_list_through_smtp(hermod):
-    setup(hermod)
+    start_system(hermod)
     with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
         s.sendmail("sender@example.org", ["team@example.test"], BODY)
     assert len(messages(hermod, "alice", 1)) == 1
@@ -49,7 +49,7 @@ def test_alias_list_through_smtp(hermod):
 
 
 def test_sendmail_t_removes_bcc(hermod):
-    setup(hermod)
+    start_system(hermod)
     msg = ("To: alice@example.test\nBcc: bob@example.test\nSubject: via sendmail\n\n"
            "hello\n.\nnot the end with -i\n")
     r = hermod.run("sendmail", "-t", "-i", input=msg)
@@ -64,7 +64,7 @@ def test_sendmail_t_removes_bcc(hermod):
 
 
 def test_sendmail_dot_ends_message_without_i(hermod):
-    setup(hermod)
+    start_system(hermod)
     r = hermod.run("sendmail", "alice@example.test",
                    input="Subject: dot\n\nbefore\n.\nafter\n")
     assert r.returncode == 0, r.stderr
@@ -73,7 +73,7 @@ def test_sendmail_dot_ends_message_without_i(hermod):
 
 
 def test_sendmail_queued_down_exits_75(hermod):
-    setup(hermod)
+    start_system(hermod)
     hermod.stop("smtpd")
     hermod.stop("queued")
     r = hermod.run("sendmail", "alice@example.test", input="Subject: x\n\nbody\n")
@@ -82,7 +82,7 @@ def test_sendmail_queued_down_exits_75(hermod):
 
 
 def test_many_concurrent_smtp_clients(hermod):
-    setup(hermod, users=("alice",))
+    start_system(hermod, users=("alice",))
     procs = [subprocess.Popen(
         ["swaks", "--server", "127.0.0.1:%d" % hermod.smtp_port, "--silent", "2",
          "--from", "s%d@example.org" % i, "--to", "alice@example.test",

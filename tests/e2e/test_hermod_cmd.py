@@ -28,7 +28,7 @@ def queue_ids(h):
     return QID.findall(r.stdout), r.stdout
 
 
-def setup_deferred(h, n=2):
+def start_deferred(h, n=2):
     """queued running, lmtpd not: mail is deferred."""
     h.add_user("alice")
     h.newaliases()
@@ -40,7 +40,7 @@ def setup_deferred(h, n=2):
 
 
 def test_queue_listing_and_show(hermod):
-    ids = setup_deferred(hermod)
+    ids = start_deferred(hermod)
     out = queue_ids(hermod)[1]
     assert "sender@example.org" in out
     assert "alice@example.test" in out
@@ -54,7 +54,7 @@ def test_queue_listing_and_show(hermod):
 
 
 def test_hold_release_delete(hermod):
-    ids = setup_deferred(hermod)
+    ids = start_deferred(hermod)
     assert hermod.run("hermod", "hold", ids[0]).returncode == 0
     out = queue_ids(hermod)[1]
     assert re.search(r"^%s!" % ids[0], out, re.M)
@@ -67,7 +67,7 @@ def test_hold_release_delete(hermod):
 
 def test_flush_delivers_after_lmtpd_returns(hermod):
     hermod.conf(minimal_backoff_time="1h", maximal_backoff_time="2h")
-    setup_deferred(hermod, 1)
+    start_deferred(hermod, 1)
     hermod.start("lmtpd")
     assert hermod.run("hermod", "flush").returncode == 0
     hermod.wait_messages("alice", 1, 20)
@@ -76,7 +76,7 @@ def test_flush_delivers_after_lmtpd_returns(hermod):
 
 
 def test_mailq_is_hermod_queue(hermod):
-    setup_deferred(hermod, 1)
+    start_deferred(hermod, 1)
     r = hermod.run("mailq")
     assert r.returncode == 0, r.stderr
     assert "alice@example.test" in r.stdout
