@@ -16,12 +16,12 @@ def messages(h, user, n, timeout=30):
     return h.wait_messages(user, n, timeout)
 
 
-def start_system(h, users=("alice", "bob")):
+def start_system(h, users=("alice", "bob"), daemons=()):
     for u in users:
         h.add_user(u)
     h.write_aliases("postmaster: alice\nteam: alice, bob\n")
     h.newaliases()
-    h.start()
+    h.start(*daemons)
 
 
 def test_smtp_to_maildir(hermod):
@@ -49,7 +49,7 @@ def test_alias_list_through_smtp(hermod):
 
 
 def test_sendmail_t_removes_bcc(hermod):
-    start_system(hermod)
+    start_system(hermod, daemons=("lmtpd", "queued"))
     msg = ("To: alice@example.test\nBcc: bob@example.test\nSubject: via sendmail\n\n"
            "hello\n.\nnot the end with -i\n")
     r = hermod.run("sendmail", "-t", "-i", input=msg)
@@ -64,7 +64,7 @@ def test_sendmail_t_removes_bcc(hermod):
 
 
 def test_sendmail_dot_ends_message_without_i(hermod):
-    start_system(hermod)
+    start_system(hermod, daemons=("lmtpd", "queued"))
     r = hermod.run("sendmail", "alice@example.test",
                    input="Subject: dot\n\nbefore\n.\nafter\n")
     assert r.returncode == 0, r.stderr
@@ -73,8 +73,7 @@ def test_sendmail_dot_ends_message_without_i(hermod):
 
 
 def test_sendmail_queued_down_exits_75(hermod):
-    start_system(hermod)
-    hermod.stop("smtpd")
+    start_system(hermod, daemons=("lmtpd", "queued"))
     hermod.stop("queued")
     r = hermod.run("sendmail", "alice@example.test", input="Subject: x\n\nbody\n")
     assert r.returncode == 75
