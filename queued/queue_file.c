@@ -345,6 +345,11 @@ qf_log_leaf(struct msg *m, int fd, int i, char code)
 	struct buf b;
 	int err;
 
+	/* A deferral needs no record (it only feeds `list` after a restart):
+	 * past QF_LOG_DEFER_MAX they stop, so a message retried for days
+	 * cannot grow its log past what the reader accepts. */
+	if (code == 'd' && m->end - (m->data_off + m->size) > QF_LOG_DEFER_MAX)
+		return 0;
 	buf_init(&b, REASON_MAX + ADDR_MAX + 128);
 	if (code == 'n')
 		buf_printf(&b, "n %d\n", i);

@@ -415,13 +415,18 @@ qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 	int fd, rc = -1;
 
 	*out = NULL;
-	if ((fd = qf_open(dirfd, path, O_RDONLY)) < 0 ||
-	    fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if ((fd = qf_open(dirfd, path, O_RDONLY)) < 0 || fstat(fd, &st) < 0) {
 		snprintf(err, errsz, "cannot open: %s", strerror(errno));
+		rc = -2;
+		goto done;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errsz, "not a regular file");
 		goto done;
 	}
 	if ((data = read_header(fd, st.st_size, &len)) == NULL) {
 		snprintf(err, errsz, "read: %s", strerror(errno));
+		rc = -2;
 		goto done;
 	}
 	if (qf_parse(data, len, st.st_size, m, err, errsz) < 0)
@@ -434,6 +439,7 @@ qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 	log = xmalloc(loglen + 1);
 	if (read_at(fd, log, loglen, m->data_off + m->size) != (ssize_t)loglen) {
 		snprintf(err, errsz, "read: %s", strerror(errno));
+		rc = -2;
 		goto done;
 	}
 	if (parse_log(log, loglen, m, err, errsz) < 0)

@@ -34,7 +34,8 @@ struct event_base;
 #define ADDR_MAX	512	/* an RFC 5321 path is at most 256 octets; room for xtext */
 #define REASON_MAX	400	/* last reply text kept per recipient */
 #define QF_HEADER_MAX	(4 * 1024 * 1024)	/* envelope block of a queue file */
-#define QF_LOG_MAX	(4 * 1024 * 1024)	/* state log after the message */
+#define QF_LOG_MAX	(64 * 1024 * 1024)	/* state log after the message */
+#define QF_LOG_DEFER_MAX (1024 * 1024)	/* past this, deferrals are not logged */
 #define RCPT_MAX	100000	/* recipients (and alias leaves) per message */
 #define QUEUED_PRIORITIES 2	/* event priorities: 0 control socket, 1 the rest */
 
@@ -145,7 +146,8 @@ int qf_finish(struct qf_writer *w);	/* flush + size; 0 or errno */
 void qf_abort(struct qf_writer *w);	/* remove the temp file */
 void qf_writer_free(struct qf_writer *w);
 
-/* Read a queue file: 0, -1 when corrupt (why in err). */
+/* Read a queue file: 0; -1 when corrupt; -2 when it cannot be read now
+ * (open or I/O error: not the file's fault). Why in err. */
 int qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz);
 int qf_parse(const char *data, size_t len, off_t file_size, struct msg *m,
     char *err, size_t errsz);

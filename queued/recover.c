@@ -74,7 +74,7 @@ static void
 recover_dir(int x, struct recover_count *c, time_t now)
 {
 	char dir[16], path[64 + 256], err[256];
-	int fd;
+	int fd, rc;
 	DIR *d;
 	struct dirent *e;
 	struct msg *m;
@@ -89,7 +89,11 @@ recover_dir(int x, struct recover_count *c, time_t now)
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (!qid_valid(e->d_name))
 			snprintf(err, sizeof(err), "not a queue id");
-		else if (qf_read(spool_fd, path, &m, err, sizeof(err)) == 0) {
+		else if ((rc = qf_read(spool_fd, path, &m, err, sizeof(err))) == -2) {
+			log_crit("%s: cannot read %s (%s): left in place, read again at "
+			    "the next start", e->d_name, path, err);
+			continue;
+		} else if (rc == 0) {
 			if (strcmp(m->id, e->d_name) == 0) {
 				m->next_try = retry_time(m, now);
 				sched_add(m);

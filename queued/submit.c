@@ -156,9 +156,19 @@ add_rcpt(struct session *s, const char *addr)
 		return "452 4.5.3 Error: too many recipients";
 	if (addr[0] == '\0')
 		return "501 5.1.3 Empty recipient address";
+	int n0 = tx->nleaf;
+
 	if (route_rcpt(addr, tx->nrcpt, &tx->leaves, &tx->nleaf, msg, sizeof(msg)) != 0) {
 		snprintf(why, sizeof(why), "451 %s", msg);
 		return why;
+	}
+	if (tx->nleaf > RCPT_MAX) {	/* the queue file's bound (hermod-queue(5)) */
+		for (int i = n0; i < tx->nleaf; i++) {
+			free(tx->leaves[i].addr);
+			free(tx->leaves[i].reason);
+		}
+		tx->nleaf = n0;
+		return "452 4.5.3 Error: too many recipients after alias expansion";
 	}
 	tx->rcpts = xrealloc(tx->rcpts, (size_t)(tx->nrcpt + 1) * sizeof(*tx->rcpts));
 	tx->cur.addr = xstrdup(addr);
