@@ -773,6 +773,23 @@ TEST(test_bad_servers)
 		CHECK_INT(rec.closed_code, i == 0 ? 221 : 421);
 		buf_free(&b);
 	}
+	/* max_reply_bytes (8192): 8 lines of 1000 after the first fit,
+	 * 9 do not. */
+	for (i = 0; i < 2; i++) {
+		char text[1001];
+		memset(text, 'a', 1000);
+		text[1000] = '\0';
+		buf_init(&b, 1 << 16);
+		for (int n = 0; n < 9 + (int)i; n++)
+			buf_printf(&b, "250%c%s%s", n == 8 + (int)i ? ' ' : '-',
+			    n == 0 ? "" : text, n == 8 + (int)i ? "" : "\r\n");
+		ehlo_lines[0].reply = b.data;
+		start(ehlo_lines, "220 x", &s);
+		rec.quit_on_ready = 1;
+		run(5);
+		CHECK_INT(rec.ready, i == 0);
+		buf_free(&b);
+	}
 }
 
 TEST(test_connect_and_args)
