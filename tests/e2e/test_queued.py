@@ -520,3 +520,24 @@ def test_full_disk_answers_452_and_loses_nothing(hermod):
         if fake:
             fake.close()
         subprocess.run(["umount", spool])
+
+
+def test_message_size_limit_at_and_past_the_bound(hermod):
+    prepare(hermod, message_size_limit="2k")
+    hermod.start("queued")
+
+    def body(n):        # exactly n bytes as stored (CRLF lines)
+        head = b"Subject: b\r\n\r\n"
+        fill = n - len(head) - 2
+        return head + b"y" * fill + b"\r\n"
+    _, a = lmtp_submit(hermod, ["alice@example.test"], body(2048), mail_opts=["SIZE=2048"])
+    assert a[0][0] == 250
+    _, a = lmtp_submit(hermod, ["alice@example.test"], body(2049))
+    assert a[0][0] == 552 and b"5.3.4" in a[0][1]
+    s = smtplib.LMTP(hermod.submit_socket)
+    try:
+        s.ehlo_or_helo_if_needed()
+        assert s.docmd("MAIL FROM:<a@b> SIZE=2049")[0] == 552
+    finally:
+        s.close()
+    assert len(listing(hermod)) == 1
