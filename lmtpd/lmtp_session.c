@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <bsd/sys/queue.h>
 #include <event2/buffer.h>
@@ -28,6 +29,8 @@
 #define LINE_MAX_LMTP 2048	/* command line, RFC 5321 4.5.3.1.4 allows 512 + extensions */
 #define IDLE_TIMEOUT 300	/* seconds without a command, RFC 5321 4.5.3.2.7 */
 #define MAX_ERRORS 20		/* bad commands before we hang up */
+#define OUT_MAX (64 * 1024)	/* replies queued before we stop reading */
+#define MAX_SESSIONS 1000	/* at once; beyond, 421 at connect */
 
 enum state {
 	S_GREETED = 1 << 0,	/* before LHLO */
@@ -56,10 +59,12 @@ struct session {
 	unsigned long long chunk_left;	/* octets of this chunk still to read */
 	int chunk_last;
 	int chunk_discard;		/* read and drop: BDAT out of place */
+	int out_blocked;		/* reading paused: the client does not read */
 	enum state chunk_back;		/* state after a dropped chunk */
 };
 
 static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
+static unsigned nsessions;
 
 static void session_input(struct session *s);
 
@@ -80,6 +85,7 @@ static void
 session_free(struct session *s)
 {
 	TAILQ_REMOVE(&sessions, s, entry);
+	nsessions--;
 	lmtp_txn_free(s->txn);
 	bufferevent_free(s->bev);
 	free(s);
@@ -355,6 +361,7 @@ deliveries_done(void *arg)
 	struct session *s = arg;
 
 	deliveries_reply(s);
+	s->out_blocked = 0;
 	bufferevent_enable(s->bev, EV_READ);
 	session_input(s);
 }
@@ -461,6 +468,13 @@ session_input(struct session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
 	while (s->state != S_QUIT && s->state != S_DELIVER) {
+		/* a client that pipelines without reading our replies
+		 * waits until they are gone */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_MAX) {
+			bufferevent_disable(s->bev, EV_READ);
+			s->out_blocked = 1;
+			return;
+		}
 		if (s->state == S_CHUNK) {
 			if (!chunk_input(s, in))
 				return;
@@ -511,8 +525,15 @@ on_write(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
-	if (s->state == S_QUIT)
+	if (s->state == S_QUIT) {
 		session_free(s);
+		return;
+	}
+	if (s->out_blocked && s->state != S_DELIVER) {
+		s->out_blocked = 0;
+		bufferevent_enable(s->bev, EV_READ);
+		session_input(s);
+	}
 }
 
 static void
@@ -540,12 +561,20 @@ lmtp_session_new(struct event_base *base, evutil_socket_t fd)
 	struct session *s = xcalloc(1, sizeof(*s));
 	struct timeval idle = { IDLE_TIMEOUT, 0 };
 
+	if (nsessions >= MAX_SESSIONS) {
+		static const char busy[] = "421 4.3.2 Too many sessions, try again later\r\n";
+		if (write(fd, busy, sizeof(busy) - 1) < 0) { /* best effort */ }
+		evutil_closesocket(fd);
+		free(s);
+		return;
+	}
 	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		evutil_closesocket(fd);
 		free(s);
 		return;
 	}
+	nsessions++;
 	s->state = S_GREETED;
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);

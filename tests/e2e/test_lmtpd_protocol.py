@@ -179,3 +179,19 @@ def test_pipelining_past_the_final_dot(hermod):
     assert maildir_files(hermod, "alice") == [
         b"Return-Path: <a@example.org>\nDelivered-To: alice@example.test\nSubject: one\n\n.dot\n"]
     assert len(maildir_files(hermod, "bob")) == 2
+
+
+def test_pipelined_flood_without_reading(hermod):
+    """20,000 pipelined commands sent while the replies are not read:
+    lmtpd stops reading instead of queueing replies without bound, and
+    every command still gets its reply."""
+    start(hermod, users=[("alice", None, "")])
+    n = 20000
+    with Client(hermod.lmtp_socket) as c:
+        t = threading.Thread(target=c.send, args=(b"NOOP\r\n" * n,))
+        t.start()
+        time.sleep(1)
+        codes = [c.reply()[0] for _ in range(n)]
+        t.join(30)
+        assert codes == [250] * n
+        assert c.cmd("NOOP")[0] == 250
