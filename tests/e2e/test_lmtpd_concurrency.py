@@ -83,3 +83,33 @@ def test_many_recipients_one_transaction(hermod):
     assert [x[1].split()[1] for x in dr] == ["<%s>" % r for r in rcpts if r != "nobody@example.test"]
     assert len(os.listdir(hermod.path("mail/alice/new"))) == 150
     assert len(os.listdir(hermod.path("mail/bob/new"))) == 50
+
+
+def test_slow_mailbox_does_not_stall_other_sessions(hermod):
+    import fcntl
+    import time
+    path = mbox_path(hermod, "bob")
+    start(hermod, conf={"mailbox_lock_timeout": "4s"},
+          users=[("bob", path, ""), ("alice", None, "")])
+    with open(path, "wb"):
+        pass
+    os.chown(path, hermod.uid, hermod.gid)
+    result = {}
+    with open(path, "r+b") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)
+
+        def slow():
+            with Client(hermod.lmtp_socket) as c:
+                result["bob"] = c.transaction(SENDER, ["bob@example.test"], msg("slow"))[1]
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        with Client(hermod.lmtp_socket) as c:
+            for i in range(5):
+                _, dr = c.transaction(SENDER, ["alice@example.test"], msg("fast %d" % i))
+                assert dr[0][0] == 250
+        fast = time.monotonic() - t0
+        t.join(30)
+    assert fast < 3, fast
+    assert result["bob"][0][0] == 452
