@@ -213,7 +213,9 @@ cmd_data(struct session *s, const char *arg)
 	s->at_bol = 1;
 	s->received = 0;
 	s->toobig = 0;
-	reply(s, 354, "2.0.0", "End data with <CR><LF>.<CR><LF>");
+	/* no enhanced code on 354, as RFC 2034's examples and Postfix */
+	evbuffer_add_printf(bufferevent_get_output(s->bev),
+	    "354 End data with <CR><LF>.<CR><LF>\r\n");
 }
 
 /* BDAT <size> [LAST]. The octets follow whatever we answer, so a chunk
