@@ -1,0 +1,421 @@
+/*
+ * The message: DATA (dot-stuffed, ended only by CRLF.CRLF) and BDAT
+ * (RFC 3030 counted chunks) decoded byte by byte and streamed to queued
+ * through handoff.c, after the Received: header. Never held whole: at most
+ * SMTPD_DATA_CHUNK decoded bytes wait here, and reading stops while
+ * queued's socket is full.
+ *
+ * SMTP smuggling (2023): a bare LF or a bare CR anywhere in the data gets
+ * the whole message refused (550 5.5.2, Postfix 3.9's
+ * smtpd_forbid_bare_newline), so "LF.LF", "CR.CR", "LF.CRLF" and friends
+ * can neither end the data nor split it into two messages: the data ends
+ * at the real CRLF.CRLF only, and then the one message is refused. The
+ * same holds for the size limit (552 5.3.4) and the loop guard
+ * (hopcount_limit Received: headers, 554 5.4.6): once refused, queued's
+ * half-written file is dropped at once and the rest is read and thrown
+ * away.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "conf.h"
+#include "log.h"
+#include "smtpd.h"
+
+static const char R_BARE_LF[] = "550 5.5.2 Error: bare <LF> received";
+static const char R_BARE_CR[] = "550 5.5.2 Error: bare <CR> received";
+static const char R_TOO_BIG[] = "552 5.3.4 Error: message file too big";
+static const char R_LOOP[] = "554 5.4.6 Error: too many hops";
+
+static void
+reject(struct session *s, const char *why)
+{
+	struct txn *tx = s->tx;
+
+	if (tx->reject != NULL)
+		return;
+	tx->reject = why;
+	if (tx->phase != P_NONE)
+		handoff_abort(s->ho);	/* queued drops the partial file now */
+	tx->phase = P_NONE;
+	buf_reset(&tx->out);
+}
+
+static void
+start_handoff(struct session *s)
+{
+	struct txn *tx = s->tx;
+	const char *rcpts[tx->nrcpt ? tx->nrcpt : 1];
+	struct cli_rcpt_params rp[tx->nrcpt ? tx->nrcpt : 1];
+	struct handoff_msg m = {
+		.sender = tx->sender,
+		.mail = { .size = tx->size_param, .body_8bitmime = tx->body8,
+		    .smtputf8 = tx->smtputf8, .ret = tx->ret[0] ? tx->ret : NULL,
+		    .envid = tx->envid },
+		.nrcpt = tx->nrcpt, .rcpts = rcpts, .rcpt_params = rp,
+		.xforward = { .name = strcmp(s->name, "unknown") ? s->name : "",
+		    .addr = s->addr, .port = s->port,
+		    .proto = s->esmtp ? "ESMTP" : "SMTP", .helo = s->helo,
+		    .source = "REMOTE" },
+	};
+
+	for (int i = 0; i < tx->nrcpt; i++) {
+		rcpts[i] = tx->rcpts[i].addr;
+		rp[i].notify = tx->rcpts[i].notify;
+		rp[i].orcpt = tx->rcpts[i].orcpt;
+	}
+	if (s->ho == NULL)
+		s->ho = handoff_new(s->base, &data_handoff_cb, s);
+	buf_init(&tx->out, 2 * SMTPD_DATA_CHUNK);
+	hopcount_init(&tx->hops);
+	tx->ds = D_BOL;
+	tx->started = 1;
+	tx->phase = P_START;
+	handoff_start(s->ho, &m);
+	session_pause(s);
+}
+
+void
+data_begin(struct session *s)
+{
+	start_handoff(s);
+}
+
+/* BDAT n [LAST]: the octets are read whatever the state, so that none
+ * of them is ever taken for a command. */
+void
+data_bdat(struct session *s, unsigned long long n, int last)
+{
+	const char *wrong = NULL;
+
+	if (s->state == ST_GREET)
+		wrong = "503 5.5.1 Error: send HELO/EHLO first";
+	else if (!(s->state & (ST_RCPT | ST_BDAT)))
+		wrong = s->state == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
+		    "503 5.5.1 Error: need MAIL command";
+	if (wrong != NULL) {
+		s->skip_left = n;
+		s->skip_reply = wrong;
+		s->errors++;
+		s->mode = IN_CHUNK;
+		return;
+	}
+	s->tx->chunk_left = n;
+	s->tx->chunk_last = last;
+	if (!(s->state & ST_BDAT)) {
+		s->state = ST_BDAT;
+		s->tx->bdat = 1;
+		start_handoff(s);
+		return;
+	}
+	s->mode = IN_CHUNK;
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+static inline void
+emit(struct txn *tx, const char *p, size_t n)
+{
+	if (tx->reject == NULL && !tx->failed)
+		buf_append(&tx->out, p, n);
+}
+
+/* One input byte. Returns 1 at the end of DATA (the CRLF.CRLF's LF). */
+static int
+decode_byte(struct session *s, struct txn *tx, char c)
+{
+	int dot = !tx->bdat;
+
+	switch (tx->ds) {
+	case D_BOL:
+		if (c == '.' && dot) {
+			tx->ds = D_DOT;
+			return 0;
+		}
+		break;
+	case D_DOT:
+		if (c == '\r') {
+			tx->ds = D_DOTCR;
+			return 0;
+		}
+		break;		/* stuffed dot dropped; c is the line's start */
+	case D_DOTCR:
+		if (c == '\n')
+			return 1;
+		reject(s, R_BARE_CR);
+		emit(tx, ".\r", 2);
+		tx->ds = D_MID;
+		break;
+	case D_CR:
+		if (c == '\n') {
+			emit(tx, "\r\n", 2);
+			tx->ds = D_BOL;
+			return 0;
+		}
+		reject(s, R_BARE_CR);
+		tx->ds = D_MID;
+		break;
+	case D_MID:
+		break;
+	}
+	if (c == '\r') {
+		tx->ds = D_CR;
+	} else if (c == '\n') {
+		reject(s, R_BARE_LF);
+		tx->ds = D_BOL;
+	} else {
+		emit(tx, &c, 1);
+		tx->ds = D_MID;
+	}
+	return 0;
+}
+
+/* Hand the decoded bytes on; 1 if queued's socket is full (wait). */
+static int
+flush_out(struct session *s)
+{
+	struct txn *tx = s->tx;
+	int r;
+
+	if (tx->out.len == 0 || tx->reject != NULL || tx->failed)
+		return 0;
+	tx->msg_size += tx->out.len;
+	hopcount_feed(&tx->hops, tx->out.data, tx->out.len);
+	if (tx->msg_size > (unsigned long long)conf_num(C_message_size_limit)) {
+		reject(s, R_TOO_BIG);
+		return 0;
+	}
+	if (tx->hops.count > conf_num(C_hopcount_limit)) {
+		reject(s, R_LOOP);
+		return 0;
+	}
+	r = handoff_write(s->ho, tx->out.data, tx->out.len);
+	buf_reset(&tx->out);
+	return r == 1;
+}
+
+static void finish_message(struct session *s);
+static void chunk_done(struct session *s);
+
+/* Octets of a BDAT that is refused as a whole (wrong state). */
+static void
+skip_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t n = evbuffer_get_length(in);
+
+	if (n > s->skip_left)
+		n = (size_t)s->skip_left;
+	evbuffer_drain(in, n);
+	s->skip_left -= n;
+	if (s->skip_left == 0) {
+		session_reply(s, "%s", s->skip_reply);
+		s->mode = IN_CMD;
+	}
+}
+
+void
+data_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct txn *tx = s->tx;
+
+	if (tx == NULL || (s->mode == IN_CHUNK && s->skip_reply != NULL &&
+	    s->skip_left > 0)) {
+		skip_input(s);
+		if (s->mode == IN_CMD)
+			s->skip_reply = NULL;
+		return;
+	}
+	while (!tx->waiting_drain) {
+		size_t avail = evbuffer_get_length(in), n, i;
+		int end = 0;
+		unsigned char *p;
+
+		if (s->mode == IN_CHUNK && tx->chunk_left < avail)
+			avail = (size_t)tx->chunk_left;
+		if (s->mode == IN_CHUNK && tx->chunk_left == 0) {
+			chunk_done(s);
+			return;
+		}
+		if (avail == 0)
+			return;
+		n = avail < SMTPD_DATA_CHUNK ? avail : SMTPD_DATA_CHUNK;
+		p = evbuffer_pullup(in, (ssize_t)n);
+		for (i = 0; i < n && !end; i++)
+			end = decode_byte(s, tx, (char)p[i]);
+		evbuffer_drain(in, i);
+		if (s->mode == IN_CHUNK)
+			tx->chunk_left -= i;
+		if (flush_out(s)) {
+			tx->waiting_drain = 1;
+			bufferevent_disable(s->bev, EV_READ);
+		}
+		if (end) {
+			finish_message(s);
+			return;
+		}
+	}
+}
+
+static void
+chunk_done(struct session *s)
+{
+	struct txn *tx = s->tx;
+
+	if (tx->chunk_last) {
+		if (tx->ds == D_CR)
+			reject(s, R_BARE_CR);
+		else if (tx->ds != D_BOL)	/* no CRLF at the end */
+			emit(tx, "\r\n", 2);
+		flush_out(s);
+		finish_message(s);
+		return;
+	}
+	s->mode = IN_CMD;
+	if (tx->reject != NULL || tx->failed) {
+		session_reply(s, "%s", tx->reject ? tx->reject : tx->fail_line);
+		return;
+	}
+	session_reply(s, "250 2.0.0 Ok: %llu bytes", tx->msg_size);
+}
+
+/* ---- the end of the message ------------------------------------------------ */
+
+static void
+end_transaction(struct session *s)
+{
+	txn_free(s);
+	if (smtpd_stopping)
+		session_close(s, "421 4.3.2 %s Service shutting down",
+		    conf_str(C_myhostname));
+	else
+		session_resume(s, IN_CMD);
+}
+
+static void
+finish_message(struct session *s)
+{
+	struct txn *tx = s->tx;
+
+	if (tx->reject != NULL || tx->failed) {
+		const char *why = tx->reject ? tx->reject : tx->fail_line;
+
+		log_info("%s: %s from %s: %s", tx->reject ? "reject" : "defer",
+		    tx->bdat ? "BDAT" : "DATA", session_client(s), why);
+		if (tx->reject != NULL)
+			session_log_reject(s, tx->bdat ? "BDAT" : "DATA", NULL, why);
+		session_reply(s, "%s", why);
+		end_transaction(s);
+		return;
+	}
+	flush_out(s);
+	if (tx->reject != NULL) {
+		finish_message(s);
+		return;
+	}
+	tx->phase = P_END;
+	session_pause(s);
+	if (handoff_end(s->ho) != 0)
+		log_warn("queued submission: the end of the message was refused");
+	/* the result() callback comes either way */
+}
+
+/* ---- handoff callbacks ----------------------------------------------------- */
+
+static void
+on_ready(void *arg, const char *qid)
+{
+	struct session *s = arg;
+	struct txn *tx = s->tx;
+	struct received_info ri = {
+		.helo = s->helo, .client_name = s->name, .client_addr = s->addr_lit,
+		.by = conf_str(C_myhostname), .proto = received_proto(s->esmtp,
+		s->tls, s->auth_user != NULL, tx->smtputf8), .qid = qid,
+		.rcpt = tx->nrcpt == 1 ? tx->rcpts[0].addr : NULL,
+		.when = time(NULL),
+	};
+
+	snprintf(tx->qid, sizeof(tx->qid), "%s", qid);
+	tx->phase = P_DATA;
+	if (received_format(&tx->out, &ri) == 0 &&
+	    handoff_write(s->ho, tx->out.data, tx->out.len) == 1)
+		tx->waiting_drain = 1;
+	buf_reset(&tx->out);
+	if (!tx->bdat)
+		session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_resume(s, tx->bdat ? IN_CHUNK : IN_DATA);
+	if (tx->waiting_drain)
+		bufferevent_disable(s->bev, EV_READ);
+}
+
+static void
+on_drain(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->tx == NULL || !s->tx->waiting_drain)
+		return;
+	s->tx->waiting_drain = 0;
+	session_resume(s, s->mode);
+}
+
+static void
+log_queued(struct session *s, const struct handoff_result *r)
+{
+	struct txn *tx = s->tx;
+
+	log_q(LOG_LVL_INFO, r->qid[0] ? r->qid : tx->qid[0] ? tx->qid : NULL,
+	    "client=%s, from=<%s>, nrcpt=%d, size=%llu, proto=%s, helo=<%s>%s%s",
+	    session_client(s), tx->sender, tx->nrcpt, tx->msg_size,
+	    received_proto(s->esmtp, s->tls, s->auth_user != NULL, tx->smtputf8),
+	    s->helo, s->auth_user ? ", sasl_username=" : "",
+	    s->auth_user ? s->auth_user : "");
+}
+
+static void
+on_result(void *arg, const struct handoff_result *r)
+{
+	struct session *s = arg;
+	struct txn *tx = s->tx;
+	enum tphase was = tx ? tx->phase : P_NONE;
+
+	if (tx == NULL || was == P_NONE)
+		return;
+	tx->phase = P_NONE;
+	if (r->code / 100 == 2 && was == P_END) {
+		const char *qid = r->qid[0] ? r->qid : tx->qid;
+
+		log_queued(s, r);
+		s->nmsg++;
+		session_reply(s, "250 2.0.0 Ok: queued as %s", qid[0] ? qid : "(unknown)");
+		end_transaction(s);
+		return;
+	}
+	tx->failed = 1;
+	snprintf(tx->fail_line, sizeof(tx->fail_line), "%d %s %.250s", r->code,
+	    r->status, r->text);
+	buf_reset(&tx->out);
+	if (was == P_END || (was == P_START && !tx->bdat)) {
+		/* after the dot, or instead of the 354 */
+		log_info("NOQUEUE: queued refused %s from %s: %s",
+		    tx->bdat ? "BDAT" : "DATA", session_client(s), tx->fail_line);
+		session_reply(s, "%s", tx->fail_line);
+		end_transaction(s);
+		return;
+	}
+	if (was == P_START)		/* BDAT: read and drop the chunk */
+		session_resume(s, IN_CHUNK);
+	/* P_DATA: the rest is read and dropped; the reply comes at the end */
+	if (tx->waiting_drain) {
+		tx->waiting_drain = 0;
+		session_resume(s, s->mode);
+	}
+}
+
+const struct handoff_cb data_handoff_cb = {
+	.ready = on_ready, .drain = on_drain, .result = on_result,
+};

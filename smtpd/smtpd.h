@@ -1,0 +1,192 @@
+/*
+ * smtpd's internal interface: the session (one per client connection, all
+ * on one libevent loop), shared by smtpd.c (listeners, signals),
+ * session_io.c (reading, replies, timeouts, error counting),
+ * smtp_session.c (the command table and state machine), smtp_data.c
+ * (DATA and BDAT streamed to queued) and smtp_parse.c (paths and ESMTP
+ * parameters).
+ *
+ * Memory: an idle session is this struct and its bufferevent; the
+ * transaction (struct txn) exists from MAIL to its end, the queued
+ * connection (handoff) from the first message to the end of the session.
+ */
+#ifndef HERMOD_SMTPD_H
+#define HERMOD_SMTPD_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <bsd/sys/queue.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "buf.h"
+#include "handoff.h"
+#include "received.h"
+
+/* Bounds (RFC 5321 4.5.3.1): command line 512 plus room for the ESMTP
+ * parameters we offer, path 256, local part 64, domain 255. */
+#define SMTPD_LINE_MAX		2048
+#define SMTPD_PATH_MAX		256
+#define SMTPD_LOCAL_MAX		64
+#define SMTPD_DOMAIN_MAX	255
+#define SMTPD_HELO_MAX		255
+#define SMTPD_ENVID_MAX		100	/* RFC 3461 4.4 */
+#define SMTPD_ORCPT_MAX		500	/* RFC 3461 4.2 */
+#define SMTPD_INPUT_MAX		(64 * 1024)	/* read buffer high mark */
+#define SMTPD_OUTPUT_MAX	(256 * 1024)	/* unread replies: stop reading */
+#define SMTPD_DATA_CHUNK	(16 * 1024)	/* data handed to queued at once */
+
+enum listen_kind { LK_SMTP, LK_SUBMISSION, LK_SMTPS };
+
+/* Session states, as bits so that a command row lists where it may run. */
+enum {
+	ST_GREET = 1 << 0,	/* before HELO/EHLO */
+	ST_READY = 1 << 1,	/* after HELO/EHLO, no transaction */
+	ST_MAIL = 1 << 2,	/* MAIL accepted */
+	ST_RCPT = 1 << 3,	/* at least one RCPT accepted */
+	ST_BDAT = 1 << 4,	/* BDAT chunks under way */
+	ST_ANY = 0x1f,
+};
+
+/* What the input is being read as. */
+enum input_mode {
+	IN_CMD,		/* command lines */
+	IN_DATA,	/* DATA until CRLF.CRLF */
+	IN_CHUNK,	/* BDAT octets */
+	IN_WAIT,	/* waiting for queued: not reading */
+	IN_CLOSING,	/* last reply going out, then close */
+};
+
+/* Commands counted for the disconnect log line. */
+enum cmd_id {
+	CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT, CMD_RSET,
+	CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_STARTTLS,
+	CMD_AUTH, CMD_UNKNOWN, CMD_NIDS
+};
+
+struct rcpt {
+	char *addr;
+	char *notify;		/* NULL or "SUCCESS,FAILURE" ... */
+	char *orcpt;		/* NULL or decoded "rfc822;a@b" */
+};
+
+/* Data decoder states (smtp_data.c). */
+enum dstate { D_BOL, D_DOT, D_DOTCR, D_MID, D_CR };
+
+/* Where the message stands with queued. */
+enum tphase { P_NONE, P_START, P_DATA, P_END };
+
+struct txn {
+	char sender[SMTPD_PATH_MAX + 1];
+	unsigned long long size_param;	/* SIZE=, 0 if none */
+	int body8, smtputf8;
+	char ret[8];			/* "", "FULL", "HDRS" */
+	char *envid;			/* decoded */
+	struct rcpt *rcpts;
+	int nrcpt, cap;
+	/* the message */
+	int bdat;			/* BDAT transaction */
+	int started;			/* handed to queued */
+	enum tphase phase;
+	int failed;			/* queued refused: result kept */
+	char fail_line[320];		/* queued's refusal, as our reply */
+	enum dstate ds;
+	unsigned long long msg_size;	/* bytes after decoding */
+	unsigned long long chunk_left;	/* BDAT octets still to read */
+	int chunk_last;
+	const char *reject;		/* the message is refused: reply */
+	struct hopcount hops;
+	struct buf out;			/* decoded bytes not yet handed on */
+	char qid[HANDOFF_QID_MAX + 1];
+	int waiting_drain;
+};
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct event_base *base;
+	struct bufferevent *bev;
+	enum listen_kind kind;
+	struct sockaddr_storage sa;
+	char addr[INET6_ADDRSTRLEN + 8];	/* "192.0.2.1", "2001:db8::1" */
+	char addr_lit[INET6_ADDRSTRLEN + 16];	/* "IPv6:2001:db8::1" */
+	char port[8];
+	const char *name;			/* reverse name: "unknown" */
+	int trusted;				/* mynetworks */
+	int counted;				/* in the connection limits */
+
+	unsigned state;			/* ST_* */
+	enum input_mode mode;
+	int esmtp;
+	char helo[SMTPD_HELO_MAX + 1];
+	/* issue 8 slots in here: TLS on the connection, AUTH user */
+	int tls;
+	char *auth_user;
+
+	int errors;
+	int skip_line;			/* discarding an over-long line */
+	unsigned long long skip_left;	/* BDAT octets read and dropped */
+	const char *skip_reply;		/* ... then this reply */
+	int out_full;			/* stopped reading: replies unread */
+	int in_input;			/* inside the input loop */
+	int free_me;			/* free when the loop unwinds */
+	struct event *sleep_ev;		/* error sleep, deferred input */
+	int sleeping;
+	unsigned counts[CMD_NIDS];
+	unsigned nmsg;
+
+	struct txn *tx;
+	struct handoff *ho;
+};
+
+TAILQ_HEAD(session_list, session);
+extern struct session_list sessions;
+extern int smtpd_stopping;
+
+/* smtpd.c */
+void smtpd_all_gone(void);	/* the last session ended while stopping */
+
+/* session_io.c */
+struct session *session_new(struct event_base *base, evutil_socket_t fd,
+    const struct sockaddr *sa, socklen_t salen, enum listen_kind kind);
+void session_reply(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* An error reply: counted; past the soft limit the session sleeps, past
+ * the hard limit it ends with 421. */
+void session_error(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Send the reply (if any), then close once it is out. */
+void session_close(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void session_pause(struct session *s);		/* stop reading (IN_WAIT) */
+void session_resume(struct session *s, enum input_mode m);
+void session_free(struct session *s);
+/* "name[addr]" for log lines (static buffer per call site is fine). */
+const char *session_client(const struct session *s);
+/* The session's client stops at its next command (SIGTERM). */
+void session_shutdown(struct session *s);
+void session_kick(struct session *s);	/* process input after a pause */
+
+/* smtp_session.c */
+void session_command(struct session *s, char *line, size_t len);
+void session_greet(struct session *s);
+void txn_free(struct session *s);
+void session_log_reject(struct session *s, const char *cmd, const char *rcpt,
+    const char *reply);
+
+/* smtp_data.c */
+void data_begin(struct session *s);		/* after DATA or first BDAT */
+void data_input(struct session *s);		/* IN_DATA / IN_CHUNK input */
+void data_bdat(struct session *s, unsigned long long n, int last);
+extern const struct handoff_cb data_handoff_cb;
+
+/* smtp_parse.c: each returns NULL or the reply line to send. */
+const char *parse_path(const char *s, int is_mail, int utf8_ok, char *out,
+    size_t outsz, const char **rest);
+const char *parse_mail_params(struct session *s, const char *p);
+const char *parse_rcpt_params(struct session *s, const char *p,
+    struct rcpt *r);
+int addr_has_8bit(const char *a);
+
+#endif
