@@ -244,7 +244,10 @@ qf_begin(struct qf_writer *w, const struct qf_env *env,
 	memset(w, 0, sizeof(*w));
 	buf_init(&w->out, (size_t)QF_HEADER_MAX + 2 * QF_FLUSH_AT);
 	for (int tries = 0; ; tries++) {
-		qid_new(w->id);
+		if (tries == 0 && env->qid != NULL && qid_valid(env->qid))
+			memcpy(w->id, env->qid, QID_LEN + 1);
+		else
+			qid_new(w->id);
 		free(w->tmp_path);
 		w->tmp_path = xasprintf("incoming/%s", w->id);
 		w->fd = openat(spool_fd, w->tmp_path,

@@ -134,6 +134,7 @@ struct qf_writer {
 	struct buf out;		/* pending bytes, written in large blocks */
 };
 struct qf_env {
+	const char *qid;	/* the id to use (given out at MAIL), or NULL */
 	const char *sender, *envid, *auth, *client;
 	int body8, smtputf8, ret_hdrs;
 	unsigned flags;

@@ -142,7 +142,8 @@ cmd_mail(struct session *s, const char *arg)
 		return;
 	}
 	s->tx.has_mail = 1;
-	reply(s, "250 2.1.0 Ok");
+	qid_new(s->tx.qid);	/* smtpd puts it in Received: and its logs */
+	reply(s, "250 2.1.0 Ok, queue id %s", s->tx.qid);
 }
 
 static const char *
@@ -206,7 +207,7 @@ static void
 cmd_data(struct session *s, const char *arg)
 {
 	struct submit_tx *tx = &s->tx;
-	struct qf_env env = { .sender = tx->sender, .envid = tx->envid,
+	struct qf_env env = { .qid = tx->qid, .sender = tx->sender, .envid = tx->envid,
 	    .auth = tx->auth, .client = tx->xforward.len ? tx->xforward.data : NULL,
 	    .body8 = tx->body8, .smtputf8 = tx->smtputf8, .ret_hdrs = tx->ret_hdrs };
 	int err;
@@ -266,7 +267,9 @@ cmd_xforward(struct session *s, const char *arg)
 	const char *err;
 	char *line = xasprintf(" %s", arg);
 
-	if (s->tx.has_mail)
+	if (s->uid != 0 && s->uid != geteuid())	/* smtpd, root: not local users */
+		reply(s, "550 5.7.0 Error: XFORWARD not permitted");
+	else if (s->tx.has_mail)
 		reply(s, "503 5.5.1 Error: XFORWARD inside a transaction");
 	else if ((err = parse_xforward(&s->tx, line)) != NULL)
 		reply(s, "%s", err);
@@ -338,7 +341,7 @@ static void
 end_of_data(struct session *s)
 {
 	struct submit_tx *tx = &s->tx;
-	struct qf_env env = { .sender = tx->sender, .envid = tx->envid,
+	struct qf_env env = { .qid = tx->qid, .sender = tx->sender, .envid = tx->envid,
 	    .auth = tx->auth, .client = tx->xforward.len ? tx->xforward.data : NULL,
 	    .body8 = tx->body8, .smtputf8 = tx->smtputf8, .ret_hdrs = tx->ret_hdrs };
 	int err = qf_finish(&s->w);

@@ -6,6 +6,7 @@ email package, aliases, NOTIFY, the control socket, bad input."""
 import email
 import email.policy
 import os
+import re
 import smtplib
 import socket
 import threading
@@ -541,3 +542,45 @@ def test_message_size_limit_at_and_past_the_bound(hermod):
     finally:
         s.close()
     assert len(listing(hermod)) == 1
+
+
+def test_queue_id_at_mail_and_xforward_recorded(hermod):
+    prepare(hermod)
+    hermod.start("queued")
+    s = smtplib.LMTP(hermod.submit_socket)
+    try:
+        s.ehlo_or_helo_if_needed()
+        assert "XFORWARD NAME ADDR PORT PROTO HELO IDENT" in s.ehlo_resp.decode()
+        assert s.docmd("XFORWARD", "NAME=client.example ADDR=192.0.2.7 PORT=4321 "
+                       "PROTO=ESMTP HELO=helo+2Eexample IDENT=abc")[0] == 250
+        assert s.docmd("XFORWARD", "BOGUS=1")[0] == 501
+        code, text = s.docmd("MAIL FROM:<a@example.test>")
+        assert code == 250
+        qid = re.search(r"queue id ([0-9A-F]{16})$", text.decode()).group(1)
+        assert s.docmd("RCPT TO:<alice@example.test>")[0] == 250
+        assert s.docmd("DATA")[0] == 354
+        s.send(b"Subject: xf\r\n\r\nx\r\n.\r\n")
+        code, text = s.getreply()
+        assert code == 250 and text.decode() == "2.0.0 %s queued" % qid
+    finally:
+        s.close()
+    with open(hermod.path("spool", "queue", qid[-1], qid)) as f:
+        head = f.read().split("\n\n")[0]
+    assert ("client: name=client.example addr=192.0.2.7 port=4321 proto=ESMTP "
+            "helo=helo.example ident=abc") in head
+    assert "%s: from=<a@example.test>" % qid in hermod.log("queued")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_xforward_refused_to_other_local_users(hermod):
+    import subprocess
+    prepare(hermod)
+    hermod.start("queued")
+    code = ("import smtplib; s = smtplib.LMTP(%r); s.ehlo_or_helo_if_needed(); "
+            "print(s.docmd('XFORWARD', 'ADDR=192.0.2.1')[0]); "
+            "print(s.mail('nobody@example.test')[1].decode())" % hermod.submit_socket)
+    r = subprocess.run(["/usr/bin/python3", "-c", code], user="nobody", group="nogroup",
+                       capture_output=True, text=True, timeout=20)
+    lines = r.stdout.split("\n")
+    assert lines[0] == "550", r.stdout + r.stderr
+    assert "queue id" in lines[1]
