@@ -584,3 +584,22 @@ def test_xforward_refused_to_other_local_users(hermod):
     lines = r.stdout.split("\n")
     assert lines[0] == "550", r.stdout + r.stderr
     assert "queue id" in lines[1]
+
+
+@pytest.mark.skipif(not all(os.path.exists(os.path.join(BIN, p)) for p in ("lmtpd", "smtpd")),
+                    reason="needs lmtpd and smtpd")
+def test_through_smtpd_one_queue_id_end_to_end(hermod):
+    hermod.add_user("alice")
+    prepare(hermod)
+    hermod.start("lmtpd", "queued", "smtpd")
+    with smtplib.SMTP("127.0.0.1", hermod.smtp_port) as s:
+        assert s.sendmail("bob@example.org", ["alice@example.test"],
+                          "Subject: via smtpd\r\n\r\nhello\r\n") == {}
+    new = hermod.path("mail", "alice", "new")
+    wait_for(lambda: os.path.isdir(new) and os.listdir(new), 20, what="delivery")
+    with open(os.path.join(new, os.listdir(new)[0])) as f:
+        text = f.read()
+    qid = re.search(r"with ESMTP id ([0-9A-F]{16})", text).group(1)
+    wait_for(lambda: "%s: removed" % qid in hermod.log("queued"), 10, what="removal")
+    assert "%s: to=<alice@example.test>" % qid in hermod.log("queued")
+    assert qid in hermod.log("smtpd")
