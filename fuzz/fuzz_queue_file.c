@@ -40,6 +40,23 @@ parse_line(const uint8_t *data, size_t size)
 	free(line);
 }
 
+/* The scratch spool goes away with the process. */
+static void
+cleanup(void)
+{
+	char sub[16];
+
+	unlinkat(spool_fd, "queue/0/F", 0);
+	for (int i = 0; i < QUEUE_HASH_DIRS; i++) {
+		snprintf(sub, sizeof(sub), "queue/%X", i);
+		unlinkat(spool_fd, sub, AT_REMOVEDIR);
+	}
+	unlinkat(spool_fd, "queue", AT_REMOVEDIR);
+	unlinkat(spool_fd, "incoming", AT_REMOVEDIR);
+	unlinkat(spool_fd, "corrupt", AT_REMOVEDIR);
+	rmdir(dir);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -51,6 +68,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(dir, sizeof(dir), "/tmp/fuzz_queue_file.XXXXXX");
 		if (mkdtemp(dir) == NULL || (spool_fd = spool_open(dir)) < 0)
 			abort();
+		atexit(cleanup);
 	}
 	fd = openat(spool_fd, "queue/0/F", O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
