@@ -172,7 +172,7 @@ parse_path(const char *s, int is_mail, int utf8, char *out, size_t outsz,
 		goto params;
 	}
 	local = *p == '"' ? quoted_string(p, utf8) : dot_string(p, utf8);
-	if (local == 0 || local > SMTPD_LOCAL_MAX + 2)
+	if (local == 0 || local - (*p == '"' ? 2 : 0) > SMTPD_LOCAL_MAX)
 		return err;
 	p += local;
 	if (*p == '@') {
