@@ -164,8 +164,10 @@ decode_byte(struct session *s, struct txn *tx, char c)
 	if (c == '\r') {
 		tx->ds = D_CR;
 	} else if (c == '\n') {
+		/* Not a line end: what follows is no line start either, so
+		 * "\n.\r\n" cannot end the data. */
 		reject(s, R_BARE_LF);
-		tx->ds = D_BOL;
+		tx->ds = D_MID;
 	} else {
 		emit(tx, &c, 1);
 		tx->ds = D_MID;
