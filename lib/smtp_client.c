@@ -3,8 +3,9 @@
  * until they may go out (after EHLO; all together with PIPELINING, one by
  * one without), then in `inflight` until their reply comes; each reply is
  * matched to the oldest command in flight and handled by its type's row
- * in the reply table. The message goes out through the DATA encoder of
- * the shared protocol engine, read from a file or pushed by the caller.
+ * in the reply table (smtp_client_cmd.c). The message goes out through
+ * the DATA encoder, read from a file or pushed by the caller; STARTTLS and
+ * AUTH are in smtp_client_auth.c.
  */
 #include <sys/socket.h>
 #include <netdb.h>
@@ -249,8 +250,7 @@ cli_failx(struct cli_conn *c, const char *status, const char *fmt, ...)
 
 /* ---- the connection ---- */
 
-/* "192.0.2.1:25" or "[2001:db8::1]:25" for failure texts.
- * TODO: netaddr.h's sockaddr_format once it exists. */
+/* "192.0.2.1:25" or "[2001:db8::1]:25" for failure texts. */
 static void
 sockaddr_text(const struct sockaddr *sa, char *out, size_t len)
 {

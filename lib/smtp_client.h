@@ -1,9 +1,10 @@
 /*
  * The SMTP/LMTP client, one engine for both (Postfix's smtp/lmtp habit):
  * queued uses it for LMTP to lmtpd and SMTP to remote exchangers, smtpd
- * for LMTP to queued's submission socket (with XFORWARD). It rides on the
- * shared protocol engine (smtp_proto.h: reply reader, DATA encoder) and a
- * bufferevent on the caller's event loop.
+ * for LMTP to queued's submission socket (with XFORWARD). It runs on a
+ * bufferevent in the caller's event loop and holds the client side of the
+ * protocol: the bounded reply reader and the DATA encoder (no shared
+ * lib/smtp_proto appeared; if one does, the two can move onto it).
  *
  * Use: connect (or attach a connected bufferevent), then queue commands
  * right away: cli_xforward, cli_mail, cli_rcpt..., cli_data_fd or

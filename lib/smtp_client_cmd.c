@@ -63,9 +63,10 @@ cli_reply_reset(struct cli_conn *c)
 
 /*
  * One whole reply (all its lines) from the input, bounded by
- * max_reply_lines and max_reply_bytes. 1: `r` filled (text borrowed from
- * the connection until the next read); 0: need more input; -1: garbage.
- * TODO: move onto smtp_proto's client-side reply reader once it exists.
+ * max_reply_lines and max_reply_bytes, and each line by LINE_MAX_. 1:
+ * c->cur filled (its text lives until cli_reply_reset); 0: need more
+ * input; -1: garbage (not "ddd", "ddd text" or "ddd-text"; codes that
+ * differ between lines; over a bound).
  */
 int
 cli_read_reply(struct cli_conn *c)
@@ -407,7 +408,6 @@ cli_pump(struct cli_conn *c)
  * Line ends become CRLF (a bare LF or a bare CR too, so that no byte
  * sequence in the message can look like the end of data to a lenient
  * server: the SMTP-smuggling lesson), and a dot opening a line is doubled.
- * TODO: use smtp_proto's DATA encoder once it exists.
  */
 void
 cli_encode(struct cli_conn *c, const char *p, size_t n)
