@@ -609,8 +609,18 @@ on_data(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 		/* Pipelined DATA the server should have refused: end it
 		 * with an empty message (RFC 2920 §3.1). */
 		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
-		send_dot(c);
 		c->data_dropped = 1;
+		if (!c->s.lmtp) {
+			send_dot(c);
+			return 1;
+		}
+		/* LMTP answers the dot once per recipient *it* took: a count
+		 * we cannot trust here. End the session instead. */
+		c->need_rset = 0;
+		cli_txn_end(c);
+		if (!c->freed)
+			cli_fail(c, "%s accepted DATA without recipients",
+			    c->peer);
 		return 1;
 	}
 	cli_reply_local(&nothing, r->code, r->status, r->text);

@@ -633,6 +633,36 @@ TEST(test_all_rcpts_refused)
 	CHECK_INT(rec.data_starts, 0);
 	CHECK_INT(rec.dones, 1);
 	CHECK_INT(rec.closed_code, 221);
+
+	/* A server that says 354 anyway gets an empty message: SMTP waits
+	 * for its one reply; LMTP ends the session. */
+	static const struct step smtp354[] = {
+		{ "EHLO", "250-server.test\r\n250 PIPELINING" },
+		{ "MAIL FROM:<s@x>", "250 ok" },
+		{ "RCPT TO:<a@x>", "550 5.1.1 no" },
+		{ "DATA", "354 go" }, { ".", "554 no recipients" },
+		{ "QUIT", "221" }, { NULL, NULL },
+	};
+	static const struct step lmtp354[] = {
+		{ "LHLO", "250-server.test\r\n250 PIPELINING" },
+		{ "MAIL FROM:<s@x>", "250 ok" },
+		{ "RCPT TO:<a@x>", "550 5.1.1 no" },
+		{ "DATA", "354 go" }, { NULL, NULL },
+	};
+	for (int lmtp = 0; lmtp < 2; lmtp++) {
+		s = settings(lmtp);
+		c = start(lmtp ? lmtp354 : smtp354, "220 x", &s);
+		cli_mail(c, "s@x", NULL);
+		cli_rcpt(c, "a@x", NULL);
+		cli_data_push(c);
+		run(5);
+		CHECK_INT(srv.mismatches, 0);
+		CHECK_INT(rec.rcpt[0], 550);
+		CHECK_INT(rec.data_starts, 0);
+		CHECK_INT(rec.dones, 1);
+		CHECK_INT(srv.data.len, 0);
+		CHECK_INT(rec.closed_code, lmtp ? 421 : 221);
+	}
 }
 
 /* MAIL refused while pipelining: every recipient gets MAIL's reply. */
