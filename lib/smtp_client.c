@@ -165,7 +165,7 @@ txn_clear(struct cli_conn *c)
 	}
 	free(c->rcpts);
 	c->rcpts = NULL;
-	c->nrcpt = c->naccepted = c->next_final = 0;
+	c->nrcpt = c->naccepted = c->next_final = c->srv_accepted = 0;
 	free(c->mail_fail_text);
 	c->mail_fail_text = NULL;
 	c->mail_fail.code = 0;

@@ -354,15 +354,18 @@ cli_queue(struct cli_conn *c, enum ctype type, int at_head)
 }
 
 /*
- * A command that need not go out: XFORWARD the server did not offer; RCPT
- * or DATA after a refused MAIL; DATA with no recipient accepted (known
- * only without pipelining, where every RCPT reply is in).
+ * A command that need not go out: XFORWARD the server did not offer; MAIL
+ * after a refused XFORWARD; RCPT or DATA after a refused MAIL; DATA with
+ * no recipient accepted (known only without pipelining, where every RCPT
+ * reply is in).
  */
 static int
 skip_cmd(struct cli_conn *c, struct cmd *k)
 {
 	if (k->type == C_XFORWARD && !has_cap(c, CLI_CAP_XFORWARD))
 		return 1;
+	if (k->type == C_MAIL && c->mail_fail.code != 0)
+		return 1;		/* XFORWARD was refused */
 	if (k->type == C_RCPT && c->mail_fail.code != 0) {
 		cli_give_rcpt(c, k->idx, &c->mail_fail);
 		return 1;
@@ -590,6 +593,8 @@ on_mail(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 static int
 on_rcpt(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 {
+	if (r->code / 100 == 2)
+		c->srv_accepted++;	/* the server's view, whatever ours */
 	cli_give_rcpt(c, k->idx, c->mail_fail.code != 0 ? &c->mail_fail : r);
 	return 1;
 }
@@ -606,21 +611,23 @@ on_data(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 		return 1;
 	}
 	if (r->code == 354) {
-		/* Pipelined DATA the server should have refused: end it
-		 * with an empty message (RFC 2920 §3.1). */
-		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+		/*
+		 * 354 with nothing we want to send. If the server took no
+		 * recipient, an empty message ends it (RFC 2920 §3.1): SMTP
+		 * then answers once. But if it took some (our XFORWARD or
+		 * MAIL failed after all) an empty message would be
+		 * delivered, and LMTP's count of replies is the server's:
+		 * drop the connection instead, which abandons the data.
+		 */
 		c->data_dropped = 1;
-		if (!c->s.lmtp) {
+		if (!c->s.lmtp && c->srv_accepted == 0) {
+			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n",
+			    3);
 			send_dot(c);
 			return 1;
 		}
-		/* LMTP answers the dot once per recipient *it* took: a count
-		 * we cannot trust here. End the session instead. */
-		c->need_rset = 0;
-		cli_txn_end(c);
-		if (!c->freed)
-			cli_fail(c, "%s accepted DATA without recipients",
-			    c->peer);
+		cli_fail(c, "%s accepted DATA for a transaction we abandoned",
+		    c->peer);
 		return 1;
 	}
 	cli_reply_local(&nothing, r->code, r->status, r->text);

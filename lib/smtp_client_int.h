@@ -69,6 +69,7 @@ struct cli_conn {
 	char *mail_fail_text;
 	struct rcpt *rcpts;
 	int nrcpt, naccepted, next_final;
+	int srv_accepted;	/* RCPTs the server said 2xx to */
 	enum { D_NONE, D_FD, D_PUSH } dmode;
 	int data_fd;
 	off_t data_off, data_left;

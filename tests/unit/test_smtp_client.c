@@ -663,6 +663,30 @@ TEST(test_all_rcpts_refused)
 		CHECK_INT(srv.data.len, 0);
 		CHECK_INT(rec.closed_code, lmtp ? 421 : 221);
 	}
+
+	/* XFORWARD refused, the rest accepted: no empty message may go in
+	 * (no dot), the connection is dropped. */
+	static const struct step xf_refused[] = {
+		{ "EHLO", "250-server.test\r\n250-PIPELINING\r\n"
+		    "250 XFORWARD NAME" },
+		{ "XFORWARD NAME=n", "550 5.7.1 not for you" },
+		{ "MAIL FROM:<s@x>", "250 ok" }, { "RCPT TO:<a@x>", "250 ok" },
+		{ "DATA", "354 go" }, { NULL, NULL },
+	};
+	struct cli_xforward xf = { .name = "n" };
+
+	s = settings(0);
+	c = start(xf_refused, "220 x", &s);
+	cli_xforward(c, &xf);
+	cli_mail(c, "s@x", NULL);
+	cli_rcpt(c, "a@x", NULL);
+	cli_data_push(c);
+	run(5);
+	CHECK_INT(srv.mismatches, 0);
+	CHECK_INT(rec.rcpt[0], 550);
+	CHECK_INT(rec.data_starts, 0);
+	CHECK_INT(rec.dones, 1);
+	CHECK_INT(rec.closed_code, 421);
 }
 
 /* MAIL refused while pipelining: every recipient gets MAIL's reply. */
