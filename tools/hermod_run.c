@@ -62,6 +62,26 @@ on_signal(int sig)
 		got_chld = 1;
 }
 
+/* Alive and not a zombie (an exited supervisor stays a zombie until its
+ * own parent, e.g. a test harness, reaps it). */
+static int
+alive(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	int zombie = 0;
+
+	if (kill(pid, 0) < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) != NULL)
+		zombie = p[1] == ' ' && p[2] == 'Z';
+	fclose(f);
+	return !zombie;
+}
+
 static char *
 pidfile_path(const char *name)
 {
@@ -81,7 +101,7 @@ pidfile_read(const char *name)
 	if (fgets(line, sizeof(line), f))
 		pid = strtol(line, NULL, 10);
 	fclose(f);
-	if (pid <= 0 || kill((pid_t)pid, 0) < 0)
+	if (pid <= 0 || !alive((pid_t)pid))
 		return 0;
 	return (pid_t)pid;
 }
@@ -309,9 +329,9 @@ signal_supervisor(int sig, int wait)
 		fprintf(stderr, "hermod: kill %d: %s\n", (int)pid, strerror(errno));
 		return 1;
 	}
-	for (int i = 0; wait && i < (STOP_WAIT + 5) * 10 && kill(pid, 0) == 0; i++)
+	for (int i = 0; wait && i < (STOP_WAIT + 5) * 10 && alive(pid); i++)
 		usleep(100000);
-	if (wait && kill(pid, 0) == 0) {
+	if (wait && alive(pid)) {
 		fprintf(stderr, "hermod: pid %d still running\n", (int)pid);
 		return 1;
 	}
