@@ -33,6 +33,14 @@ CONF
 pw=${HERMOD_RUN_PASSWORD:-hermod}
 hash=$(printf '%s\n' "$pw" | "$BIN/hermod" -c "$R/etc/hermod.conf" passwd 2>/dev/null || true)
 uid=$(id -u); gid=$(id -g)
+if [ "$uid" = 0 ]; then
+	# As root the daemons drop to the hermod account; the mailboxes and
+	# the spool belong to it (lmtpd never delivers with root's rights).
+	id hermod >/dev/null 2>&1 ||
+		useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin hermod
+	uid=$(id -u hermod); gid=$(id -g hermod)
+	chown -R hermod:hermod "$R/spool" "$R/run" "$R/mail"
+fi
 {
 	echo "alice $R/mail/alice/ uid=$uid gid=$gid${hash:+ password=$hash}"
 	echo "bob $R/mail/bob/ uid=$uid gid=$gid${hash:+ password=$hash}"
