@@ -148,6 +148,8 @@ send_batch(struct ljob *j)
 
 	j->first += j->count;
 	j->count = j->n - j->first < limit ? j->n - j->first : limit;
+	/* lmtpd logs under our queue id, so grep QID follows the message */
+	cli_xforward(j->c->cli, &(struct cli_xforward){ .ident = m->id });
 	cli_mail(j->c->cli, m->sender, &mp);
 	for (int i = 0; i < j->count; i++)
 		cli_rcpt(j->c->cli, m->leaves[j->idx[j->first + i]].addr, NULL);
