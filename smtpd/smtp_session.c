@@ -83,6 +83,53 @@ valid_helo(const char *arg)
 	return 1;
 }
 
+/* Issue 8 (TLS, AUTH) adds its offer conditions here. */
+static int
+offer_starttls(const struct session *s)
+{
+	(void)s;
+	return 0;		/* not before lib/tls exists */
+}
+
+static int
+offer_auth(const struct session *s)
+{
+	(void)s;
+	return 0;
+}
+
+/* The EHLO keywords, in the order they are listed; SIZE gets the limit. */
+static const struct {
+	const char *kw;
+	int (*offer)(const struct session *);
+} ehlo_keywords[] = {
+	{ "PIPELINING", NULL }, { "SIZE", NULL }, { "ENHANCEDSTATUSCODES", NULL },
+	{ "8BITMIME", NULL }, { "DSN", NULL }, { "SMTPUTF8", NULL },
+	{ "CHUNKING", NULL }, { "STARTTLS", offer_starttls },
+	{ "AUTH PLAIN LOGIN", offer_auth },
+};
+
+static void
+ehlo_reply(struct session *s)
+{
+	const char *kws[sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0])];
+	struct buf b;
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]); i++)
+		if (ehlo_keywords[i].offer == NULL || ehlo_keywords[i].offer(s))
+			kws[n++] = ehlo_keywords[i].kw;
+	buf_init(&b, 4096);
+	buf_printf(&b, "250%c%s", n ? '-' : ' ', conf_str(C_myhostname));
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&b, "\r\n250%c%s", i + 1 < n ? '-' : ' ', kws[i]);
+		if (strcmp(kws[i], "SIZE") == 0)
+			buf_printf(&b, " %lld", conf_num(C_message_size_limit));
+	}
+	session_reply(s, "%s", b.data);
+	buf_free(&b);
+}
+
 static void
 do_helo(struct session *s, char *arg, int esmtp)
 {
@@ -94,14 +141,10 @@ do_helo(struct session *s, char *arg, int esmtp)
 	snprintf(s->helo, sizeof(s->helo), "%s", arg);
 	s->esmtp = esmtp;
 	s->state = ST_READY;
-	if (!esmtp) {
+	if (esmtp)
+		ehlo_reply(s);
+	else
 		session_reply(s, "250 %s", conf_str(C_myhostname));
-		return;
-	}
-	session_reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %lld\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
-	    "250-SMTPUTF8\r\n250 CHUNKING", conf_str(C_myhostname),
-	    conf_num(C_message_size_limit));
 }
 
 static void
@@ -325,6 +368,21 @@ wrong_state(const struct session *s, const struct command *c)
 	    "503 5.5.1 Error: need MAIL command";
 }
 
+/* An HTTP request (or header) sent to port 25, as from a web page that
+ * makes a browser talk to us: nothing else it sends should be answered
+ * (cross-protocol attacks), so the session ends, as Postfix does. */
+static int
+non_smtp(const char *line, size_t n)
+{
+	static const char *const verbs[] = { "GET", "POST", "PUT", "HEAD",
+	    "CONNECT", "OPTIONS", "DELETE" };
+
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (strlen(verbs[i]) == n && strncmp(line, verbs[i], n) == 0)
+			return 1;
+	return n > 0 && line[n - 1] == ':';	/* "Host:", "User-Agent:" */
+}
+
 void
 session_command(struct session *s, char *line, size_t len)
 {
@@ -350,5 +408,11 @@ session_command(struct session *s, char *line, size_t len)
 		return;
 	}
 	s->counts[CMD_UNKNOWN]++;
+	if (non_smtp(line, n)) {
+		log_warn("non-SMTP command from %s: %.100s", session_client(s), line);
+		session_close(s, "421 4.7.0 %s Error: not an SMTP client",
+		    conf_str(C_myhostname));
+		return;
+	}
 	session_error(s, "500 5.5.2 Error: command not recognized");
 }

@@ -385,3 +385,58 @@ def test_sigterm_ends_idle_sessions(hermod):
     assert (code, text[:5]) == (421, "4.3.2")
     assert hermod.procs["smtpd"].wait(10) == 0
     c.close()
+
+
+def test_http_request_ends_the_session(hermod):
+    start(hermod)
+    with Client(hermod.smtp_port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: mx.example.test\r\nMAIL FROM:<a@b.test>\r\n\r\n")
+        code, text = c.reply()
+        assert (code, text[:5]) == (421, "4.7.0")
+        assert c.closed()           # nothing after the request got a reply
+    assert "non-SMTP command from unknown[127.0.0.1]" in hermod.log("smtpd")
+
+
+def test_ehlo_resets_the_transaction_and_helo_is_smtp(hermod):
+    start(hermod)
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<bob@remote.test>")
+        c.cmd("RCPT TO:<%s>" % ALICE)
+        assert c.cmd("HELO again.example")[0] == 250
+        assert c.cmd("DATA")[0] == 503
+        send_ok(c)
+    msg = hermod.wait_messages("alice", 1)[0]
+    assert b"Received: from again.example (unknown [127.0.0.1])\n\tby mx.example.test (Hermod) with SMTP id " in msg
+
+
+def test_ipv6_listener(hermod):
+    import socket as so
+    try:
+        with so.socket(so.AF_INET6) as t:
+            t.bind(("::1", 0))
+            port = t.getsockname()[1]
+    except OSError:
+        import pytest
+        pytest.skip("no IPv6 loopback")
+    start(hermod, smtp_listen="127.0.0.1:%d [::1]:%d" % (hermod.smtp_port, port))
+    with Client(port, host="::1") as c:
+        assert c.greeting[0] == 220
+        c.cmd("EHLO v6")
+        c.cmd("MAIL FROM:<bob@remote.test>")
+        assert c.cmd("RCPT TO:<x@elsewhere.test>")[0] == 250    # [::1]/128 trusted
+        c.cmd("RSET")
+        send_ok(c)
+    msg = hermod.wait_messages("alice", 1)[0]
+    assert b"Received: from v6 (unknown [IPv6:::1])" in msg
+
+
+def test_sighup_reloads(hermod):
+    start(hermod)
+    with Client(hermod.smtp_port) as old:
+        hermod.conf(smtpd_banner="$myhostname ESMTP reloaded")
+        hermod.signal("smtpd", signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in hermod.log("smtpd"), 10)
+        with Client(hermod.smtp_port) as c:
+            assert c.greeting == (220, "mx.example.test ESMTP reloaded")
+        assert old.cmd("NOOP")[0] == 250       # sessions live on
