@@ -69,7 +69,8 @@ received_format(struct buf *out, const struct received_info *ri)
 		r |= buf_printf(out, ";\r\n\t%s\r\n", date);
 	if (r != 0 || out->len - start > RECEIVED_MAX) {
 		out->len = start;
-		out->data[start] = '\0';
+		if (out->data != NULL)
+			out->data[start] = '\0';
 		return -1;
 	}
 	return 0;
