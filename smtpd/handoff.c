@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf.h"
 #include "handoff.h"
@@ -19,6 +20,11 @@
 #include "xalloc.h"
 
 enum hstate { H_IDLE, H_WAIT, H_DATA, H_DOT, H_DONE };
+
+/* An idle connection older than this is not reused: queued ends idle
+ * submission sessions after 300 s, and a transaction must not race
+ * that close. */
+#define REUSE_MAX_IDLE	60
 
 struct handoff {
 	struct event_base *base;
@@ -30,6 +36,7 @@ struct handoff {
 	struct handoff_result res;
 	char mail_qid[HANDOFF_QID_MAX + 1];
 	struct event *later;		/* result() from the loop */
+	time_t idle_since;		/* the last transaction's end */
 };
 
 static void
@@ -93,6 +100,7 @@ fire_result(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	h->state = H_IDLE;
 	h->failed = 0;
+	h->idle_since = time(NULL);
 	memset(&h->res, 0, sizeof(h->res));
 	h->cb->result(h->arg, &r);
 }
@@ -244,7 +252,8 @@ handoff_start(struct handoff *h, const struct handoff_msg *m)
 	h->failed = 0;
 	h->mail_qid[0] = '\0';
 	memset(&h->res, 0, sizeof(h->res));
-	if (h->c != NULL && !cli_idle(h->c)) {	/* still busy: start afresh */
+	if (h->c != NULL && (!cli_idle(h->c) ||	/* busy or old: start afresh */
+	    time(NULL) - h->idle_since > REUSE_MAX_IDLE)) {
 		cli_free(h->c);
 		h->c = NULL;
 	}

@@ -405,6 +405,10 @@ session_command(struct session *s, char *line, size_t len)
 			return;
 		}
 		c->fn(s, arg);
+		/* SIGTERM: a session leaves as soon as it holds no message. */
+		if (smtpd_stopping && s->tx == NULL && s->mode == IN_CMD)
+			session_close(s, "421 4.3.2 %s Service shutting down",
+			    conf_str(C_myhostname));
 		return;
 	}
 	s->counts[CMD_UNKNOWN]++;

@@ -440,3 +440,22 @@ def test_sighup_reloads(hermod):
         with Client(hermod.smtp_port) as c:
             assert c.greeting == (220, "mx.example.test ESMTP reloaded")
         assert old.cmd("NOOP")[0] == 250       # sessions live on
+
+
+def test_sigterm_lets_a_transaction_finish(hermod):
+    start(hermod)
+    c = Client(hermod.smtp_port)
+    c.cmd("EHLO x")
+    assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+    hermod.signal("smtpd", signal.SIGTERM)
+    time.sleep(0.5)
+    assert hermod.procs["smtpd"].poll() is None       # still serving this one
+    assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: last\r\n\r\nlast one\r\n.\r\n")
+    assert c.reply()[0] == 250
+    code, text = c.reply()
+    assert (code, text[:5]) == (421, "4.3.2")
+    assert hermod.procs["smtpd"].wait(10) == 0
+    c.close()
+    hermod.wait_messages("alice", 1)
