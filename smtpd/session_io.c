@@ -305,6 +305,19 @@ on_sleep(evutil_socket_t fd, short ev, void *arg)
 
 /* ---- a new client ---------------------------------------------------------- */
 
+void
+session_set_bev(struct session *s, struct bufferevent *bev)
+{
+	struct timeval tv = { conf_num(C_smtpd_timeout), 0 };
+
+	if (bev == NULL)
+		fatal("smtpd: cannot set up a session");
+	s->bev = bev;
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_MAX);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
 static void
 format_addr(struct session *s, const struct sockaddr *sa)
 {
@@ -333,7 +346,6 @@ session_new(struct event_base *base, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen, enum listen_kind kind)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
-	struct timeval tv = { conf_num(C_smtpd_timeout), 0 };
 	char why[POLICY_REPLY_MAX];
 
 	s->base = base;
@@ -346,13 +358,10 @@ session_new(struct event_base *base, evutil_socket_t fd,
 	s->trusted = policy_trusted(sa);
 	s->state = ST_GREET;
 	s->mode = IN_CMD;
-	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->sleep_ev = evtimer_new(base, on_sleep, s);
-	if (s->bev == NULL || s->sleep_ev == NULL)
+	if (s->sleep_ev == NULL)
 		fatal("smtpd: cannot set up a session");
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_MAX);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	session_set_bev(s, bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE));
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	log_info("connect from %s", session_client(s));
 	if (policy_conn_open(sa, s->trusted, why, sizeof(why)) != 0) {

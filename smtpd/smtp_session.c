@@ -165,6 +165,10 @@ cmd_mail(struct session *s, char *arg)
 	char path[SMTPD_PATH_MAX + 1];
 	const char *err, *rest;
 
+	if (s->kind != LK_SMTP && s->auth_user == NULL) {	/* RFC 6409 */
+		session_error(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (strncasecmp(arg, "FROM:", 5) != 0) {
 		session_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;

@@ -147,7 +147,22 @@ extern int smtpd_stopping;
 /* smtpd.c */
 void smtpd_all_gone(void);	/* the last session ended while stopping */
 
+/*
+ * Issue 8 (TLS, AUTH) slots in like this: STARTTLS (a row in
+ * smtp_session.c's table, offered by offer_starttls()) checks that the
+ * input buffer is empty (else everything pipelined after it is thrown
+ * away), replies 220, wraps s->bev in bufferevent_openssl_filter_new() and
+ * hands the result to session_set_bev(); then txn_free(), s->helo[0] = 0,
+ * s->state = ST_GREET and s->tls = 1 (the session starts over). smtps
+ * listeners (LK_SMTPS) do the same wrapping in session_new before the
+ * greeting. AUTH sets s->auth_user; relay permission, the Received:
+ * protocol name (ESMTPA/ESMTPSA) and the log lines already follow it, and
+ * MAIL on a submission listener already requires it (530 5.7.0).
+ */
+
 /* session_io.c */
+/* Take over a (new) bufferevent: callbacks, watermarks, timeouts. */
+void session_set_bev(struct session *s, struct bufferevent *bev);
 struct session *session_new(struct event_base *base, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen, enum listen_kind kind);
 void session_reply(struct session *s, const char *fmt, ...)

@@ -459,3 +459,26 @@ def test_sigterm_lets_a_transaction_finish(hermod):
     assert hermod.procs["smtpd"].wait(10) == 0
     c.close()
     hermod.wait_messages("alice", 1)
+
+
+def test_swaks(hermod):
+    import shutil
+    import subprocess
+    import pytest
+    if not shutil.which("swaks"):
+        pytest.skip("swaks not installed")
+    start(hermod)
+    for extra in ([], ["--pipeline"], ["--protocol", "SMTP"]):
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % hermod.smtp_port,
+                            "--from", "bob@remote.test", "--to", ALICE,
+                            "--helo", "swaks.example", "--header", "Subject: swaks",
+                            "--body", "via swaks"] + extra,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "250 2.0.0 Ok: queued as" in r.stdout
+    msgs = hermod.wait_messages("alice", 3)
+    assert all(b"via swaks" in m for m in msgs)
+    r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % hermod.smtp_port,
+                        "--from", "bob@remote.test", "--to", "nobody@example.test"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "550 5.1.1" in r.stdout
