@@ -185,6 +185,17 @@ read_command(struct session *s)
 	size_t len;
 
 	if (eol.pos < 0) {
+		/* A deadline per command line, not per read: a client that
+		 * trickles a byte now and then (slowloris) still times out. */
+		if (evbuffer_get_length(in) > 0 && s->line_start == 0)
+			s->line_start = time(NULL);
+		else if (s->line_start != 0 &&
+		    time(NULL) - s->line_start > conf_num(C_smtpd_timeout)) {
+			log_info("timeout after slow command from %s", session_client(s));
+			session_close(s, "421 4.4.2 %s Error: timeout exceeded",
+			    conf_str(C_myhostname));
+			return 0;
+		}
 		if (evbuffer_get_length(in) <= SMTPD_LINE_MAX)
 			return 0;
 		evbuffer_drain(in, evbuffer_get_length(in));
@@ -195,6 +206,7 @@ read_command(struct session *s)
 		return 0;
 	}
 	len = (size_t)eol.pos;
+	s->line_start = 0;
 	if (s->skip_line || len > SMTPD_LINE_MAX) {
 		evbuffer_drain(in, len + 1);
 		if (!s->skip_line)

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <bsd/sys/queue.h>
 #include <event2/bufferevent.h>
@@ -126,6 +127,7 @@ struct session {
 
 	int errors;
 	int skip_line;			/* discarding an over-long line */
+	time_t line_start;		/* first byte of an unfinished line */
 	unsigned long long skip_left;	/* BDAT octets read and dropped */
 	const char *skip_reply;		/* ... then this reply */
 	int out_full;			/* stopped reading: replies unread */

@@ -157,3 +157,22 @@ def test_2000_idle_sessions_and_one_served(hermod):
         for s in held:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_slowloris_command_line(hermod):
+    start(hermod, smtpd_timeout="2s")
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        t0 = time.monotonic()
+        c.sock.settimeout(10)
+        try:
+            for ch in b"NOOP" * 10:          # a byte every 0.4 s, never a line
+                c.send(bytes([ch]))
+                time.sleep(0.4)
+                if time.monotonic() - t0 > 8:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        code, text = c.reply()
+        assert (code, text[:5]) == (421, "4.4.2")
+        assert time.monotonic() - t0 < 6
