@@ -482,3 +482,22 @@ def test_swaks(hermod):
                         "--from", "bob@remote.test", "--to", "nobody@example.test"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "550 5.1.1" in r.stdout
+
+
+def test_queued_dies_mid_data(hermod):
+    start(hermod)
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<bob@remote.test>")
+        c.cmd("RCPT TO:<%s>" % ALICE)
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: half\r\n\r\n" + b"z" * 50000 + b"\r\n")
+        time.sleep(0.3)
+        hermod.kill("queued")
+        c.send(b"rest\r\n.\r\n")
+        code, text = c.reply()
+        assert (code, text[:5]) == (451, "4.3.0")
+        assert c.cmd("NOOP")[0] == 250
+    hermod.start("queued")
+    time.sleep(1)
+    assert hermod.messages("alice") == []
