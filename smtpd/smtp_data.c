@@ -225,11 +225,14 @@ data_input(struct session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct txn *tx = s->tx;
 
-	if (tx == NULL || (s->mode == IN_CHUNK && s->skip_reply != NULL &&
-	    s->skip_left > 0)) {
+	if (s->skip_reply != NULL) {	/* a refused BDAT, even BDAT 0 */
 		skip_input(s);
 		if (s->mode == IN_CMD)
 			s->skip_reply = NULL;
+		return;
+	}
+	if (tx == NULL) {		/* cannot happen: read commands */
+		s->mode = IN_CMD;
 		return;
 	}
 	while (!tx->waiting_drain) {

@@ -261,6 +261,9 @@ def test_bdat(hermod):
         assert c.reply()[0] == 503
         assert c.cmd("NOOP")[0] == 250
         assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+        assert c.cmd("BDAT 0 LAST")[0] == 503     # no recipient yet
+        c.send(b"BDAT 4\r\nabcd")
+        assert c.reply()[0] == 503
         assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
         part1 = b"Subject: chunks\r\n\r\n.first line\r\n"
         c.send(b"BDAT %d\r\n" % len(part1) + part1)
