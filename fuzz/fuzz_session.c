@@ -162,13 +162,40 @@ fuzz_init(void)
 	fuzz_base = event_base_new();
 }
 
+/* What smtpd sends must be replies: each line "DDD " or "DDD-" with a
+ * code from 2xx to 5xx, ending in CRLF, and never longer than a reply can
+ * be (RFC 5321 4.5.3.1.5: 512, our EHLO and 5xx texts stay well below). */
+static char outline[1024];
+static size_t outlen;
+
+static void
+check_output(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n') {
+			if (outlen >= sizeof(outline) - 1)
+				abort();	/* reply line too long */
+			outline[outlen++] = p[i];
+			continue;
+		}
+		if (outlen < 5 || outline[outlen - 1] != '\r' ||
+		    outline[0] < '2' || outline[0] > '5' ||
+		    outline[1] < '0' || outline[1] > '9' ||
+		    outline[2] < '0' || outline[2] > '9' ||
+		    (outline[3] != ' ' && outline[3] != '-'))
+			abort();	/* not a reply line */
+		outlen = 0;
+	}
+}
+
 static void
 drain_peer(int fd)
 {
 	char buf[65536];
+	ssize_t n;
 
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		check_output(buf, (size_t)n);
 }
 
 int
@@ -183,6 +210,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
 		return 0;
 	fuzz_mode = data[0];
+	outlen = 0;
 	sin.sin_addr.s_addr = htonl((fuzz_mode & 1) ? 0x7f000001 : 0xc0000201);
 	session_new(fuzz_base, sv[0], (struct sockaddr *)&sin, sizeof(sin), LK_SMTP);
 	if (size == 1)
