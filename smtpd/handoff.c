@@ -62,7 +62,7 @@ set_reply(struct handoff *h, const struct cli_reply *r)
 	if (r->local || r->code < 400 || r->code > 599) {
 		log_warn("queued submission: %d %s %s", r->code, r->status,
 		    r->text ? r->text : "");
-		set_result(h, 451, "4.3.0", "Error: queue file write error");
+		set_result(h, 451, "4.3.0", "Error: mail queue unavailable, try again later");
 		return;
 	}
 	nl = r->text ? strchr(r->text, '\n') : NULL;

@@ -309,10 +309,11 @@ finish_message(struct session *s)
 	if (tx->reject != NULL || tx->failed) {
 		const char *why = tx->reject ? tx->reject : tx->fail_line;
 
-		log_info("%s: %s from %s: %s", tx->reject ? "reject" : "defer",
-		    tx->bdat ? "BDAT" : "DATA", session_client(s), why);
 		if (tx->reject != NULL)
 			session_log_reject(s, tx->bdat ? "BDAT" : "DATA", NULL, why);
+		else
+			log_info("NOQUEUE: not queued: %s from %s: %s",
+			    tx->bdat ? "BDAT" : "DATA", session_client(s), why);
 		session_reply(s, "%s", why);
 		end_transaction(s);
 		return;
@@ -406,7 +407,7 @@ on_result(void *arg, const struct handoff_result *r)
 	buf_reset(&tx->out);
 	if (was == P_END || (was == P_START && !tx->bdat)) {
 		/* after the dot, or instead of the 354 */
-		log_info("NOQUEUE: queued refused %s from %s: %s",
+		log_info("NOQUEUE: not queued: %s from %s: %s",
 		    tx->bdat ? "BDAT" : "DATA", session_client(s), tx->fail_line);
 		session_reply(s, "%s", tx->fail_line);
 		end_transaction(s);
