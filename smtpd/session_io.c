@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -23,6 +24,8 @@
 #include "policy.h"
 #include "smtpd.h"
 #include "xalloc.h"
+
+#define LINGER_SEC	2	/* input drained after the last reply */
 
 struct session_list sessions = TAILQ_HEAD_INITIALIZER(sessions);
 
@@ -75,8 +78,38 @@ session_close(struct session *s, const char *fmt, ...)
 	if (s->ho != NULL)
 		handoff_abort(s->ho);	/* an unfinished message is dropped */
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);
-	/* else the write callback frees it once the reply is out */
+		session_linger(s);
+	/* else the write callback does once the reply is out */
+}
+
+/*
+ * The last reply is out. Closing a socket that still has unread input
+ * makes the kernel send a reset, and the reset can destroy our last
+ * replies before the client reads them (a 421 after a flood of pipelined
+ * junk would never arrive). So: half-close, read and throw away what
+ * still comes for a moment, then free.
+ */
+void
+session_linger(struct session *s)
+{
+	struct timeval tv = { LINGER_SEC, 0 };
+
+	if (s->lingering)
+		return;
+	if (s->in_input) {
+		s->free_me = 1;		/* session_input frees it */
+		return;
+	}
+	s->lingering = 1;
+	shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	/* a deadline, not a read timeout: a trickle cannot extend it */
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	event_del(s->sleep_ev);
+	s->sleeping = 0;
+	event_add(s->sleep_ev, &tv);
+	bufferevent_enable(s->bev, EV_READ);
 }
 
 void
@@ -255,8 +288,14 @@ session_input(struct session *s)
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	session_input(arg);
+	struct session *s = arg;
+
+	if (s->lingering) {
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	session_input(s);
 }
 
 static void
@@ -266,7 +305,7 @@ on_write(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	if (s->mode == IN_CLOSING) {
-		session_free(s);
+		session_linger(s);
 		return;
 	}
 	if (s->out_full) {
@@ -284,6 +323,10 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
+	if (s->lingering) {		/* EOF, error or the linger time */
+		session_free(s);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("timeout after %s from %s",
 		    s->mode == IN_DATA || s->mode == IN_CHUNK ? "DATA" : "command",
@@ -308,6 +351,10 @@ on_sleep(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
+	if (s->lingering) {
+		session_free(s);
+		return;
+	}
 	s->sleeping = 0;
 	if ((s->mode == IN_CMD || s->mode == IN_DATA || s->mode == IN_CHUNK) &&
 	    !s->out_full)

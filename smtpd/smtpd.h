@@ -131,6 +131,7 @@ struct session {
 	unsigned long long skip_left;	/* BDAT octets read and dropped */
 	const char *skip_reply;		/* ... then this reply */
 	int out_full;			/* stopped reading: replies unread */
+	int lingering;			/* last reply out: draining input */
 	int in_input;			/* inside the input loop */
 	int free_me;			/* free when the loop unwinds */
 	struct event *sleep_ev;		/* error sleep, deferred input */
@@ -176,6 +177,8 @@ void session_error(struct session *s, const char *fmt, ...)
 /* Send the reply (if any), then close once it is out. */
 void session_close(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Half-close once the last reply is out, drain input briefly, free. */
+void session_linger(struct session *s);
 void session_pause(struct session *s);		/* stop reading (IN_WAIT) */
 void session_resume(struct session *s, enum input_mode m);
 void session_free(struct session *s);

@@ -160,19 +160,49 @@ def test_2000_idle_sessions_and_one_served(hermod):
 
 
 def test_slowloris_command_line(hermod):
+    import select
     start(hermod, smtpd_timeout="2s")
     with Client(hermod.smtp_port) as c:
         c.cmd("EHLO x")
         t0 = time.monotonic()
+        # a byte every 0.4 s, never a whole line, until smtpd answers
+        for ch in b"NOOP" * 20:
+            if select.select([c.sock], [], [], 0.4)[0]:
+                break
+            c.send(bytes([ch]))
         c.sock.settimeout(10)
-        try:
-            for ch in b"NOOP" * 10:          # a byte every 0.4 s, never a line
-                c.send(bytes([ch]))
-                time.sleep(0.4)
-                if time.monotonic() - t0 > 8:
-                    break
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         code, text = c.reply()
         assert (code, text[:5]) == (421, "4.4.2")
         assert time.monotonic() - t0 < 6
+        # and the session is gone soon, trickle or not
+        t1 = time.monotonic()
+        try:
+            while time.monotonic() - t1 < 8:
+                c.send(b"x")
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - t1 < 5
+
+
+def test_binary_junk_commands(hermod):
+    import random
+    start(hermod)
+    rnd = random.Random(6)
+    for _ in range(5):
+        junk = bytes(rnd.randrange(256) for _ in range(20000))
+        with Client(hermod.smtp_port) as c:
+            c.sock.settimeout(10)
+            try:
+                c.send(junk + b"\r\nQUIT\r\n")
+                codes = []
+                while True:
+                    codes.append(c.reply()[0])
+            except (EOFError, ConnectionResetError):
+                pass
+            # only replies came back, and the session ended (QUIT or 421)
+            assert codes and all(200 <= x < 600 for x in codes)
+            assert codes[-1] in (221, 421)
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        send_ok(c)
