@@ -259,9 +259,14 @@ static void
 session_input(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	int ncmd = 0;
 
 	s->in_input++;
 	while (!s->free_me && !s->sleeping) {
+		if (s->mode == IN_CMD && ++ncmd > SMTPD_CMDS_PER_TURN) {
+			session_kick(s);	/* fair to the other sessions */
+			break;
+		}
 		if (s->mode == IN_CMD) {
 			if (evbuffer_get_length(out) > SMTPD_OUTPUT_MAX) {
 				/* a pipelining client that does not read */

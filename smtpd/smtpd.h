@@ -38,6 +38,7 @@
 #define SMTPD_INPUT_MAX		(64 * 1024)	/* read buffer high mark */
 #define SMTPD_OUTPUT_MAX	(256 * 1024)	/* unread replies: stop reading */
 #define SMTPD_DATA_CHUNK	(16 * 1024)	/* data handed to queued at once */
+#define SMTPD_CMDS_PER_TURN	100	/* pipelined commands per loop turn */
 
 enum listen_kind { LK_SMTP, LK_SUBMISSION, LK_SMTPS };
 
