@@ -255,11 +255,24 @@ read_command(struct session *s)
 	return 1;
 }
 
+/* The client went away: what it left half-done is dropped (a message
+ * without its final dot is never queued). */
+static void
+session_lost(struct session *s)
+{
+	if (s->tx != NULL && s->tx->started)
+		log_info("lost connection after DATA from %s", session_client(s));
+	if (s->in_input)
+		s->free_me = 1;
+	else
+		session_free(s);
+}
+
 static void
 session_input(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	int ncmd = 0;
+	int ncmd = 0, stalled = 0;
 
 	s->in_input++;
 	while (!s->free_me && !s->sleeping) {
@@ -274,18 +287,24 @@ session_input(struct session *s)
 				bufferevent_disable(s->bev, EV_READ);
 				break;
 			}
-			if (!read_command(s))
+			if (!read_command(s)) {
+				stalled = 1;
 				break;
+			}
 		} else if (s->mode == IN_DATA || s->mode == IN_CHUNK) {
 			enum input_mode before = s->mode;
 
 			data_input(s);
-			if (s->mode == before)
+			if (s->mode == before) {
+				stalled = 1;
 				break;
+			}
 		} else
 			break;
 	}
 	s->in_input--;
+	if (stalled && s->peer_eof && !s->free_me)
+		session_lost(s);	/* all it sent before the FIN is done */
 	if (s->free_me && s->in_input == 0)
 		session_free(s);
 }
@@ -344,9 +363,15 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		    conf_str(C_myhostname));
 		return;
 	}
-	if (s->tx != NULL && s->tx->started)
-		log_info("lost connection after DATA from %s", session_client(s));
-	session_free(s);
+	/* A client may pipeline its commands and half-close at once
+	 * (sendmail -bs < script): finish what it sent first, as a server
+	 * that reads until EOF does. */
+	if ((what & BEV_EVENT_EOF) && (s->mode == IN_WAIT || s->sleeping ||
+	    s->out_full || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)) {
+		s->peer_eof = 1;
+		return;
+	}
+	session_lost(s);
 }
 
 static void

@@ -152,15 +152,34 @@ raise_nofile(void)
 	}
 }
 
+static int stdio_mode;
+
+static int
+extra_option(int ch, const char *arg, void *unused)
+{
+	(void)arg;
+	(void)unused;
+	if (ch != 's')
+		return -1;
+	stdio_mode = 1;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	struct daemon_opts opts = { 0 };
+	struct daemon_opts opts = { .extra_optstring = "s",
+	    .extra_option = extra_option, .extra_usage = "[-s]" };
 	static struct bound bound[SMTPD_LISTENERS_MAX];
 	char err[256];
 	int n;
 
 	daemon_init(argc, argv, "smtpd", &opts);
+	if (stdio_mode) {	/* sendmail -bs: no listeners, the caller's rights */
+		if ((base = event_base_new()) == NULL)
+			fatal("event_base_new");
+		return smtpd_stdio(base);
+	}
 	raise_nofile();
 	n = bind_all(bound);
 	if (n == 0)

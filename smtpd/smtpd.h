@@ -135,6 +135,7 @@ struct session {
 	int lingering;			/* last reply out: draining input */
 	int in_input;			/* inside the input loop */
 	int free_me;			/* free when the loop unwinds */
+	int peer_eof;			/* client half-closed: finish its input */
 	struct event *sleep_ev;		/* error sleep, deferred input */
 	int sleeping;
 	unsigned counts[CMD_NIDS];
@@ -150,6 +151,8 @@ extern int smtpd_stopping;
 
 /* smtpd.c */
 void smtpd_all_gone(void);	/* the last session ended while stopping */
+/* smtpd -s: one session on stdin/stdout (smtpd_stdio.c); exit status */
+int smtpd_stdio(struct event_base *base);
 
 /*
  * Issue 8 (TLS, AUTH) slots in like this: STARTTLS (a row in

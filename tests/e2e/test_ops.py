@@ -94,6 +94,21 @@ def test_sendmail_modes_bp_bi_q(hermod):
     hermod.wait_messages("alice", 1)
 
 
+def test_sendmail_bs_speaks_smtp(hermod):
+    start(hermod)
+    if not os.path.exists(hermod.bin("smtpd")):
+        pytest.skip("no smtpd")
+    p = subprocess.run([hermod.bin("sendmail"), "-bs"], input=(
+        "EHLO localhost\r\nMAIL FROM:<local@example.test>\r\nRCPT TO:<alice@example.test>\r\n"
+        "DATA\r\nSubject: bs\r\n\r\nvia -bs\r\n.\r\nQUIT\r\n"),
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, HERMOD_CONF=hermod.conf_path))
+    assert p.stdout.startswith("220 "), p.stdout + p.stderr
+    assert "\n221 " in p.stdout
+    m = email.message_from_bytes(hermod.wait_messages("alice", 1)[0])
+    assert m["Subject"] == "bs"
+
+
 def test_make_install_into_destdir():
     dest = tempfile.mkdtemp(prefix="hermod-install-")
     try:
