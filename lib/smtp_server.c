@@ -1,2 +1,588 @@
-/* smtp_server: implementation in progress (see smtp_server.h). */
+/*
+ * The server session framework (see smtp_server.h): reads command lines
+ * and DATA/BDAT off a bufferevent, dispatches through the daemon's table,
+ * and owns the generic protocol errors, timeouts, pipelining fairness,
+ * flow control and the STARTTLS switch-over. smtpd, queued's submission
+ * server and lmtpd each drive their sessions through it.
+ *
+ * All input processing runs in process(), which only the event loop calls
+ * (read/write/event callbacks and the "kick" event). Daemon calls that
+ * change what should happen next (resume, data start, close) never
+ * process input or free the session themselves: they set a flag and
+ * activate the kick event, so a command function can call anything.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+
+#include "log.h"
 #include "smtp_server.h"
+#include "xalloc.h"
+
+#define SRV_PIPELINE_DEF	32
+#define SRV_ERRORS_DEF		20	/* Postfix's smtpd_hard_error_limit */
+#define SRV_TIMEOUT_DEF		300	/* Postfix's smtpd_timeout */
+#define SRV_IO_MAX_DEF		65536
+#define SRV_LINE_HARD_MAX	16384	/* line_max is capped here (stack) */
+#define SRV_DATA_PIECE		16384	/* DATA decoded per step */
+#define SRV_CLOSE_GRACE		10	/* seconds to flush a last reply */
+
+enum srv_mode { M_CMD, M_DATA, M_BDAT };
+
+struct srv_session {
+	struct bufferevent *bev;
+	const struct srv_cmd *table;
+	const struct srv_ops *ops;
+	void *udata;
+	struct srv_limits lim;		/* defaults filled in */
+	struct event *timer;		/* command timeout, then close grace */
+	struct event *kick;		/* process() or finish from the loop */
+	struct smtp_line_reader lr;
+	struct smtp_data_dec dec;
+	uint64_t bdat_left;
+	unsigned bdat_flags;
+	enum srv_mode mode;
+	unsigned state, errors, line_flags;
+	enum srv_close_why why;		/* for closing / dead */
+	unsigned paused:1, busy:1, dead:1, closing:1, eof:1, want_write:1,
+	    need_input:1, tls:1;
+};
+
+static void process(struct srv_session *s);
+static void setup_bev(struct srv_session *s);
+
+/* ---------------- life cycle ---------------- */
+
+static void
+finish(struct srv_session *s)
+{
+	s->ops->on_close(s, s->why);
+	event_free(s->timer);
+	event_free(s->kick);
+	bufferevent_free(s->bev);
+	free(s);
+}
+
+/* Run process() (or finish) from the loop, never from the caller. */
+static void
+poke(struct srv_session *s)
+{
+	if (!s->busy)
+		event_active(s->kick, EV_TIMEOUT, 0);
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->dead)
+		finish(s);
+	else
+		process(s);
+}
+
+static void
+arm_timer(struct srv_session *s, unsigned sec)
+{
+	struct timeval tv = { (time_t)sec, 0 };
+
+	evtimer_add(s->timer, &tv);
+}
+
+/* Mark dead; the session is finished from the loop (on_close, free). */
+static void
+kill_session(struct srv_session *s, enum srv_close_why why)
+{
+	if (s->dead)
+		return;
+	s->dead = 1;
+	s->why = why;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	evtimer_del(s->timer);
+	poke(s);
+}
+
+/* Stop reading; close once the output is written (or the grace ends). */
+static void
+begin_close(struct srv_session *s, enum srv_close_why why)
+{
+	if (s->dead || s->closing)
+		return;
+	s->closing = 1;
+	s->why = why;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		kill_session(s, why);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_WRITE);
+	arm_timer(s, s->lim.timeout_sec < SRV_CLOSE_GRACE ?
+	    s->lim.timeout_sec : SRV_CLOSE_GRACE);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->dead)
+		return;
+	if (s->closing) {		/* the peer does not read: give up */
+		kill_session(s, s->why);
+		return;
+	}
+	srv_reply_id(s, RPL_TIMEOUT);
+	begin_close(s, SRV_CLOSE_TIMEOUT);
+}
+
+/* ---------------- bufferevent callbacks ---------------- */
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process(arg);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct srv_session *s = arg;
+
+	(void)bev;
+	if (s->dead)
+		return;
+	if (s->closing) {
+		kill_session(s, s->why);
+		return;
+	}
+	if (s->want_write) {
+		s->want_write = 0;
+		process(s);
+	}
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct srv_session *s = arg;
+
+	(void)bev;
+	if (s->dead)
+		return;
+	if (what & BEV_EVENT_CONNECTED) {	/* TLS handshake done */
+		s->tls = 1;
+		if (s->ops->on_tls != NULL)
+			s->ops->on_tls(s, 1);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		if (!s->tls && srv_tls_active(s) && s->ops->on_tls != NULL)
+			s->ops->on_tls(s, 0);
+		kill_session(s, SRV_CLOSE_ERROR);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		s->eof = 1;
+		if (s->closing)
+			kill_session(s, s->why);
+		else
+			process(s);
+	}
+}
+
+static void
+setup_bev(struct srv_session *s)
+{
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, s->lim.input_max);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+fill_limits(struct srv_limits *l, const struct srv_limits *in)
+{
+	*l = *in;
+	if (l->line_max == 0)
+		l->line_max = SMTP_CMD_LINE_MAX;
+	if (l->line_max > SRV_LINE_HARD_MAX)
+		l->line_max = SRV_LINE_HARD_MAX;
+	if (l->pipeline_max == 0)
+		l->pipeline_max = SRV_PIPELINE_DEF;
+	if (l->hard_error_limit == 0)
+		l->hard_error_limit = SRV_ERRORS_DEF;
+	if (l->timeout_sec == 0)
+		l->timeout_sec = SRV_TIMEOUT_DEF;
+	if (l->input_max == 0)
+		l->input_max = SRV_IO_MAX_DEF;
+	if (l->input_max < 2 * l->line_max)
+		l->input_max = 2 * l->line_max;	/* a whole line must fit */
+	if (l->output_max == 0)
+		l->output_max = SRV_IO_MAX_DEF;
+}
+
+struct srv_session *
+srv_session_new(struct bufferevent *bev, const struct srv_cmd *table,
+    const struct srv_limits *lim, const struct srv_ops *ops, void *udata)
+{
+	struct srv_session *s = xcalloc(1, sizeof(*s));
+	struct event_base *base = bufferevent_get_base(bev);
+
+	s->bev = bev;
+	s->table = table;
+	s->ops = ops;
+	s->udata = udata;
+	fill_limits(&s->lim, lim);
+	smtp_line_init(&s->lr, s->lim.line_max);
+	s->timer = evtimer_new(base, timer_cb, s);
+	s->kick = event_new(base, -1, 0, kick_cb, s);
+	if (s->timer == NULL || s->kick == NULL)
+		fatal("srv_session_new: out of memory");
+	setup_bev(s);
+	arm_timer(s, s->lim.timeout_sec);
+	return s;
+}
+
+/* ---------------- accessors ---------------- */
+
+void *srv_udata(const struct srv_session *s) { return s->udata; }
+void srv_set_udata(struct srv_session *s, void *u) { s->udata = u; }
+struct bufferevent *srv_bev(const struct srv_session *s) { return s->bev; }
+unsigned srv_state(const struct srv_session *s) { return s->state; }
+unsigned srv_line_flags(const struct srv_session *s) { return s->line_flags; }
+unsigned srv_errors(const struct srv_session *s) { return s->errors; }
+int srv_paused(const struct srv_session *s) { return s->paused; }
+
+void
+srv_set_state(struct srv_session *s, unsigned state)
+{
+	if (state > 31)
+		fatal("srv_set_state: state %u out of range", state);
+	s->state = state;
+}
+
+size_t
+srv_input_pending(const struct srv_session *s)
+{
+	return evbuffer_get_length(bufferevent_get_input(s->bev));
+}
+
+int
+srv_tls_active(const struct srv_session *s)
+{
+	return bufferevent_openssl_get_ssl(s->bev) != NULL;
+}
+
+/* ---------------- replies and errors ---------------- */
+
+void
+srv_vreply(struct srv_session *s, int code, const char *esc, const char *fmt,
+    va_list ap)
+{
+	if (s->dead)
+		return;
+	smtp_reply_vfmt(bufferevent_get_output(s->bev), code, esc, fmt, ap);
+}
+
+void
+srv_reply(struct srv_session *s, int code, const char *esc, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	srv_vreply(s, code, esc, fmt, ap);
+	va_end(ap);
+}
+
+void
+srv_reply_id(struct srv_session *s, enum smtp_reply_id id)
+{
+	if (!s->dead)
+		smtp_reply_id(bufferevent_get_output(s->bev), id);
+}
+
+int
+srv_error(struct srv_session *s)
+{
+	if (s->dead || s->closing)
+		return 1;
+	if (++s->errors < s->lim.hard_error_limit)
+		return 0;
+	srv_reply_id(s, RPL_TOO_MANY_ERRORS);
+	begin_close(s, SRV_CLOSE_ERRORS);
+	return 1;
+}
+
+/* ---------------- control from the daemon ---------------- */
+
+void
+srv_pause(struct srv_session *s)
+{
+	s->paused = 1;
+	if (!s->closing)
+		evtimer_del(s->timer);
+}
+
+void
+srv_resume(struct srv_session *s)
+{
+	if (!s->paused || s->dead)
+		return;
+	s->paused = 0;
+	if (!s->closing)
+		arm_timer(s, s->lim.timeout_sec);
+	poke(s);
+}
+
+void
+srv_close_after_flush(struct srv_session *s)
+{
+	begin_close(s, SRV_CLOSE_QUIT);
+}
+
+void
+srv_close(struct srv_session *s)
+{
+	kill_session(s, SRV_CLOSE_LOCAL);
+}
+
+void
+srv_data_start(struct srv_session *s, uint64_t max_size)
+{
+	unsigned mode = s->lim.flags & SRV_F_DATA_NORMALIZE ?
+	    SMTP_DATA_NORMALIZE : 0;
+
+	smtp_data_dec_init(&s->dec, mode, max_size);
+	s->mode = M_DATA;
+	poke(s);
+}
+
+void
+srv_bdat_start(struct srv_session *s, uint64_t size, unsigned flags)
+{
+	s->bdat_left = size;
+	s->bdat_flags = flags;
+	s->mode = M_BDAT;
+	poke(s);
+}
+
+int
+srv_starttls(struct srv_session *s, SSL *ssl)
+{
+	struct bufferevent *nbev;
+
+	/* Pipelined plaintext after STARTTLS is never executed. */
+	evbuffer_drain(bufferevent_get_input(s->bev), srv_input_pending(s));
+	nbev = bufferevent_openssl_filter_new(bufferevent_get_base(s->bev),
+	    s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (nbev == NULL) {
+		SSL_free(ssl);
+		kill_session(s, SRV_CLOSE_ERROR);
+		return -1;
+	}
+	s->bev = nbev;
+	s->tls = 0;		/* until the handshake reports */
+	s->mode = M_CMD;
+	smtp_line_init(&s->lr, s->lim.line_max);
+	setup_bev(s);
+	return 0;
+}
+
+/* ---------------- input processing ---------------- */
+
+static const struct srv_cmd *
+cmd_lookup(const struct srv_cmd *t, const char *verb)
+{
+	for (; t->verb != NULL; t++)
+		if (strcasecmp(t->verb, verb) == 0)
+			return t;
+	return NULL;
+}
+
+static void
+unknown(struct srv_session *s, char *verb, char *arg)
+{
+	if (s->ops->on_unknown == NULL || !s->ops->on_unknown(s, verb, arg))
+		srv_reply_id(s, RPL_UNKNOWN_CMD);
+	srv_error(s);
+}
+
+static void
+dispatch(struct srv_session *s, char *line)
+{
+	const struct srv_cmd *c;
+	char *verb, *arg;
+
+	if (smtp_cmd_split(line, &verb, &arg) < 0) {
+		unknown(s, line, line + strlen(line));
+		return;
+	}
+	if ((c = cmd_lookup(s->table, verb)) == NULL) {
+		unknown(s, verb, arg);
+		return;
+	}
+	if (c->states != 0 && !(c->states & SRV_STATE(s->state))) {
+		if (s->ops->on_bad_state != NULL)
+			s->ops->on_bad_state(s, c);
+		else
+			srv_reply_id(s, RPL_BAD_SEQUENCE);
+		srv_error(s);
+		return;
+	}
+	if (((c->args & SRV_ARG_NONE) && *arg != '\0') ||
+	    ((c->args & SRV_ARG_NEED) && *arg == '\0')) {
+		srv_reply_id(s, RPL_SYNTAX);
+		srv_error(s);
+		return;
+	}
+	c->fn(s, arg);
+}
+
+/* One command line; 1 when something was done, 0 when input is short. */
+static int
+step_cmd(struct srv_session *s)
+{
+	char line[SRV_LINE_HARD_MAX];
+	size_t len;
+	unsigned f;
+
+	switch (smtp_line_read(&s->lr, bufferevent_get_input(s->bev), line,
+	    &len, &f)) {
+	case SMTP_LINE_MORE:
+		return 0;
+	case SMTP_LINE_TOO_LONG:
+		srv_reply_id(s, RPL_LINE_TOO_LONG);
+		srv_error(s);
+		return 1;
+	case SMTP_LINE_OK:
+		break;
+	}
+	s->line_flags = f;
+	if (f & SMTP_LINE_F_NUL) {
+		srv_reply_id(s, RPL_NUL);
+		srv_error(s);
+	} else if ((f & SMTP_LINE_F_BARE_LF) &&
+	    (s->lim.flags & SRV_F_REJECT_BARE_LF)) {
+		srv_reply_id(s, RPL_BARE_LF);
+		srv_error(s);
+	} else {
+		dispatch(s, line);
+	}
+	return 1;
+}
+
+static void
+data_sink(void *arg, const char *p, size_t n)
+{
+	struct srv_session *s = arg;
+
+	if (!s->dead && s->ops->on_data != NULL)
+		s->ops->on_data(s, p, n);
+}
+
+static int
+step_data(struct srv_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t before = evbuffer_get_length(in);
+
+	if (!smtp_data_dec_evbuffer(&s->dec, in, SRV_DATA_PIECE, data_sink, s)) {
+		s->need_input = evbuffer_get_length(in) == before;
+		return !s->need_input;
+	}
+	s->mode = M_CMD;
+	if (!s->dead)
+		s->ops->on_data_end(s, s->dec.flags);
+	return 1;
+}
+
+static int
+step_bdat(struct srv_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	unsigned flags = SRV_END_BDAT;
+	size_t took = 0;
+
+	if (s->bdat_left > 0)
+		took = smtp_bdat_take(&s->bdat_left, in,
+		    s->bdat_flags & SRV_BDAT_DISCARD ? NULL : data_sink, s);
+	if (s->bdat_left > 0) {
+		s->need_input = took == 0;
+		return took > 0;
+	}
+	if (s->bdat_flags & SRV_BDAT_LAST)
+		flags |= SRV_END_LAST;
+	if (s->bdat_flags & SRV_BDAT_DISCARD)
+		flags |= SRV_END_DISCARDED;
+	s->mode = M_CMD;
+	if (!s->dead)
+		s->ops->on_data_end(s, flags);
+	return 1;
+}
+
+/* One step in the current mode; 1 when progress was made. */
+static int
+step(struct srv_session *s, unsigned *ncmd)
+{
+	switch (s->mode) {
+	case M_DATA:
+		return step_data(s);
+	case M_BDAT:
+		return step_bdat(s);
+	default:
+		break;
+	}
+	if (*ncmd >= s->lim.pipeline_max && srv_input_pending(s) > 0) {
+		event_active(s->kick, EV_TIMEOUT, 0);	/* fairness: yield */
+		return 0;
+	}
+	if (!step_cmd(s)) {
+		s->need_input = 1;
+		return 0;
+	}
+	(*ncmd)++;
+	return 1;
+}
+
+static void
+process(struct srv_session *s)
+{
+	unsigned ncmd = 0;
+	int progress = 0;
+
+	if (s->dead || s->busy)
+		return;
+	s->busy = 1;
+	s->need_input = 0;
+	while (!s->dead && !s->paused && !s->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
+		    s->lim.output_max) {
+			s->want_write = 1;	/* the peer does not read */
+			break;
+		}
+		if (!step(s, &ncmd))
+			break;
+		progress = 1;
+	}
+	s->busy = 0;
+	if (s->dead) {
+		finish(s);
+		return;
+	}
+	if (s->eof && s->need_input && !s->paused && !s->closing)
+		begin_close(s, SRV_CLOSE_EOF);
+	else if (progress && !s->paused && !s->closing)
+		arm_timer(s, s->lim.timeout_sec);
+}
