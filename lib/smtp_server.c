@@ -49,6 +49,7 @@ struct srv_session {
 	enum srv_mode mode;
 	unsigned state, errors, line_flags;
 	enum srv_close_why why;		/* for closing / dead */
+	struct timeval close_by;	/* closing: give up flushing then */
 	unsigned paused:1, busy:1, dead:1, closing:1, eof:1, want_write:1,
 	    need_input:1, tls:1;
 };
@@ -110,22 +111,59 @@ kill_session(struct srv_session *s, enum srv_close_why why)
 	poke(s);
 }
 
+/*
+ * Bytes not yet handed to the kernel: ours, plus those a TLS filter has
+ * already encrypted into the socket bufferevent below it.
+ */
+static size_t
+out_pending(const struct srv_session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+/* While closing: done when all is written, else look again shortly. */
+static void
+close_check(struct srv_session *s)
+{
+	struct timeval tv = { 0, 50000 };
+
+	if (out_pending(s) == 0 || event_base_gettimeofday_cached(
+	    bufferevent_get_base(s->bev), &tv) < 0 ||
+	    evutil_timercmp(&tv, &s->close_by, >=)) {
+		kill_session(s, s->why);
+		return;
+	}
+	tv.tv_sec = 0;
+	tv.tv_usec = 50000;
+	evtimer_add(s->timer, &tv);
+}
+
 /* Stop reading; close once the output is written (or the grace ends). */
 static void
 begin_close(struct srv_session *s, enum srv_close_why why)
 {
+	struct timeval now, grace = { SRV_CLOSE_GRACE, 0 };
+
 	if (s->dead || s->closing)
 		return;
 	s->closing = 1;
 	s->why = why;
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+	if (out_pending(s) == 0) {
 		kill_session(s, why);
 		return;
 	}
+	if (grace.tv_sec > (time_t)s->lim.timeout_sec)
+		grace.tv_sec = (time_t)s->lim.timeout_sec;
+	event_base_gettimeofday_cached(bufferevent_get_base(s->bev), &now);
+	evutil_timeradd(&now, &grace, &s->close_by);
 	bufferevent_enable(s->bev, EV_WRITE);
-	arm_timer(s, s->lim.timeout_sec < SRV_CLOSE_GRACE ?
-	    s->lim.timeout_sec : SRV_CLOSE_GRACE);
+	arm_timer(s, (unsigned)grace.tv_sec);
 }
 
 static void
@@ -137,8 +175,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (s->dead)
 		return;
-	if (s->closing) {		/* the peer does not read: give up */
-		kill_session(s, s->why);
+	if (s->closing) {	/* still flushing, or the peer does not read */
+		close_check(s);
 		return;
 	}
 	srv_reply_id(s, RPL_TIMEOUT);
@@ -163,7 +201,7 @@ write_cb(struct bufferevent *bev, void *arg)
 	if (s->dead)
 		return;
 	if (s->closing) {
-		kill_session(s, s->why);
+		close_check(s);
 		return;
 	}
 	if (s->want_write) {

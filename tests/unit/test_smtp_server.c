@@ -15,7 +15,10 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ec.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "smtp_server.h"
 #include "unit.h"
@@ -31,6 +34,8 @@ static struct {
 	enum srv_close_why why;
 	struct event *resume_ev;
 	size_t max_pending;		/* input buffered while paused */
+	SSL_CTX *tls_ctx;		/* for STARTTLS, or NULL */
+	int tls_done;			/* on_tls: 1 ok, -1 failed */
 } T;
 
 static void
@@ -123,15 +128,47 @@ c_pause(struct srv_session *s, char *arg)
 	evtimer_add(T.resume_ev, &tv);
 }
 
+/* A server context with a fresh self-signed P-256 certificate. */
+static SSL_CTX *
+tls_server_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name = X509_get_subject_name(x);
+
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"test", -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_sign(x, key, EVP_sha256());
+	SSL_CTX_use_certificate(ctx, x);
+	SSL_CTX_use_PrivateKey(ctx, key);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return ctx;
+}
+
 static void
 c_starttls(struct srv_session *s, char *arg)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = T.tls_ctx ? T.tls_ctx : SSL_CTX_new(TLS_server_method());
 
 	(void)arg;
 	srv_reply_id(s, RPL_STARTTLS_GO);
 	srv_starttls(s, SSL_new(ctx));
-	SSL_CTX_free(ctx);	/* the SSL holds its own reference */
+	if (ctx != T.tls_ctx)
+		SSL_CTX_free(ctx);	/* the SSL holds its own reference */
+}
+
+static void
+on_tls(struct srv_session *s, int ok)
+{
+	(void)s;
+	T.tls_done = ok ? 1 : -1;
 }
 
 static const struct srv_cmd table[] = {
@@ -195,7 +232,7 @@ on_unknown(struct srv_session *s, char *verb, char *arg)
 
 static const struct srv_ops ops = {
 	.on_data = on_data, .on_data_end = on_data_end, .on_close = on_close,
-	.on_unknown = on_unknown,
+	.on_unknown = on_unknown, .on_tls = on_tls,
 };
 
 /* Start a session with these limits; returns the client fd. */
@@ -483,6 +520,53 @@ TEST(test_starttls_discards_input)
 	stop();
 }
 
+static void
+tls_client_read(struct bufferevent *bev, void *arg)
+{
+	struct buf *got = arg;
+	char tmp[512];
+	size_t n;
+
+	while ((n = bufferevent_read(bev, tmp, sizeof(tmp))) > 0)
+		buf_append(got, tmp, n);
+}
+
+/* A real handshake after STARTTLS; the injected NOOP is never answered. */
+TEST(test_starttls_handshake)
+{
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *sctx = tls_server_ctx();
+	struct bufferevent *cbev;
+	struct buf out, got;
+	SSL *cssl;
+
+	start(&deflim);
+	T.tls_ctx = sctx;
+	send_str("STARTTLS\r\nNOOP\r\n", 16);
+	run(200);
+	transcript(&out);
+	CHECK_STR(out.data, "220 2.0.0 Ready to start TLS\r\n");
+	buf_free(&out);
+	buf_init(&got, 4096);
+	cssl = SSL_new(cctx);
+	cbev = bufferevent_openssl_socket_new(T.base, T.fd, cssl,
+	    BUFFEREVENT_SSL_CONNECTING, 0);
+	bufferevent_setcb(cbev, tls_client_read, NULL, NULL, &got);
+	bufferevent_enable(cbev, EV_READ | EV_WRITE);
+	bufferevent_write(cbev, "NOOP\r\nQUIT\r\n", 12);
+	run(2000);
+	CHECK_INT(T.tls_done, 1);
+	CHECK_STR(got.data, OK BYE);
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_QUIT);
+	bufferevent_free(cbev);	/* without CLOSE_ON_FREE: SSL and fd are ours */
+	SSL_free(cssl);
+	buf_free(&got);
+	stop();
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
 int
 main(void)
 {
@@ -497,5 +581,6 @@ main(void)
 	RUN(test_bdat);
 	RUN(test_timeout);
 	RUN(test_starttls_discards_input);
+	RUN(test_starttls_handshake);
 	return unit_done("smtp_server");
 }
