@@ -503,6 +503,83 @@ TEST(test_timeout)
 	stop();
 }
 
+/* A peer that pipelines without reading: replies stay bounded. */
+TEST(test_output_backpressure)
+{
+	struct srv_limits lim = { .output_max = 1024 };
+	static char flood[60000];
+	size_t sent = 0;
+	ssize_t w;
+	struct evbuffer *out;
+
+	for (size_t i = 0; i + 6 <= sizeof(flood); i += 6)
+		memcpy(flood + i, "NOOP\r\n", 6);
+	start(&lim);
+	/* fill the socket both ways: ~2 MB of commands, no reading */
+	for (int round = 0; round < 40; round++) {
+		while ((w = write(T.fd, flood, sizeof(flood))) > 0)
+			sent += (size_t)w;
+		run(20);
+	}
+	CHECK(sent > 0);
+	CHECK_INT(T.closed, 0);
+	out = bufferevent_get_output(srv_bev(T.s));
+	CHECK(evbuffer_get_length(out) <= 1024 + 64);
+	CHECK(srv_input_pending(T.s) <= 65536);
+	stop();
+}
+
+/* A half-close after pipelined commands: all answered, then closed. */
+TEST(test_half_close)
+{
+	struct buf out;
+
+	start(&deflim);
+	send_str("NOOP\r\nNOOP\r\nQUIT\r\n", 18);
+	shutdown(T.fd, SHUT_WR);
+	run(1000);
+	transcript(&out);
+	CHECK_STR(out.data, OK OK BYE);
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_QUIT);
+	buf_free(&out);
+	stop();
+	/* EOF while paused: the paused work finishes first */
+	start(&deflim);
+	send_str("PAUSE\r\nNOOP\r\n", 13);
+	shutdown(T.fd, SHUT_WR);
+	run(1000);
+	transcript(&out);
+	CHECK_STR(out.data, "250 2.0.0 resumed\r\n" OK);
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_EOF);
+	buf_free(&out);
+	stop();
+}
+
+/* The command timeout does not run while the daemon holds the session. */
+TEST(test_no_timeout_while_paused)
+{
+	struct srv_limits lim = { .timeout_sec = 1 };
+	struct buf out;
+
+	start(&lim);
+	send_str("PAUSE\r\n", 7);
+	run(100);
+	evtimer_del(T.resume_ev);	/* hold it longer than the timeout */
+	run(1500);
+	CHECK_INT(T.closed, 0);
+	srv_reply(T.s, 250, "2.0.0", "late");
+	srv_resume(T.s);
+	send_str("NOOP\r\n", 6);
+	run(300);
+	transcript(&out);
+	CHECK_STR(out.data, "250 2.0.0 late\r\n" OK);
+	CHECK_INT(T.closed, 0);
+	buf_free(&out);
+	stop();
+}
+
 /* STARTTLS: the pipelined RSET is discarded, never answered. */
 TEST(test_starttls_discards_input)
 {
@@ -580,6 +657,9 @@ main(void)
 	RUN(test_data);
 	RUN(test_bdat);
 	RUN(test_timeout);
+	RUN(test_output_backpressure);
+	RUN(test_half_close);
+	RUN(test_no_timeout_while_paused);
 	RUN(test_starttls_discards_input);
 	RUN(test_starttls_handshake);
 	return unit_done("smtp_server");
