@@ -158,7 +158,7 @@ smtp_path_split(char *arg, const char *prefix, int lenient, char **pathp,
 	char *p, *end;
 
 	if (strncasecmp(arg, prefix, plen) != 0)
-		return -1;
+		return -2;
 	p = arg + plen;
 	while (*p == ' ')
 		p++;

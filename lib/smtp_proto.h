@@ -119,8 +119,9 @@ int smtp_cmd_split(char *line, char **verbp, char **argp);
  * a '>' inside a quoted string or after a backslash does not end it.
  * *paramsp gets the rest ("" when none) for smtp_params_parse(). A path
  * without angle brackets is accepted up to the first space only when
- * `lenient` is set (Postfix's strict_rfc821_envelopes = no). Returns 0, or
- * -1 on a syntax error (501 5.5.4; a missing prefix is 501 5.5.2).
+ * `lenient` is set (Postfix's strict_rfc821_envelopes = no). Returns 0,
+ * -1 on a syntax error in the path or after it (501 5.5.4), -2 when the
+ * prefix is missing (501 5.5.2).
  */
 int smtp_path_split(char *arg, const char *prefix, int lenient,
     char **pathp, char **paramsp);

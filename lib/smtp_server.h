@@ -124,8 +124,10 @@ struct srv_ops {
 
 /*
  * A session on `bev` (a socket bufferevent, or an OpenSSL one for
- * implicit TLS); it takes ownership of bev, sets its callbacks, and starts
- * reading. The state starts at 0. The daemon sends the greeting.
+ * implicit TLS), made with BEV_OPT_CLOSE_ON_FREE so that the session's
+ * end closes the socket; the session takes ownership of bev, sets its
+ * callbacks and watermarks, and starts reading. The state starts at 0.
+ * The daemon sends the greeting. Never fails (fatal on no memory).
  */
 struct srv_session *srv_session_new(struct bufferevent *bev,
     const struct srv_cmd *table, const struct srv_limits *lim,
