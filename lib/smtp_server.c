@@ -430,6 +430,8 @@ srv_starttls(struct srv_session *s, SSL *ssl)
 		kill_session(s, SRV_CLOSE_ERROR);
 		return -1;
 	}
+	/* Many clients drop TCP without close_notify: an EOF, not an error. */
+	bufferevent_openssl_set_allow_dirty_shutdown(nbev, 1);
 	s->bev = nbev;
 	s->tls = 0;		/* until the handshake reports */
 	s->mode = M_CMD;

@@ -117,8 +117,9 @@ struct srv_ops {
 	/* Optional. A known verb in the wrong state: the daemon's own 503
 	 * text ("need MAIL command"); the default is RPL_BAD_SEQUENCE. */
 	void (*on_bad_state)(struct srv_session *s, const struct srv_cmd *cmd);
-	/* Optional. The STARTTLS handshake finished (ok = 1) or failed (0;
-	 * the session is then closed with SRV_CLOSE_ERROR after this). */
+	/* Optional. The TLS handshake (after srv_starttls(), or of an
+	 * implicit-TLS bufferevent) finished (ok = 1) or failed (0; the
+	 * session is then closed with SRV_CLOSE_ERROR after this). */
 	void (*on_tls)(struct srv_session *s, int ok);
 };
 

@@ -632,11 +632,53 @@ TEST(test_starttls_handshake)
 	bufferevent_enable(cbev, EV_READ | EV_WRITE);
 	bufferevent_write(cbev, "NOOP\r\nQUIT\r\n", 12);
 	run(2000);
+	run(100);	/* on_close broke the loop: let the client read on */
 	CHECK_INT(T.tls_done, 1);
 	CHECK_STR(got.data, OK BYE);
 	CHECK_INT(T.closed, 1);
 	CHECK_INT(T.why, SRV_CLOSE_QUIT);
 	bufferevent_free(cbev);	/* without CLOSE_ON_FREE: SSL and fd are ours */
+	SSL_free(cssl);
+	buf_free(&got);
+	stop();
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+}
+
+/* Implicit TLS (smtps): the session runs on an accepting OpenSSL bev. */
+TEST(test_implicit_tls)
+{
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *sctx = tls_server_ctx();
+	struct bufferevent *cbev, *sbev;
+	struct buf got;
+	SSL *cssl = SSL_new(cctx);
+	int sv[2];
+
+	memset(&T, 0, sizeof(T));
+	T.base = event_base_new();
+	T.resume_ev = evtimer_new(T.base, resume_cb, NULL);
+	buf_init(&T.data, 1024);
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	T.fd = sv[1];
+	sbev = bufferevent_openssl_socket_new(T.base, sv[0], SSL_new(sctx),
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	T.s = srv_session_new(sbev, table, &deflim, &ops, NULL);
+	srv_reply(T.s, 220, NULL, "tls ready");
+	buf_init(&got, 4096);
+	cbev = bufferevent_openssl_socket_new(T.base, T.fd, cssl,
+	    BUFFEREVENT_SSL_CONNECTING, 0);
+	bufferevent_setcb(cbev, tls_client_read, NULL, NULL, &got);
+	bufferevent_enable(cbev, EV_READ | EV_WRITE);
+	bufferevent_write(cbev, "NOOP\r\nQUIT\r\n", 12);
+	run(2000);
+	run(100);	/* on_close broke the loop: let the client read on */
+	CHECK_INT(T.tls_done, 1);
+	CHECK_STR(got.data, "220 tls ready\r\n" OK BYE);
+	CHECK_INT(T.closed, 1);
+	bufferevent_free(cbev);
 	SSL_free(cssl);
 	buf_free(&got);
 	stop();
@@ -662,5 +704,6 @@ main(void)
 	RUN(test_no_timeout_while_paused);
 	RUN(test_starttls_discards_input);
 	RUN(test_starttls_handshake);
+	RUN(test_implicit_tls);
 	return unit_done("smtp_server");
 }
