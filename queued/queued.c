@@ -93,6 +93,7 @@ on_term(void *arg)
 	submit_stop();
 	control_stop();
 	local_shutdown();
+	remote_shutdown();
 	stop_ev = evtimer_new(queued_base, stop_tick, NULL);
 	stop_tick(-1, 0, NULL);
 }
@@ -131,6 +132,7 @@ main(int argc, char **argv)
 	commit_init();
 	sched_init(queued_base);
 	local_init(queued_base);
+	remote_init(queued_base);
 	recover_spool();
 	if (submit_init(queued_base, submit_fd) < 0 ||
 	    control_init(queued_base, control_fd) < 0)

@@ -214,8 +214,10 @@ extern struct transport local_transport;
 void local_init(struct event_base *base);
 void local_shutdown(void);
 
-/* remote placeholder (until issue 7's transport lands). */
+/* remote.c: SMTP to other domains' exchangers or the relayhost. */
 extern struct transport remote_transport;
+void remote_init(struct event_base *base);	/* also starts lib/dns */
+void remote_shutdown(void);
 
 /* route.c */
 int route_rcpt(const char *addr, int rcpt_idx, struct leaf **leaves,

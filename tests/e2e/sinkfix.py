@@ -1,0 +1,139 @@
+"""SMTP sink fixtures for the end-to-end tests of remote delivery.
+
+Sink: an aiosmtpd server on a loopback address (127.0.0.2, 127.0.0.3 ...)
+at a port shared by every sink of a test (Hermod's smtp_port is one
+number). It records each transaction (sender, recipients, MAIL options,
+the data) and answers RCPT and the end of DATA from scripts:
+
+    port = shared_port(["127.0.0.2", "127.0.0.3"])
+    s = Sink("127.0.0.2", port, rcpt={"bad@x.example": "550 5.1.1 no such user"})
+    s.wait(1); s.msgs[0].rcpts; s.close()
+
+rcpt: address -> reply, or a callable(address, n) -> reply or None (n: how
+many times that address was seen, from 1); data: a callable(msg) -> reply
+or None. None means the normal 250.
+
+Hang: accepts connections and never says a word (a dead destination).
+"""
+
+import socket
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+
+def shared_port(hosts):
+    """A TCP port free on every host of the list."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+        ok = True
+        for h in hosts[1:]:
+            with socket.socket() as t:
+                try:
+                    t.bind((h, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no shared free port")
+
+
+class Msg:
+    def __init__(self, env):
+        self.sender = env.mail_from
+        self.rcpts = list(env.rcpt_tos)
+        self.mail_options = list(env.mail_options)
+        self.rcpt_options = list(env.rcpt_options)
+        self.data = env.content if isinstance(env.content, bytes) else env.content.encode()
+
+
+class _Handler:
+    def __init__(self, sink):
+        self.sink = sink
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        s = self.sink
+        with s.lock:
+            n = s.seen[address] = s.seen.get(address, 0) + 1
+        r = s.rcpt.get(address) if isinstance(s.rcpt, dict) else s.rcpt(address, n)
+        if callable(r):
+            r = r(address, n)
+        if r:
+            return r
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        m = Msg(envelope)
+        r = self.sink.data(m) if self.sink.data else None
+        if r:
+            return r
+        with self.sink.lock:
+            self.sink.msgs.append(m)
+        return "250 2.0.0 Ok: queued as SINK%d" % len(self.sink.msgs)
+
+
+class Sink:
+    def __init__(self, host, port, rcpt=None, data=None, size=None, smtputf8=True,
+                 ident="sink"):
+        self.host, self.port = host, port
+        self.rcpt, self.data = rcpt or {}, data
+        self.msgs, self.seen = [], {}
+        self.lock = threading.Lock()
+        kw = dict(enable_SMTPUTF8=smtputf8, ident=ident)
+        if size is not None:
+            kw["data_size_limit"] = size
+        self.ctl = Controller(_Handler(self), hostname=host, port=port,
+                              ready_timeout=10, server_hostname="sink.test", **kw)
+        self.ctl.start()
+
+    def wait(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.msgs) >= n:
+                    return list(self.msgs)
+            time.sleep(0.05)
+        raise TimeoutError("sink %s: %d of %d messages" % (self.host, len(self.msgs), n))
+
+    def close(self):
+        self.ctl.stop()
+
+
+class Hang(threading.Thread):
+    """Listens, accepts and never answers (nor reads)."""
+
+    def __init__(self, host, port):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(64)
+        self.conns = []
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+SMTP  # re-exported for tests that subclass the server
