@@ -1,15 +1,14 @@
 /*
  * The LMTP session (RFC 2033): greeting, LHLO, XFORWARD, MAIL, RCPT, DATA
  * and one reply per accepted recipient after the dot, in RCPT order.
- * Commands go through one table (name, states allowed, handler);
- * pipelined commands are taken from the input buffer one after the
- * other. During DATA the bytes are dot-unstuffed and streamed into the
- * transaction's spool (lmtp_txn.c); while the deliveries run the session
- * stops reading, and picks up the pipelined input when the replies are
- * out. Every input has a bound; nothing a client sends ends lmtpd.
+ * The protocol mechanics (line reading and its bounds, the command table
+ * with its states, the error limit, the idle timeout, pipelining, output
+ * back-pressure, DATA dot-unstuffing that only CRLF.CRLF ends, BDAT
+ * chunks) are lib/smtp_server's; this file holds lmtpd's decisions:
+ * what each command does, the replies, and the deliveries (lmtp_txn.c),
+ * during which the session is paused and picks up the pipelined input
+ * when the replies are out. Nothing a client sends ends lmtpd.
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,78 +16,56 @@
 #include <unistd.h>
 
 #include <bsd/sys/queue.h>
-#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "conf.h"
 #include "lmtp_parse.h"
 #include "lmtp_session.h"
 #include "log.h"
+#include "smtp_server.h"
 #include "xalloc.h"
 
-#define LINE_MAX_LMTP 2048	/* command line, RFC 5321 4.5.3.1.4 allows 512 + extensions */
+#define LINE_MAX_LMTP 2048	/* command line without CRLF (RFC 5321 4.5.3.1.4
+				   allows 512 + extensions) */
 #define IDLE_TIMEOUT 300	/* seconds without a command, RFC 5321 4.5.3.2.7 */
-#define MAX_ERRORS 20		/* bad commands before we hang up */
+#define MAX_ERRORS 20		/* bad commands tolerated; the next gets 421 */
 #define OUT_MAX (64 * 1024)	/* replies queued before we stop reading */
 #define MAX_SESSIONS 1000	/* at once; beyond, 421 at connect */
 
+/* Session states (srv_state()); the engine checks them per command. */
 enum state {
-	S_GREETED = 1 << 0,	/* before LHLO */
-	S_READY = 1 << 1,	/* after LHLO, no transaction */
-	S_MAIL = 1 << 2,	/* MAIL given */
-	S_RCPT = 1 << 3,	/* at least one recipient accepted */
-	S_DATA = 1 << 4,	/* reading the message */
-	S_DELIVER = 1 << 5,	/* waiting for the delivery results */
-	S_QUIT = 1 << 6,
-	S_BDAT = 1 << 7,	/* between BDAT chunks (RFC 3030) */
-	S_CHUNK = 1 << 8,	/* reading a BDAT chunk's octets */
+	S_GREETED,	/* before LHLO */
+	S_READY,	/* after LHLO, no transaction */
+	S_MAIL,		/* MAIL given */
+	S_RCPT,		/* at least one recipient accepted */
+	S_DATA,		/* reading the message */
+	S_DELIVER,	/* paused: waiting for the delivery results */
+	S_BDAT,		/* between BDAT chunks (RFC 3030) */
+	S_CHUNK,	/* reading a BDAT chunk's octets */
 };
+#define ST(x)	SRV_STATE(S_##x)
 
 struct session {
 	TAILQ_ENTRY(session) entry;
-	struct bufferevent *bev;
-	enum state state;
-	int errors;
+	struct srv_session *srv;
 	char qid[DLV_QID_MAX];	/* from XFORWARD IDENT, for the next MAIL */
 	struct lmtp_txn *txn;
-	/* DATA */
-	int at_bol;
-	unsigned long long received;
+	unsigned long long received;	/* message octets so far */
 	int toobig;
-	/* BDAT */
-	unsigned long long chunk_left;	/* octets of this chunk still to read */
-	int chunk_last;
-	int chunk_discard;		/* read and drop: BDAT out of place */
-	int out_blocked;		/* reading paused: the client does not read */
-	enum state chunk_back;		/* state after a dropped chunk */
+	enum state chunk_back;	/* state after a dropped chunk */
+	int chunk_fail;		/* dropped because the spool failed: 451 */
 };
 
 static TAILQ_HEAD(, session) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static unsigned nsessions;
+static struct event_base *session_base;
 
-static void session_input(struct session *s);
-
-static void __attribute__((format(printf, 4, 5)))
-reply(struct session *s, int code, const char *esc, const char *fmt, ...)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	va_list ap;
-
-	evbuffer_add_printf(out, "%d %s ", code, esc);
-	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
-	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
-}
+#define reply(s, ...)	srv_reply((s)->srv, __VA_ARGS__)
 
 static void
-session_free(struct session *s)
+set_state(struct session *s, enum state st)
 {
-	TAILQ_REMOVE(&sessions, s, entry);
-	nsessions--;
-	lmtp_txn_free(s->txn);
-	bufferevent_free(s->bev);
-	free(s);
+	srv_set_state(s->srv, st);
 }
 
 static void
@@ -96,37 +73,40 @@ txn_reset(struct session *s)
 {
 	lmtp_txn_free(s->txn);
 	s->txn = NULL;
-	s->state = S_READY;
+	set_state(s, S_READY);
 }
 
 /* ---- commands --------------------------------------------------------- */
 
 static void
-cmd_lhlo(struct session *s, const char *arg)
+cmd_lhlo(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
+
 	if (*arg == '\0') {
 		reply(s, 501, "5.5.4", "Syntax: LHLO hostname");
 		return;
 	}
 	txn_reset(s);
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
-	    "250-8BITMIME\r\n250-CHUNKING\r\n250-SIZE %lld\r\n250-SMTPUTF8\r\n"
-	    "250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT\r\n",
+	/* no enhanced codes in the LHLO reply (RFC 2034 examples) */
+	reply(s, 250, NULL, "%s\nPIPELINING\nENHANCEDSTATUSCODES\n8BITMIME\n"
+	    "CHUNKING\nSIZE %lld\nSMTPUTF8\n"
+	    "XFORWARD NAME ADDR PROTO HELO IDENT SOURCE PORT",
 	    conf_str(C_myhostname), conf_num(C_message_size_limit));
 }
 
 static void
-cmd_helo(struct session *s, const char *arg)
+cmd_helo(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, 500, "5.5.1", "This is LMTP: use LHLO");
+	srv_reply(srv, 500, "5.5.1", "This is LMTP: use LHLO");
 }
 
 /* Keep IDENT (the client's queue id) when it is a plain token. */
 static void
-cmd_xforward(struct session *s, const char *arg)
+cmd_xforward(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	const char *p = strcasestr(arg, "IDENT=");
 
 	if (*arg == '\0') {
@@ -142,8 +122,9 @@ cmd_xforward(struct session *s, const char *arg)
 }
 
 static void
-cmd_mail(struct session *s, const char *arg)
+cmd_mail(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	char path[LMTP_PATH_MAX + 1];
 	const char *params;
 	unsigned long long size;
@@ -163,13 +144,14 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	s->txn = lmtp_txn_new(path, s->qid);
 	s->qid[0] = '\0';
-	s->state = S_MAIL;
+	set_state(s, S_MAIL);
 	reply(s, 250, "2.1.0", "Ok");
 }
 
 static void
-cmd_rcpt(struct session *s, const char *arg)
+cmd_rcpt(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	char path[LMTP_PATH_MAX + 1];
 	const char *params;
 	int r;
@@ -194,13 +176,22 @@ cmd_rcpt(struct session *s, const char *arg)
 		reply(s, rep->code, rep->esc, "<%s>: %s", path, rep->text);
 		return;
 	}
-	s->state = S_RCPT;
+	set_state(s, S_RCPT);
 	reply(s, 250, "2.1.5", "Ok");
 }
 
 static void
-cmd_data(struct session *s, const char *arg)
+data_begin(struct session *s)
 {
+	s->received = 0;
+	s->toobig = 0;
+}
+
+static void
+cmd_data(struct srv_session *srv, char *arg)
+{
+	struct session *s = srv_udata(srv);
+
 	if (*arg != '\0') {
 		reply(s, 501, "5.5.4", "Syntax: DATA");
 		return;
@@ -209,139 +200,136 @@ cmd_data(struct session *s, const char *arg)
 		reply(s, 451, "4.3.0", "Cannot spool the message, try again later");
 		return;
 	}
-	s->state = S_DATA;
-	s->at_bol = 1;
-	s->received = 0;
-	s->toobig = 0;
+	set_state(s, S_DATA);
+	data_begin(s);
 	/* no enhanced code on 354, as RFC 2034's examples and Postfix */
-	evbuffer_add_printf(bufferevent_get_output(s->bev),
-	    "354 End data with <CR><LF>.<CR><LF>\r\n");
+	srv_reply_id(srv, RPL_DATA_GO);
+	srv_data_start(srv, 0);		/* size counted in on_data */
 }
 
 /* BDAT <size> [LAST]. The octets follow whatever we answer, so a chunk
  * out of place is read and dropped before its 503; a size we cannot
  * parse leaves us unable to find the next command: hang up. */
 static void
-cmd_bdat(struct session *s, const char *arg)
+cmd_bdat(struct srv_session *srv, char *arg)
 {
-	char *end;
-	size_t n = strspn(arg, "0123456789");
+	struct session *s = srv_udata(srv);
+	uint64_t size;
+	int last;
+	unsigned st = srv_state(srv), flags;
 
-	if (n == 0 || n > 19 || (arg[n] != '\0' && strcasecmp(arg + n, " LAST") != 0)) {
+	if (smtp_bdat_parse(arg, SMTP_BDAT_MAX, &size, &last) < 0) {
 		reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST], closing");
-		s->state = S_QUIT;
+		srv_close_after_flush(srv);
 		return;
 	}
-	s->chunk_left = strtoull(arg, &end, 10);
-	s->chunk_last = arg[n] != '\0';
-	s->chunk_discard = !(s->state & (S_RCPT | S_BDAT));
-	s->chunk_back = s->state;
-	if (!s->chunk_discard && s->state == S_RCPT) {
+	flags = last ? SRV_BDAT_LAST : 0;
+	s->chunk_back = st;
+	s->chunk_fail = 0;
+	if (st != S_RCPT && st != S_BDAT) {
+		flags |= SRV_BDAT_DISCARD;
+	} else if (st == S_RCPT) {
 		if (lmtp_txn_data_begin(s->txn) < 0) {
-			s->chunk_discard = 1;	/* 451 after the octets */
-			s->chunk_back = S_QUIT;
+			flags |= SRV_BDAT_DISCARD;	/* 451 after the octets */
+			s->chunk_fail = 1;
 		}
-		s->received = 0;
-		s->toobig = 0;
+		data_begin(s);
 	}
-	s->state = S_CHUNK;
+	set_state(s, S_CHUNK);
+	srv_bdat_start(srv, size, flags);
 }
 
 static void
-cmd_rset(struct session *s, const char *arg)
+cmd_rset(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	txn_reset(s);
-	reply(s, 250, "2.0.0", "Ok");
+	txn_reset(srv_udata(srv));
+	srv_reply(srv, 250, "2.0.0", "Ok");
 }
 
 static void
-cmd_noop(struct session *s, const char *arg)
+cmd_noop(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, 250, "2.0.0", "Ok");
+	srv_reply(srv, 250, "2.0.0", "Ok");
 }
 
 static void
-cmd_vrfy(struct session *s, const char *arg)
+cmd_vrfy(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, 252, "2.5.2", "Send some mail, I'll try my best");
+	srv_reply(srv, 252, "2.5.2", "Send some mail, I'll try my best");
 }
 
 static void
-cmd_quit(struct session *s, const char *arg)
+cmd_quit(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, 221, "2.0.0", "Bye");
-	s->state = S_QUIT;
+	srv_reply(srv, 221, "2.0.0", "Bye");
+	srv_close_after_flush(srv);
 }
 
-static const struct command {
-	const char *name;
-	unsigned states;	/* where it is allowed */
-	void (*act)(struct session *, const char *);
-	int code;		/* reply when out of sequence */
-	const char *esc, *why;
-} commands[] = {
-	{ "LHLO", S_GREETED | S_READY | S_MAIL | S_RCPT | S_BDAT, cmd_lhlo, 0, NULL, NULL },
-	{ "HELO", ~0u, cmd_helo, 0, NULL, NULL },
-	{ "EHLO", ~0u, cmd_helo, 0, NULL, NULL },
-	{ "XFORWARD", S_READY, cmd_xforward, 503, "5.5.1", "XFORWARD only before MAIL" },
-	{ "MAIL", S_READY, cmd_mail, 503, "5.5.1", "Send LHLO first, one MAIL per transaction" },
-	{ "RCPT", S_MAIL | S_RCPT, cmd_rcpt, 503, "5.5.1", "Need MAIL first" },
-	{ "DATA", S_RCPT, cmd_data, 503, "5.5.1", "No valid recipients" },
-	{ "BDAT", S_GREETED | S_READY | S_MAIL | S_RCPT | S_BDAT, cmd_bdat, 0, NULL, NULL },
-	{ "RSET", ~0u, cmd_rset, 0, NULL, NULL },
-	{ "NOOP", ~0u, cmd_noop, 0, NULL, NULL },
-	{ "VRFY", ~0u, cmd_vrfy, 0, NULL, NULL },
-	{ "QUIT", ~0u, cmd_quit, 0, NULL, NULL },
+#define BEFORE_DATA	(ST(GREETED) | ST(READY) | ST(MAIL) | ST(RCPT) | ST(BDAT))
+
+/* Out of sequence: the text names what is missing (why[], by row). */
+static const struct srv_cmd commands[] = {
+	{ "LHLO", BEFORE_DATA, SRV_ARG_ANY, cmd_lhlo },
+	{ "HELO", 0, SRV_ARG_ANY, cmd_helo },
+	{ "EHLO", 0, SRV_ARG_ANY, cmd_helo },
+	{ "XFORWARD", ST(READY), SRV_ARG_ANY, cmd_xforward },
+	{ "MAIL", ST(READY), SRV_ARG_ANY, cmd_mail },
+	{ "RCPT", ST(MAIL) | ST(RCPT), SRV_ARG_ANY, cmd_rcpt },
+	{ "DATA", ST(RCPT), SRV_ARG_ANY, cmd_data },
+	{ "BDAT", BEFORE_DATA, SRV_ARG_ANY, cmd_bdat },
+	{ "RSET", 0, SRV_ARG_ANY, cmd_rset },
+	{ "NOOP", 0, SRV_ARG_ANY, cmd_noop },
+	{ "VRFY", 0, SRV_ARG_ANY, cmd_vrfy },
+	{ "QUIT", 0, SRV_ARG_ANY, cmd_quit },
+	{ NULL, 0, 0, NULL },
+};
+
+static const char *const why[] = {
+	[3] = "XFORWARD only before MAIL",
+	[4] = "Send LHLO first, one MAIL per transaction",
+	[5] = "Need MAIL first",
+	[6] = "No valid recipients",
 };
 
 static void
-dispatch(struct session *s, char *line)
+on_bad_state(struct srv_session *srv, const struct srv_cmd *cmd)
 {
-	size_t n = strcspn(line, " ");
-	const char *arg = line + n;
+	size_t i = (size_t)(cmd - commands);
 
-	while (*arg == ' ')
-		arg++;
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		const struct command *c = &commands[i];
-		if (strlen(c->name) != n || strncasecmp(line, c->name, n) != 0)
-			continue;
-		if (!(c->states & s->state)) {
-			s->errors++;
-			if (s->state == S_GREETED)
-				reply(s, 503, "5.5.1", "Send LHLO first");
-			else
-				reply(s, c->code, c->esc, "%s", c->why);
-			return;
-		}
-		c->act(s, arg);
-		return;
-	}
-	s->errors++;
-	reply(s, 500, "5.5.2", "Command not recognized");
+	if (srv_state(srv) == S_GREETED)
+		srv_reply(srv, 503, "5.5.1", "Send LHLO first");
+	else if (i < sizeof(why) / sizeof(why[0]) && why[i] != NULL)
+		srv_reply(srv, 503, "5.5.1", "%s", why[i]);
+	else
+		srv_reply_id(srv, RPL_BAD_SEQUENCE);
 }
 
-/* ---- DATA ------------------------------------------------------------- */
-
-static void
-data_put(struct session *s, struct evbuffer *in, size_t n)
+static int
+on_unknown(struct srv_session *srv, char *verb, char *arg)
 {
-	char tmp[16384];
+	(void)verb;
+	(void)arg;
+	srv_reply(srv, 500, "5.5.2", "Command not recognized");
+	return 1;
+}
 
-	while (n > 0) {
-		size_t k = n < sizeof(tmp) ? n : sizeof(tmp);
-		evbuffer_remove(in, tmp, k);
-		n -= k;
-		s->received += k;
-		if (s->received > (unsigned long long)conf_num(C_message_size_limit))
-			s->toobig = 1;
-		if (!s->toobig)
-			spool_write(s->txn->spool, tmp, k);
-	}
+/* ---- DATA, BDAT and the deliveries ------------------------------------ */
+
+/* Message octets (dot-unstuffed DATA or raw chunk bytes) into the spool. */
+static void
+on_data(struct srv_session *srv, const char *p, size_t n)
+{
+	struct session *s = srv_udata(srv);
+
+	s->received += n;
+	if (s->received > (unsigned long long)conf_num(C_message_size_limit))
+		s->toobig = 1;
+	if (!s->toobig)
+		spool_write(s->txn->spool, p, n);
 }
 
 /* Every result is in: the replies, in RCPT order. */
@@ -363,228 +351,110 @@ deliveries_done(void *arg)
 	struct session *s = arg;
 
 	deliveries_reply(s);
-	s->out_blocked = 0;
-	bufferevent_enable(s->bev, EV_READ);
-	session_input(s);
+	srv_resume(s->srv);
 }
 
-/* The final dot: the CRLF before it belongs to the message. */
+/* The final dot or the last chunk: deliver, paused until all report. */
 static void
-data_end(struct session *s)
+message_end(struct session *s)
 {
-	s->state = S_DELIVER;
-	bufferevent_disable(s->bev, EV_READ);
-	if (lmtp_txn_deliver(s->txn, s->toobig, deliveries_done, s) != 0) {
+	set_state(s, S_DELIVER);
+	if (lmtp_txn_deliver(s->txn, s->toobig, deliveries_done, s) != 0)
 		deliveries_reply(s);	/* settled at once: go on reading */
-		bufferevent_enable(s->bev, EV_READ);
-	}
-}
-
-/* Consume message bytes. 1 when the end was seen, 0 to wait for more. */
-static int
-data_input(struct session *s, struct evbuffer *in)
-{
-	for (;;) {
-		size_t len = evbuffer_get_length(in);
-		if (len == 0)
-			return 0;
-		if (s->at_bol) {
-			unsigned char p[3];
-			size_t k = len < 3 ? len : 3;
-			evbuffer_copyout(in, p, k);
-			if (p[0] == '.') {
-				if (k < 3 && (k < 2 || p[1] == '\r'))
-					return 0;	/* ".", ".\r": not decided yet */
-				if (p[1] == '\r' && p[2] == '\n') {
-					evbuffer_drain(in, 3);
-					return 1;
-				}
-				evbuffer_drain(in, 1);	/* dot-unstuffing */
-				s->at_bol = 0;
-				continue;
-			}
-		}
-		size_t eol_len = 0;
-		struct evbuffer_ptr e = evbuffer_search_eol(in, NULL, &eol_len,
-		    EVBUFFER_EOL_CRLF_STRICT);
-		if (e.pos >= 0) {
-			data_put(s, in, (size_t)e.pos + eol_len);
-			s->at_bol = 1;
-			continue;
-		}
-		/* no line end yet: pass all but a last CR that may start one */
-		struct evbuffer_ptr lp;
-		unsigned char last;
-		len = evbuffer_get_length(in);
-		evbuffer_ptr_set(in, &lp, len - 1, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &lp, &last, 1);
-		size_t n = last == '\r' ? len - 1 : len;
-		if (n == 0)
-			return 0;
-		data_put(s, in, n);
-		s->at_bol = 0;
-	}
-}
-
-/* Octets of a BDAT chunk. 1 when the chunk is complete. */
-static int
-chunk_input(struct session *s, struct evbuffer *in)
-{
-	size_t len = evbuffer_get_length(in);
-	size_t n = s->chunk_left < len ? (size_t)s->chunk_left : len;
-
-	if (s->chunk_discard)
-		evbuffer_drain(in, n);
 	else
-		data_put(s, in, n);
-	s->chunk_left -= n;
-	return s->chunk_left == 0;
+		srv_pause(s->srv);
 }
 
 static void
-chunk_end(struct session *s)
+chunk_end(struct session *s, unsigned flags)
 {
-	if (s->chunk_discard) {
-		if (s->chunk_back == S_QUIT) {
+	if (flags & SRV_END_DISCARDED) {
+		if (s->chunk_fail) {
 			reply(s, 451, "4.3.0", "Cannot spool the message, try again later");
 			txn_reset(s);
 		} else {
 			reply(s, 503, "5.5.1", "BDAT out of sequence or no valid recipients");
-			s->state = s->chunk_back;
+			set_state(s, s->chunk_back);
 		}
 		return;
 	}
-	if (s->chunk_last) {
-		data_end(s);
+	if (flags & SRV_END_LAST) {
+		message_end(s);
 		return;
 	}
 	reply(s, 250, "2.0.0", "%llu octets received", s->received);
-	s->state = S_BDAT;
-}
-
-/* ---- input ------------------------------------------------------------ */
-
-static void
-session_input(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-
-	while (s->state != S_QUIT && s->state != S_DELIVER) {
-		/* a client that pipelines without reading our replies
-		 * waits until they are gone */
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_MAX) {
-			bufferevent_disable(s->bev, EV_READ);
-			s->out_blocked = 1;
-			return;
-		}
-		if (s->state == S_CHUNK) {
-			if (!chunk_input(s, in))
-				return;
-			chunk_end(s);
-			continue;
-		}
-		if (s->state == S_DATA) {
-			if (!data_input(s, in))
-				return;
-			data_end(s);
-			continue;
-		}
-		size_t n;
-		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-		if (line == NULL) {
-			if (evbuffer_get_length(in) > LINE_MAX_LMTP) {
-				reply(s, 500, "5.5.2", "Line too long");
-				s->state = S_QUIT;
-			}
-			return;
-		}
-		if (n > LINE_MAX_LMTP || memchr(line, '\0', n) != NULL)
-			reply(s, 500, "5.5.2", n > LINE_MAX_LMTP ? "Line too long" : "NUL in command");
-		else
-			dispatch(s, line);
-		free(line);
-		if (s->errors > MAX_ERRORS) {
-			reply(s, 421, "4.7.0", "Too many errors");
-			s->state = S_QUIT;
-		}
-	}
+	set_state(s, S_BDAT);
 }
 
 static void
-on_read(struct bufferevent *bev, void *arg)
+on_data_end(struct srv_session *srv, unsigned flags)
 {
-	struct session *s = arg;
+	struct session *s = srv_udata(srv);
 
-	(void)bev;
-	session_input(s);
-	if (s->state == S_QUIT)
-		bufferevent_disable(s->bev, EV_READ);
+	/* bare LF/CR are kept as they are (the spool stores LF lines) */
+	if (flags & SRV_END_BDAT)
+		chunk_end(s, flags);
+	else
+		message_end(s);
 }
 
 static void
-on_write(struct bufferevent *bev, void *arg)
+on_close(struct srv_session *srv, enum srv_close_why w)
 {
-	struct session *s = arg;
+	struct session *s = srv_udata(srv);
+	unsigned st = srv_state(srv);
 
-	(void)bev;
-	if (s->state == S_QUIT) {
-		session_free(s);
-		return;
-	}
-	if (s->out_blocked && s->state != S_DELIVER) {
-		s->out_blocked = 0;
-		bufferevent_enable(s->bev, EV_READ);
-		session_input(s);
-	}
+	if ((w == SRV_CLOSE_EOF || w == SRV_CLOSE_ERROR) &&
+	    (st == S_DATA || st == S_CHUNK || st == S_DELIVER))
+		log_info("lost connection during %s", st == S_DELIVER ?
+		    "delivery" : "DATA");
+	TAILQ_REMOVE(&sessions, s, entry);
+	nsessions--;
+	lmtp_txn_free(s->txn);
+	free(s);
 }
 
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session *s = arg;
+static const struct srv_ops ops = {
+	.on_data = on_data,
+	.on_data_end = on_data_end,
+	.on_close = on_close,
+	.on_unknown = on_unknown,
+	.on_bad_state = on_bad_state,
+};
 
-	(void)bev;
-	if ((what & BEV_EVENT_TIMEOUT) && s->state != S_DELIVER) {
-		reply(s, 421, "4.4.2", "Timeout");
-		s->state = S_QUIT;
-		return;
-	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (s->state == S_DATA || s->state == S_DELIVER)
-			log_info("lost connection during %s",
-			    s->state == S_DATA ? "DATA" : "delivery");
-		session_free(s);
-	}
-}
+/* ---- sessions --------------------------------------------------------- */
+
+static const struct srv_limits limits = {
+	.line_max = LINE_MAX_LMTP + 2,
+	.hard_error_limit = MAX_ERRORS + 1,
+	.timeout_sec = IDLE_TIMEOUT,
+	.output_max = OUT_MAX,
+};
 
 void
 lmtp_session_new(struct event_base *base, evutil_socket_t fd)
 {
-	struct session *s = xcalloc(1, sizeof(*s));
-	struct timeval idle = { IDLE_TIMEOUT, 0 };
+	struct bufferevent *bev;
+	struct session *s;
 
 	if (nsessions >= MAX_SESSIONS) {
 		static const char busy[] = "421 4.3.2 Too many sessions, try again later\r\n";
 		if (write(fd, busy, sizeof(busy) - 1) < 0) { /* best effort */ }
 		evutil_closesocket(fd);
-		free(s);
 		return;
 	}
-	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
+	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
 		evutil_closesocket(fd);
-		free(s);
 		return;
 	}
+	session_base = base;
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv_session_new(bev, commands, &limits, &ops, s);
 	nsessions++;
-	s->state = S_GREETED;
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_set_timeouts(s->bev, &idle, &idle);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	/* no enhanced code in the greeting: nothing is negotiated yet */
-	evbuffer_add_printf(bufferevent_get_output(s->bev), "220 %s LMTP Hermod lmtpd ready\r\n",
-	    conf_str(C_myhostname));
+	reply(s, 220, NULL, "%s LMTP Hermod lmtpd ready", conf_str(C_myhostname));
 }
 
 unsigned
@@ -594,7 +464,7 @@ lmtp_sessions_delivering(void)
 	unsigned n = 0;
 
 	TAILQ_FOREACH(s, &sessions, entry) {
-		if (s->state == S_DELIVER)
+		if (srv_state(s->srv) == S_DELIVER)
 			n++;
 	}
 	return n;
@@ -605,6 +475,9 @@ lmtp_sessions_close_all(void)
 {
 	struct session *s;
 
-	while ((s = TAILQ_FIRST(&sessions)) != NULL)
-		session_free(s);
+	TAILQ_FOREACH(s, &sessions, entry)
+		srv_close(s->srv);
+	/* the engine frees closed sessions from the loop: one turn */
+	if (session_base != NULL && !TAILQ_EMPTY(&sessions))
+		event_base_loop(session_base, EVLOOP_NONBLOCK);
 }
