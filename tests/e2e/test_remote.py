@@ -115,3 +115,137 @@ def test_mx_preference_and_fallback(env):
     assert re.search(r"to=<bob@a\.example>, relay=mx2\.a\.example\[127\.0\.0\.3\]:%d, "
                      r"delay=[0-9.e+-]+, delays=[0-9.e+/-]+, dsn=2\.0\.0, status=sent \(250 " % env.port, log), log
     assert len(msgs) == 1
+
+
+def test_implicit_mx_and_address_literal(env):
+    """No MX: the domain's own A record; user@[127.0.0.3] goes straight
+    there."""
+    env.dns.add("plain.example", "A", "127.0.0.2")
+    s2, s3 = env.sink("127.0.0.2"), env.sink("127.0.0.3")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["x@plain.example"])
+    submit(env.h, ["y@[127.0.0.3]"])
+    assert s2.wait(1)[0].rcpts == ["x@plain.example"]
+    assert s3.wait(1)[0].rcpts == ["y@[127.0.0.3]"]
+
+
+def test_null_mx_nxdomain_bounce_at_once(env):
+    env.dns.add("nomail.example", "MX", "0 .")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@nomail.example", "b@nosuch.example"])
+    m, recs = dsn_of(env.h)
+    st = {r["final-recipient"].split(";")[1].strip(): r for r in recs}
+    assert st["a@nomail.example"]["status"] == "5.1.10"
+    assert st["b@nosuch.example"]["status"] == "5.1.2"
+    assert "Final-Recipient" in m.as_string()
+
+
+def test_servfail_defers(env):
+    env.dns.servfail.add("broken.example")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@broken.example"])
+    log = wait_for(lambda: (lambda l: l if "status=deferred" in l else None)(env.h.log("queued")))
+    assert re.search(r"to=<a@broken\.example>.*dsn=4\.4\.3, status=deferred", log), log
+    assert env.h.messages("sender") == []
+
+
+def test_4xx_then_success_and_5xx_bounce(env):
+    """A recipient refused 451 once is retried and delivered; one refused
+    550 bounces with the server's reply as Diagnostic-Code and Remote-MTA."""
+    env.mx("c.example", (10, "127.0.0.2"))
+    s = env.sink("127.0.0.2", rcpt=lambda a, n: (
+        "451 4.3.0 try later" if a == "later@c.example" and n == 1 else
+        "550 5.1.1 <no@c.example>: no such user" if a == "no@c.example" else None))
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["later@c.example", "no@c.example", "ok@c.example"])
+    m, recs = dsn_of(env.h)
+    assert len(recs) == 1
+    r = recs[0]
+    assert r["final-recipient"] == "rfc822; no@c.example"
+    assert r["status"] == "5.1.1" and r["action"] == "failed"
+    assert r["diagnostic-code"] == "smtp; 550 5.1.1 <no@c.example>: no such user"
+    assert "mx1.c.example" in r["remote-mta"]
+    msgs = s.wait(2, timeout=30)
+    assert [x.rcpts for x in msgs] == [["ok@c.example"], ["later@c.example"]]
+
+
+def test_loop_to_ourselves(env):
+    """The best MX is this host: bounce 5.4.6, no connection."""
+    env.dns.add("loop.example", "MX", "10 mx.example.test.")
+    env.dns.add("loop.example", "MX", "20 backup.loop.example.")
+    env.dns.add("backup.loop.example", "A", "127.0.0.2")
+    s2 = env.sink("127.0.0.2")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@loop.example"])
+    _, recs = dsn_of(env.h)
+    assert recs[0]["status"] == "5.4.6"
+    assert "loops back to myself" in recs[0]["diagnostic-code"]
+    assert s2.msgs == [] and s2.seen == {}
+
+
+def test_hanging_destination_does_not_block_others(env):
+    """One domain's only MX accepts and never answers: mail for another
+    domain still flows, and the hung one is deferred after the greeting
+    timeout."""
+    env.mx("hang.example", (10, "127.0.0.4"))
+    env.mx("fine.example", (10, "127.0.0.2"))
+    hang = Hang("127.0.0.4", env.port)
+    s2 = env.sink("127.0.0.2")
+    env.h.conf(default_process_limit=3, default_destination_concurrency_limit=2)
+    try:
+        env.h.start("lmtpd", "queued")
+        for i in range(6):
+            submit(env.h, ["u%d@hang.example" % i])
+        t0 = time.monotonic()
+        for i in range(5):
+            submit(env.h, ["v%d@fine.example" % i])
+        s2.wait(5, timeout=10)
+        assert time.monotonic() - t0 < 3.0     # before the 3 s greeting timeout
+        log = wait_for(lambda: (lambda l: l if "to=<u0@hang.example>" in l else None)(
+            env.h.log("queued")), 15)
+        assert re.search(r"to=<u0@hang\.example>.*status=deferred", log), log
+    finally:
+        hang.close()
+
+
+def test_relayhost(env):
+    """relayhost [127.0.0.3]:port: everything goes there, no MX lookup."""
+    s3 = env.sink("127.0.0.3")
+    env.h.conf(relayhost="[127.0.0.3]:%d" % env.port)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@anywhere.example", "b@elsewhere.example"])
+    # one transaction: both recipients share the relayhost destination
+    assert sorted(s3.wait(1)[0].rcpts) == ["a@anywhere.example", "b@elsewhere.example"]
+    assert ("anywhere.example", "MX") not in env.dns.queries
+
+
+def test_size_and_smtputf8_refused_before_sending(env):
+    """A server's SIZE limit below the message: 5.3.4; SMTPUTF8 needed
+    but not offered: 5.6.7."""
+    env.mx("small.example", (10, "127.0.0.2"))
+    env.mx("ascii.example", (10, "127.0.0.3"))
+    s2 = env.sink("127.0.0.2", size=1000)
+    s3 = env.sink("127.0.0.3", smtputf8=False)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@small.example"], body=b"Subject: small\r\n\r\nfits\r\n")
+    submit(env.h, ["a@small.example"], body=b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40)
+    submit(env.h, ["b@ascii.example"], mail_opts=["SMTPUTF8"])
+    m1, r1 = dsn_of(env.h, 1)
+    m2, r2 = dsn_of(env.h, 2)
+    st = sorted([r1[0]["status"], r2[0]["status"]])
+    assert st == ["5.3.4", "5.6.7"], (r1, r2)
+    assert len(s2.wait(1)) == 1 and s3.msgs == []
+
+
+def test_parameters_only_when_offered(env):
+    """SIZE goes out (offered); DSN parameters are left out for a server
+    that does not offer DSN (RFC 3461 §4.1)."""
+    env.mx("d.example", (10, "127.0.0.2"))
+    s2 = env.sink("127.0.0.2")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@d.example"], mail_opts=["RET=HDRS", "ENVID=abc123"],
+           rcpt_opts=["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;orig@d.example"])
+    m = s2.wait(1)[0]
+    assert any(o.startswith("SIZE=") for o in m.mail_options), m.mail_options
+    assert not any("RET=" in o or "ENVID=" in o for o in m.mail_options), m.mail_options
+    assert not any("NOTIFY=" in o for o in m.rcpt_options), m.rcpt_options
