@@ -1,16 +1,18 @@
 /*
  * The submission server: LMTP (RFC 2033) on $run_directory/submit, for
- * smtpd and sendmail. One table row per command; the DATA decoder writes
- * straight into the queue file (queue_file.c); after the final dot the
- * session pauses (reads disabled) until the group commit has the file and
- * its directory entry on stable storage, then sends one reply per accepted
+ * smtpd and sendmail. The protocol mechanics (bounded command lines, the
+ * command table with its states, errors, the idle timeout, pipelining,
+ * output back-pressure, the DATA decoder that only CRLF.CRLF ends) are
+ * lib/smtp_server's; this file holds queued's decisions. The decoded data
+ * goes straight into the queue file (queue_file.c); after the final dot
+ * the session pauses until the group commit has the file and its
+ * directory entry on stable storage, then sends one reply per accepted
  * recipient and goes on with what the client pipelined meanwhile.
  *
  * Bounds: command lines CMD_LINE_MAX; recipients smtpd_recipient_limit;
  * message_size_limit (SIZE at MAIL, and counted during DATA: the rest is
- * read and thrown away, then 552 5.3.4); a data line without CRLF is
- * written in pieces, so no line length can exhaust memory. Only CRLF.CRLF
- * ends the data: a bare LF or CR never does (SMTP smuggling).
+ * read and thrown away, then 552 5.3.4); the decoder streams, so no data
+ * line length can exhaust memory.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +22,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
@@ -28,22 +29,26 @@
 #include "event.h"
 #include "log.h"
 #include "queued.h"
+#include "smtp_server.h"
 #include "submit.h"
 #include "xalloc.h"
 
-#define CMD_LINE_MAX	4096
-#define DATA_CHUNK	(64 * 1024)
+#define CMD_LINE_MAX	4096	/* without CRLF */
 #define SESSION_IDLE	300	/* seconds */
 
-enum sstate { S_CMD, S_DATA, S_WAIT };
+/* Session states (srv_state()); the engine checks them per command. */
+enum sstate {
+	S_INIT,		/* before LHLO */
+	S_CMD,		/* after LHLO */
+	S_DATA,		/* writing the queue file */
+	S_WAIT,		/* paused: waiting for the group commit */
+};
 
 struct session {
-	struct bufferevent *bev;
-	enum sstate state;
-	int lhlo, closing;
+	struct srv_session *srv;	/* NULL once closed (see on_close) */
 	struct submit_tx tx;
 	struct qf_writer w;
-	int at_bol, too_big;
+	int too_big;
 	uid_t uid;
 	LIST_ENTRY(session) link;
 };
@@ -52,21 +57,24 @@ static LIST_HEAD(, session) sessions = LIST_HEAD_INITIALIZER(sessions);
 static struct listener *submit_listener;
 static int stopping;
 
-static void session_input(struct session *s);
-
+/* A whole reply line "DDD x.y.z text" as submit_parse.c returns them. */
 static void
-reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-reply(struct session *s, const char *fmt, ...)
+reply(struct session *s, const char *line)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	va_list ap;
+	char esc[SMTP_ESC_MAX + 1];
+	size_t n;
 
-	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
-	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (strlen(line) < 4)
+		fatal("submit: bad reply \"%s\"", line);
+	line += 4;
+	n = strcspn(line, " ");
+	if (n == 0 || n > SMTP_ESC_MAX) {
+		srv_reply(s->srv, atoi(line - 4), NULL, "%s", line);
+		return;
+	}
+	memcpy(esc, line, n);
+	esc[n] = '\0';
+	srv_reply(s->srv, atoi(line - 4), esc, "%s", line[n] ? line + n + 1 : "");
 }
 
 static void
@@ -94,34 +102,34 @@ static void
 session_free(struct session *s)
 {
 	LIST_REMOVE(s, link);
-	if (s->state == S_DATA)
-		qf_abort(&s->w);
 	tx_reset(&s->tx);
 	buf_free(&s->tx.xforward);
-	bufferevent_free(s->bev);
 	free(s);
 }
 
 /* ---- commands ------------------------------------------------------------ */
 
 static void
-cmd_lhlo(struct session *s, const char *arg)
+cmd_lhlo(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
+
 	if (arg[0] == '\0') {
 		reply(s, "501 5.5.4 Syntax: LHLO hostname");
 		return;
 	}
 	tx_reset(&s->tx);
-	s->lhlo = 1;
-	reply(s, "250-%s\r\n250-PIPELINING\r\n250-SIZE %lld\r\n250-8BITMIME\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-DSN\r\n"
-	    "250 XFORWARD NAME ADDR PORT PROTO HELO IDENT", queued_hostname(),
+	srv_set_state(srv, S_CMD);
+	srv_reply(srv, 250, NULL, "%s\nPIPELINING\nSIZE %lld\n8BITMIME\n"
+	    "ENHANCEDSTATUSCODES\nSMTPUTF8\nDSN\n"
+	    "XFORWARD NAME ADDR PORT PROTO HELO IDENT", queued_hostname(),
 	    conf_num(C_message_size_limit));
 }
 
 static void
-cmd_mail(struct session *s, const char *arg)
+cmd_mail(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	const char *err, *rest;
 
 	if (s->tx.has_mail) {
@@ -138,12 +146,12 @@ cmd_mail(struct session *s, const char *arg)
 		free(s->tx.auth);
 		s->tx.envid = s->tx.auth = NULL;
 		s->tx.body8 = s->tx.smtputf8 = s->tx.ret_hdrs = 0;
-		reply(s, "%s", err);
+		reply(s, err);
 		return;
 	}
 	s->tx.has_mail = 1;
 	qid_new(s->tx.qid);	/* smtpd puts it in Received: and its logs */
-	reply(s, "250 2.1.0 Ok, queue id %s", s->tx.qid);
+	srv_reply(srv, 250, "2.1.0", "Ok, queue id %s", s->tx.qid);
 }
 
 static const char *
@@ -179,8 +187,9 @@ add_rcpt(struct session *s, const char *addr)
 }
 
 static void
-cmd_rcpt(struct session *s, const char *arg)
+cmd_rcpt(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	char addr[ADDR_MAX];
 	const char *err, *rest;
 
@@ -200,25 +209,26 @@ cmd_rcpt(struct session *s, const char *arg)
 	}
 	free(s->tx.cur.orcpt);
 	memset(&s->tx.cur, 0, sizeof(s->tx.cur));
-	reply(s, "%s", err);
+	reply(s, err);
 }
 
 static void
-cmd_data(struct session *s, const char *arg)
+cmd_data(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	struct submit_tx *tx = &s->tx;
 	struct qf_env env = { .qid = tx->qid, .sender = tx->sender, .envid = tx->envid,
 	    .auth = tx->auth, .client = tx->xforward.len ? tx->xforward.data : NULL,
 	    .body8 = tx->body8, .smtputf8 = tx->smtputf8, .ret_hdrs = tx->ret_hdrs };
+	struct timeval tv;
 	int err;
 
 	(void)arg;
 	if (!tx->has_mail || tx->nrcpt == 0) {
-		reply(s, "503 5.5.1 Error: need %s command", tx->has_mail ? "RCPT" : "MAIL");
+		srv_reply(srv, 503, "5.5.1", "Error: need %s command",
+		    tx->has_mail ? "RCPT" : "MAIL");
 		return;
 	}
-	struct timeval tv;
-
 	gettimeofday(&tv, NULL);
 	env.arrival = tx->arrival = (double)tv.tv_sec + tv.tv_usec / 1e6;
 	if (tx->xforward.len == 0 && s->uid != (uid_t)-1) {	/* a local submitter */
@@ -232,38 +242,39 @@ cmd_data(struct session *s, const char *arg)
 		return;
 	}
 	s->tx.cur.addr = NULL;
-	s->state = S_DATA;
-	s->at_bol = 1;
+	srv_set_state(srv, S_DATA);
 	s->too_big = 0;
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	srv_reply_id(srv, RPL_DATA_GO);
+	srv_data_start(srv, 0);		/* the size is counted in on_data */
 }
 
 static void
-cmd_rset(struct session *s, const char *arg)
+cmd_rset(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	tx_reset(&s->tx);
-	reply(s, "250 2.0.0 Ok");
+	tx_reset(&((struct session *)srv_udata(srv))->tx);
+	srv_reply(srv, 250, "2.0.0", "Ok");
 }
 
 static void
-cmd_noop(struct session *s, const char *arg)
+cmd_noop(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, "250 2.0.0 Ok");
+	srv_reply(srv, 250, "2.0.0", "Ok");
 }
 
 static void
-cmd_quit(struct session *s, const char *arg)
+cmd_quit(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, "221 2.0.0 Bye");
-	s->closing = 1;
+	srv_reply(srv, 221, "2.0.0", "Bye");
+	srv_close_after_flush(srv);
 }
 
 static void
-cmd_xforward(struct session *s, const char *arg)
+cmd_xforward(struct srv_session *srv, char *arg)
 {
+	struct session *s = srv_udata(srv);
 	const char *err;
 	char *line = xasprintf(" %s", arg);
 
@@ -272,74 +283,87 @@ cmd_xforward(struct session *s, const char *arg)
 	else if (s->tx.has_mail)
 		reply(s, "503 5.5.1 Error: XFORWARD inside a transaction");
 	else if ((err = parse_xforward(&s->tx, line)) != NULL)
-		reply(s, "%s", err);
+		reply(s, err);
 	else
 		reply(s, "250 2.0.0 Ok");
 	free(line);
 }
 
 static void
-cmd_helo(struct session *s, const char *arg)
+cmd_helo(struct srv_session *srv, char *arg)
 {
 	(void)arg;
-	reply(s, "500 5.5.1 Error: this is LMTP, say LHLO");
+	srv_reply(srv, 500, "5.5.1", "Error: this is LMTP, say LHLO");
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(struct session *, const char *);
-	int needs_lhlo;
-} commands[] = {
-	{ "LHLO", cmd_lhlo, 0 }, { "MAIL", cmd_mail, 1 }, { "RCPT", cmd_rcpt, 1 },
-	{ "DATA", cmd_data, 1 }, { "RSET", cmd_rset, 0 }, { "NOOP", cmd_noop, 0 },
-	{ "QUIT", cmd_quit, 0 }, { "XFORWARD", cmd_xforward, 1 },
-	{ "HELO", cmd_helo, 0 }, { "EHLO", cmd_helo, 0 },
+#define LHLO_DONE	SRV_STATE(S_CMD)
+
+static const struct srv_cmd commands[] = {
+	{ "LHLO", 0, SRV_ARG_ANY, cmd_lhlo },
+	{ "MAIL", LHLO_DONE, SRV_ARG_ANY, cmd_mail },
+	{ "RCPT", LHLO_DONE, SRV_ARG_ANY, cmd_rcpt },
+	{ "DATA", LHLO_DONE, SRV_ARG_ANY, cmd_data },
+	{ "RSET", 0, SRV_ARG_ANY, cmd_rset },
+	{ "NOOP", 0, SRV_ARG_ANY, cmd_noop },
+	{ "QUIT", 0, SRV_ARG_ANY, cmd_quit },
+	{ "XFORWARD", LHLO_DONE, SRV_ARG_ANY, cmd_xforward },
+	{ "HELO", 0, SRV_ARG_ANY, cmd_helo },
+	{ "EHLO", 0, SRV_ARG_ANY, cmd_helo },
+	{ NULL, 0, 0, NULL },
 };
 
+/* The only state a command can be refused in is S_INIT. */
 static void
-command(struct session *s, char *line)
+on_bad_state(struct srv_session *srv, const struct srv_cmd *cmd)
 {
-	size_t n = strcspn(line, " ");
-	const char *arg = line[n] ? line + n + 1 : "";
-
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strlen(commands[i].name) == n && strncasecmp(line, commands[i].name, n) == 0) {
-			if (commands[i].needs_lhlo && !s->lhlo)
-				reply(s, "503 5.5.1 Error: send LHLO first");
-			else
-				commands[i].fn(s, arg);
-			return;
-		}
-	reply(s, "502 5.5.2 Error: command not recognized");
+	(void)cmd;
+	srv_reply(srv, 503, "5.5.1", "Error: send LHLO first");
 }
 
-/* ---- after the final dot ------------------------------------------------- */
+/* ---- DATA and the commit ------------------------------------------------- */
+
+static void
+on_data(struct srv_session *srv, const char *p, size_t n)
+{
+	struct session *s = srv_udata(srv);
+
+	if (s->too_big)
+		return;
+	if (s->w.size + (off_t)n > conf_num(C_message_size_limit)) {
+		s->too_big = 1;
+		return;
+	}
+	qf_write(&s->w, p, n);
+}
 
 static void
 committed(void *arg, int err, const char *qid)
 {
 	struct session *s = arg;
 
+	if (s->srv == NULL) {		/* the client left meanwhile */
+		session_free(s);
+		return;
+	}
 	for (int i = 0; i < s->tx.nrcpt; i++)
 		if (err == 0)
-			reply(s, "250 2.0.0 %s queued", qid);
+			srv_reply(s->srv, 250, "2.0.0", "%s queued", qid);
 		else
 			reply(s, err == ENOSPC || err == EDQUOT ?
 			    "452 4.3.1 Insufficient system storage" :
 			    "451 4.3.0 Local error: message not queued");
 	tx_reset(&s->tx);
-	s->state = S_CMD;
-	if (s->closing || stopping) {
-		session_free(s);
-		return;
-	}
-	bufferevent_enable(s->bev, EV_READ);
-	session_input(s);
+	srv_set_state(s->srv, S_CMD);
+	if (stopping)
+		srv_close_after_flush(s->srv);
+	srv_resume(s->srv);
 }
 
+/* After the final dot: refuse, or pause until the group commit answers. */
 static void
-end_of_data(struct session *s)
+on_data_end(struct srv_session *srv, unsigned flags)
 {
+	struct session *s = srv_udata(srv);
 	struct submit_tx *tx = &s->tx;
 	struct qf_env env = { .qid = tx->qid, .sender = tx->sender, .envid = tx->envid,
 	    .auth = tx->auth, .client = tx->xforward.len ? tx->xforward.data : NULL,
@@ -347,6 +371,7 @@ end_of_data(struct session *s)
 	int err = qf_finish(&s->w);
 	const char *why = NULL;
 
+	(void)flags;		/* bare LF/CR are stored as they came */
 	if (s->too_big)
 		why = "552 5.3.4 Message size exceeds fixed limit";
 	else if (err == ENOSPC || err == EDQUOT)
@@ -358,173 +383,69 @@ end_of_data(struct session *s)
 			log_warn("queue file %s: %s", s->w.tmp_path, strerror(err));
 		qf_abort(&s->w);
 		for (int i = 0; i < tx->nrcpt; i++)
-			reply(s, "%s", why);
+			reply(s, why);
 		tx_reset(tx);
-		s->state = S_CMD;
+		srv_set_state(srv, S_CMD);
 		return;
 	}
 	env.arrival = tx->arrival;
-	s->state = S_WAIT;
-	bufferevent_disable(s->bev, EV_READ);
+	srv_set_state(srv, S_WAIT);
+	srv_pause(srv);
 	/* the envelope as written: msg_build copies it */
 	struct msg *m = msg_build(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves, tx->nleaf);
 	queue_commit(&s->w, m, committed, s);
 }
 
-/* ---- DATA decoding --------------------------------------------------------- */
-
+/* The session struct outlives the engine's while a commit is pending. */
 static void
-data_bytes(struct session *s, const char *p, size_t n)
+on_close(struct srv_session *srv, enum srv_close_why why)
 {
-	if (s->too_big)
-		return;
-	if (s->w.size + (off_t)n > conf_num(C_message_size_limit)) {
-		s->too_big = 1;
-		return;
-	}
-	qf_write(&s->w, p, n);
-}
+	struct session *s = srv_udata(srv);
+	unsigned st = srv_state(srv);
 
-/* One line (without its CRLF); returns 1 at the final dot. */
-static int
-data_line(struct session *s, const char *line, size_t len)
-{
-	if (s->at_bol && len == 1 && line[0] == '.')
-		return 1;
-	if (s->at_bol && len > 0 && line[0] == '.') {
-		line++;
-		len--;
-	}
-	data_bytes(s, line, len);
-	data_bytes(s, "\r\n", 2);
-	s->at_bol = 1;
-	return 0;
-}
-
-/* Returns 1 when the data ended, 0 when more input is needed. */
-static int
-data_input(struct session *s, struct evbuffer *in)
-{
-	char chunk[DATA_CHUNK];
-
-	for (;;) {
-		size_t eol = 0, len = evbuffer_get_length(in);
-		struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol,
-		    EVBUFFER_EOL_CRLF_STRICT);
-
-		if (p.pos < 0 || (size_t)p.pos > sizeof(chunk)) {
-			/* no CRLF yet: a long line goes out in pieces; keep a
-			 * trailing CR, it may start the CRLF */
-			if (len <= sizeof(chunk) / 2)
-				return 0;
-			size_t n = evbuffer_remove(in, chunk, p.pos < 0 ?
-			    len - 1 < sizeof(chunk) / 2 ? len - 1 : sizeof(chunk) / 2 :
-			    sizeof(chunk) / 2);
-			const char *q = chunk;
-
-			if (s->at_bol && q[0] == '.') {
-				q++;
-				n--;
-			}
-			data_bytes(s, q, n);
-			s->at_bol = 0;
-			continue;
-		}
-		evbuffer_remove(in, chunk, (size_t)p.pos);
-		evbuffer_drain(in, 2);
-		if (data_line(s, chunk, (size_t)p.pos)) {
-			end_of_data(s);
-			return 1;
-		}
-	}
-}
-
-/* ---- the session ------------------------------------------------------------- */
-
-static void
-session_input(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	char *line;
-	size_t len;
-
-	while (!s->closing && s->state != S_WAIT) {
-		if (s->state == S_DATA) {
-			if (!data_input(s, in))
-				break;
-			continue;
-		}
-		if ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) == NULL) {
-			if (evbuffer_get_length(in) > CMD_LINE_MAX) {
-				reply(s, "500 5.5.2 Error: line too long");
-				s->closing = 1;
-			}
-			break;
-		}
-		if (len > CMD_LINE_MAX || memchr(line, '\0', len) != NULL)
-			reply(s, "500 5.5.2 Error: bad command line");
-		else
-			command(s, line);
-		free(line);
-	}
-	if (s->closing && s->state != S_WAIT) {
-		bufferevent_disable(s->bev, EV_READ);
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-			session_free(s);
-	}
-}
-
-static void
-on_read(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	session_input(arg);
-}
-
-static void
-on_write(struct bufferevent *bev, void *arg)
-{
-	struct session *s = arg;
-
-	(void)bev;
-	if (s->closing && s->state != S_WAIT)
+	if (why == SRV_CLOSE_TIMEOUT)
+		log_info("submit: session timed out");
+	if (st == S_DATA)
+		qf_abort(&s->w);
+	s->srv = NULL;
+	if (st != S_WAIT)
 		session_free(s);
 }
 
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session *s = arg;
+static const struct srv_ops ops = {
+	.on_data = on_data,
+	.on_data_end = on_data_end,
+	.on_close = on_close,
+	.on_bad_state = on_bad_state,
+};
 
-	(void)bev;
-	if (what & BEV_EVENT_TIMEOUT)
-		log_info("submit: session timed out");
-	if (s->state == S_WAIT) {	/* freed when the commit answers */
-		s->closing = 1;
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		return;
-	}
-	session_free(s);
-}
+/* ---- the listener -------------------------------------------------------- */
+
+static const struct srv_limits limits = {
+	.line_max = CMD_LINE_MAX + 2,
+	.timeout_sec = SESSION_IDLE,
+};
 
 static void
 on_accept(evutil_socket_t fd, struct sockaddr *sa, socklen_t len, void *arg)
 {
+	struct bufferevent *bev;
 	struct session *s;
-	struct timeval idle = { SESSION_IDLE, 0 };
 
 	(void)sa, (void)len, (void)arg;
+	bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
 	s = xcalloc(1, sizeof(*s));
 	s->w.fd = -1;
 	buf_init(&s->tx.xforward, 1024);
 	if (peer_cred(fd, &s->uid, NULL, NULL) < 0)
 		s->uid = (uid_t)-1;
-	s->bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_set_timeouts(s->bev, &idle, &idle);
 	LIST_INSERT_HEAD(&sessions, s, link);
-	reply(s, "220 %s LMTP Hermod queued", queued_hostname());
-	bufferevent_enable(s->bev, EV_READ);
+	s->srv = srv_session_new(bev, commands, &limits, &ops, s);
+	srv_reply(s->srv, 220, NULL, "%s LMTP Hermod queued", queued_hostname());
 }
 
 int
@@ -546,24 +467,22 @@ submit_busy(void)
 	int n = 0;
 
 	LIST_FOREACH(s, &sessions, link)
-		n += s->state != S_CMD;
+		n += s->srv == NULL || srv_state(s->srv) >= S_DATA;
 	return n;
 }
 
 void
 submit_stop(void)
 {
-	struct session *s, *next;
+	struct session *s;
 
 	stopping = 1;
 	if (submit_listener != NULL)
 		listener_disable(submit_listener);
-	for (s = LIST_FIRST(&sessions); s != NULL; s = next) {
-		next = LIST_NEXT(s, link);
-		if (s->state == S_CMD) {
-			reply(s, "421 4.3.2 Service shutting down");
-			s->closing = 1;
-			bufferevent_disable(s->bev, EV_READ);
+	LIST_FOREACH(s, &sessions, link) {
+		if (s->srv != NULL && srv_state(s->srv) < S_DATA) {
+			srv_reply_id(s->srv, RPL_SHUTDOWN);
+			srv_close_after_flush(s->srv);
 		}
 	}
 }
