@@ -58,6 +58,10 @@ CONF_KEY(default_destination_concurrency_limit, CONF_INT, "20", 1, 1000, "remote
 CONF_KEY(default_process_limit, CONF_INT, "100", 1, 10000, "remote delivery: SMTP sessions at once in all")
 CONF_KEY(smtp_destination_recipient_limit, CONF_INT, "50", 1, 10000, "remote delivery: recipients per SMTP transaction")
 CONF_KEY(smtp_connection_cache_time_limit, CONF_TIME, "2s", 0, 300, "remote delivery: how long an idle session is kept for the next message to its destination (0: not kept)")
+CONF_KEY(smtp_tls_security_level, CONF_STR, "may", 0, 0, "remote delivery TLS: none, may (STARTTLS when offered, unverified), encrypt (required), verify (required, certificate checked against smtp_tls_ca_file and the MX name)")
+CONF_KEY(smtp_tls_policy_maps, CONF_STR, "", 0, 0, "text file of per-destination TLS levels: DOMAIN-or-[relayhost] LEVEL per line (overrides smtp_tls_security_level)")
+CONF_KEY(smtp_tls_ca_file, CONF_STR, "", 0, 0, "PEM CA certificates for the verify level (empty: the system's default store)")
+CONF_KEY(smtp_sasl_password_maps, CONF_STR, "", 0, 0, "text file of SMTP AUTH credentials: DESTINATION USER:PASSWORD per line (the relayhost value or a domain); AUTH then needs TLS")
 /* TLS */
 CONF_KEY(tls_cert_file, CONF_STR, "", 0, 0, "PEM certificate (chain) file; without it STARTTLS is not offered")
 CONF_KEY(tls_key_file, CONF_STR, "", 0, 0, "PEM private key file")

@@ -76,8 +76,9 @@ rcpt_fields(struct buf *b, struct msg *m, enum dsn_kind kind, int i)
 		    (int)(strchr(orcpt, ';') - orcpt), orcpt, strchr(orcpt, ';') + 1);
 	buf_printf(b, "Action: %s\r\nStatus: %s\r\n", kinds[kind].action,
 	    l->dsn[0] ? l->dsn : kind == DSN_DELAYED ? "4.0.0" : "5.0.0");
-	if (l->relay != NULL)
-		buf_printf(b, "Remote-MTA: dns; %s\r\n", l->relay);
+	if (l->relay != NULL)	/* the name only: "host[addr]:port" -> "host" */
+		buf_printf(b, "Remote-MTA: dns; %.*s\r\n",
+		    (int)strcspn(l->relay, "["), l->relay);
 	if (l->reason != NULL && l->reason[0] != '\0')
 		buf_printf(b, "Diagnostic-Code: %s; %s\r\n",
 		    l->reason[0] >= '2' && l->reason[0] <= '5' && l->reason[3] == ' ' ?

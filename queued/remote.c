@@ -62,6 +62,8 @@ struct rsess {
 	char fdsn[16], ftext[REASON_MAX];
 	struct event *idle_ev;
 	int pooled;
+	int tls_level, plain;			/* plain: "may" fell back */
+	char *user, *pass;			/* SASL, or NULL */
 	TAILQ_ENTRY(rsess) link;
 };
 
@@ -206,6 +208,8 @@ sess_free(struct rsess *s)
 		cli_free(s->cli);
 	route_cancel(s->rq);
 	free(s->route);
+	free(s->user);
+	free(s->pass);
 	free(s);
 	d->nsess--;
 	nsess--;
@@ -240,6 +244,10 @@ try_hop(struct rsess *s)
 	h = &s->route->v[s->hop];
 	rhop_name(h, s->relay, sizeof(s->relay));
 	settings_fill(&cs, s->relay);
+	cs.tls = s->plain || s->tls_level == TLS_NONE ? CLI_TLS_NONE :
+	    s->tls_level == TLS_MAY ? CLI_TLS_MAY : CLI_TLS_MUST;
+	cs.auth_user = s->user;
+	cs.auth_pass = s->pass;
 	s->ready = 0;
 	s->cli = cli_connect_sa(queued_base, (const struct sockaddr *)&h->ss,
 	    h->ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) :
@@ -274,8 +282,17 @@ sess_new(struct dest *d, struct rjob *j)
 {
 	struct rsess *s = xcalloc(1, sizeof(*s));
 
+	char user[256], pass[256];
+
 	s->d = d;
 	s->job = j;
+	s->tls_level = remote_tls_level(d->name);
+	if (remote_sasl_lookup(d->name, user, sizeof(user), pass, sizeof(pass))) {
+		s->user = xstrdup(user);
+		s->pass = xstrdup(pass);
+		if (s->tls_level < TLS_ENCRYPT)	/* no password in the clear */
+			s->tls_level = TLS_ENCRYPT;
+	}
 	d->nsess++;
 	nsess++;
 	s->rq = route_resolve(d->name, conf_str(C_relayhost)[0] != '\0', route_done, s);
@@ -395,8 +412,15 @@ on_ready(struct cli_conn *cli, const struct cli_caps *caps, void *arg)
 {
 	struct rsess *s = arg;
 
-	(void)cli, (void)caps;
+	(void)caps;
 	s->ready = 1;
+	if (cli_tls_bev(cli) != NULL && s->job != NULL) {
+		char desc[160];
+
+		remote_tls_describe(cli_tls_bev(cli), desc, sizeof(desc));
+		log_qinfo(s->job->rm->m->id, "TLS connection established to %s: %s "
+		    "(level %s)", s->relay, desc, tls_level_name(s->tls_level));
+	}
 	if (s->job != NULL)
 		send_job(s);
 }
@@ -472,7 +496,12 @@ on_closed(struct cli_conn *cli, const struct cli_reply *r, void *arg)
 			if (*p == '\n' || *p == '\r')
 				*p = ' ';
 		log_qinfo(j->rm->m->id, "%s: %s", s->relay, s->ftext);
-		s->hop++;
+		if (strcmp(r->status, "4.7.5") == 0 && s->tls_level == TLS_MAY && !s->plain)
+			s->plain = 1;	/* "may": the same host again, in plaintext */
+		else {
+			s->plain = 0;
+			s->hop++;
+		}
 		try_hop(s);
 		return;
 	}
@@ -488,9 +517,18 @@ on_closed(struct cli_conn *cli, const struct cli_reply *r, void *arg)
 	sess_free(s);
 }
 
+static struct bufferevent *
+on_tls_wrap(struct cli_conn *cli, struct bufferevent *plain, void *arg)
+{
+	struct rsess *s = arg;
+
+	(void)cli;
+	return remote_tls_wrap(plain, s->route->v[s->hop].host, s->tls_level);
+}
+
 static const struct cli_callbacks callbacks = {
 	.ready = on_ready, .rcpt = on_rcpt, .final = on_final, .done = on_done,
-	.closed = on_closed,
+	.closed = on_closed, .tls_wrap = on_tls_wrap,
 };
 
 /* ---- destinations and the transport ------------------------------------------ */
@@ -628,6 +666,7 @@ remote_init(struct event_base *base)
 
 	(void)base;
 	remote_transport.start = remote_start;
+	remote_tls_init();
 	if (dns_init(base, servers != NULL && servers[0] != NULL ? servers : NULL) < 0)
 		log_warn("remote delivery: DNS resolver did not start; lookups fail");
 }

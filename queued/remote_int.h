@@ -52,4 +52,17 @@ void rhop_name(const struct rhop *h, char *out, size_t outsz);
  * address has no usable domain. Caller frees. */
 char *remote_dest_of(const char *addr);
 
+/* remote_tls.c */
+enum { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
+struct bufferevent;
+void remote_tls_init(void);
+int remote_tls_level(const char *dest);
+const char *tls_level_name(int level);
+/* 1 and the credentials if the password map has an entry for dest. */
+int remote_sasl_lookup(const char *dest, char *user, size_t usersz,
+    char *pass, size_t passsz);
+struct bufferevent *remote_tls_wrap(struct bufferevent *plain,
+    const char *host, int level);
+void remote_tls_describe(struct bufferevent *bev, char *out, size_t outsz);
+
 #endif

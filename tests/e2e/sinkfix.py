@@ -13,15 +13,39 @@ rcpt: address -> reply, or a callable(address, n) -> reply or None (n: how
 many times that address was seen, from 1); data: a callable(msg) -> reply
 or None. None means the normal 250.
 
+tls=True offers STARTTLS with a throw-away self-signed certificate (each
+Msg says whether it came over TLS); auth={"user": "password"} offers AUTH
+PLAIN/LOGIN after TLS and requires it (Msg.login: who logged in).
+
 Hang: accepts connections and never says a word (a dead destination).
 """
 
+import os
 import socket
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
+
+_CERT = None
+
+
+def test_cert():
+    """(cert, key) paths of a self-signed certificate for sink.test, made
+    once per test run."""
+    global _CERT
+    if _CERT is None:
+        d = tempfile.mkdtemp(prefix="hermod-sink-cert-")
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-subj", "/CN=sink.test", "-days", "2", "-keyout", key,
+                        "-out", cert], check=True, capture_output=True, timeout=60)
+        _CERT = (cert, key)
+    return _CERT
 
 
 def shared_port(hosts):
@@ -44,7 +68,11 @@ def shared_port(hosts):
 
 
 class Msg:
-    def __init__(self, env):
+    def __init__(self, env, session=None):
+        self.tls = session is not None and session.ssl is not None
+        self.login = None
+        if session is not None and session.authenticated:
+            self.login = session.auth_data.login.decode()
         self.sender = env.mail_from
         self.rcpts = list(env.rcpt_tos)
         self.mail_options = list(env.mail_options)
@@ -70,7 +98,7 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        m = Msg(envelope)
+        m = Msg(envelope, session)
         r = self.sink.data(m) if self.sink.data else None
         if r:
             return r
@@ -81,7 +109,7 @@ class _Handler:
 
 class Sink:
     def __init__(self, host, port, rcpt=None, data=None, size=None, smtputf8=True,
-                 ident="sink"):
+                 ident="sink", tls=False, auth=None):
         self.host, self.port = host, port
         self.rcpt, self.data = rcpt or {}, data
         self.msgs, self.seen = [], {}
@@ -89,6 +117,15 @@ class Sink:
         kw = dict(enable_SMTPUTF8=smtputf8, ident=ident)
         if size is not None:
             kw["data_size_limit"] = size
+        if tls or auth:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*test_cert())
+            kw["tls_context"] = ctx
+        if auth:
+            def check(server, session, envelope, mechanism, data):
+                ok = auth.get(data.login.decode()) == data.password.decode()
+                return AuthResult(success=ok, auth_data=data)
+            kw.update(authenticator=check, auth_required=True, auth_require_tls=True)
         self.ctl = Controller(_Handler(self), hostname=host, port=port,
                               ready_timeout=10, server_hostname="sink.test", **kw)
         self.ctl.start()

@@ -249,3 +249,44 @@ def test_parameters_only_when_offered(env):
     assert any(o.startswith("SIZE=") for o in m.mail_options), m.mail_options
     assert not any("RET=" in o or "ENVID=" in o for o in m.mail_options), m.mail_options
     assert not any("NOTIFY=" in o for o in m.rcpt_options), m.rcpt_options
+
+
+def test_starttls_opportunistic_and_required(env):
+    """STARTTLS is used when offered (level may, the default); a policy
+    of encrypt defers mail to a server that does not offer it."""
+    env.mx("tls.example", (10, "127.0.0.2"))
+    env.mx("plain.example", (10, "127.0.0.3"))
+    s2 = env.sink("127.0.0.2", tls=True)
+    s3 = env.sink("127.0.0.3")
+    pol = env.h.path("etc", "tls_policy")
+    with open(pol, "w") as f:
+        f.write("# per-destination TLS\nplain.example encrypt\n")
+    env.h.conf(smtp_tls_policy_maps=pol)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@tls.example"])
+    assert s2.wait(1)[0].tls
+    log = wait_for(lambda: (lambda l: l if "TLS connection established" in l else None)(
+        env.h.log("queued")))
+    assert re.search(r"TLS connection established to mx1\.tls\.example\[127\.0\.0\.2\]:\d+: "
+                     r"TLSv1\.[23] with cipher \S+", log), log
+    submit(env.h, ["b@plain.example"])
+    log = wait_for(lambda: (lambda l: l if "to=<b@plain.example>" in l else None)(
+        env.h.log("queued")))
+    assert re.search(r"to=<b@plain\.example>.*dsn=4\.7\.5, status=deferred", log), log
+    assert s3.msgs == []
+
+
+def test_relayhost_with_auth_over_tls(env):
+    """relayhost with credentials from smtp_sasl_password_maps: STARTTLS,
+    then AUTH, then the mail."""
+    s3 = env.sink("127.0.0.3", auth={"joe": "s3cret"})
+    relay = "[127.0.0.3]:%d" % env.port
+    pw = env.h.path("etc", "sasl_passwd")
+    with open(pw, "w") as f:
+        f.write("%s joe:s3cret\n" % relay)
+    env.h.conf(relayhost=relay, smtp_sasl_password_maps=pw)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@far.example"])
+    m = s3.wait(1)[0]
+    assert m.tls and m.login == "joe"
+    assert m.rcpts == ["a@far.example"]
