@@ -74,7 +74,9 @@ rcpt_fields(struct buf *b, struct msg *m, enum dsn_kind kind, int i)
 	if (orcpt != NULL && strchr(orcpt, ';') != NULL)
 		buf_printf(b, "Original-Recipient: %.*s; %s\r\n",
 		    (int)(strchr(orcpt, ';') - orcpt), orcpt, strchr(orcpt, ';') + 1);
-	buf_printf(b, "Action: %s\r\nStatus: %s\r\n", kinds[kind].action,
+	/* a remote success reported by us: the next hop had no DSN (RFC 3461 §4.2) */
+	buf_printf(b, "Action: %s\r\nStatus: %s\r\n", kind == DSN_SUCCESS &&
+	    l->kind == LEAF_REMOTE ? "relayed" : kinds[kind].action,
 	    l->dsn[0] ? l->dsn : kind == DSN_DELAYED ? "4.0.0" : "5.0.0");
 	if (l->relay != NULL)	/* the name only: "host[addr]:port" -> "host" */
 		buf_printf(b, "Remote-MTA: dns; %.*s\r\n",

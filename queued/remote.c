@@ -47,6 +47,7 @@ struct rjob {
 	int *idx;		/* leaf indexes */
 	char *st;		/* per idx: 0 open, 1 accepted at RCPT, 2 reported */
 	int n, first, count;	/* the current transaction: first..first+count */
+	int dsn_offered;	/* the server takes NOTIFY: success DSNs are its job */
 	TAILQ_ENTRY(rjob) link;
 };
 
@@ -108,6 +109,10 @@ report(struct rjob *j, int k, int code, const char *dsn, const char *relay,
 		dsn = def;
 	}
 	sched_leaf_result(j->rm->m, j->idx[k], code, dsn, relay, text);
+	/* RFC 3461 §4.2: NOTIFY went on to a DSN server, which reports the
+	 * success itself; without DSN, bounce.c sends our "relayed" notice */
+	if (code / 100 == 2 && j->dsn_offered)
+		j->rm->m->leaves[j->idx[k]].notified = 1;
 }
 
 /* A reply as "550 5.1.1 text" on one line (log and Diagnostic-Code). */
@@ -390,6 +395,7 @@ send_job(struct rsess *s)
 	char text[REASON_MAX];
 
 	j->first = j->count = 0;
+	j->dsn_offered = (caps->flags & CLI_CAP_DSN) != 0;
 	if (caps->size > 0 && (unsigned long long)m->size > caps->size) {
 		snprintf(text, sizeof(text), "message size %lld exceeds size limit "
 		    "%llu of server %s", (long long)m->size, caps->size, s->relay);

@@ -13,7 +13,8 @@ rcpt: address -> reply, or a callable(address, n) -> reply or None (n: how
 many times that address was seen, from 1); data: a callable(msg) -> reply
 or None. None means the normal 250.
 
-tls=True offers STARTTLS with a throw-away self-signed certificate (each
+dsn=True offers DSN (RFC 3461) and takes its parameters (recorded in
+Msg.mail_options / rcpt_options). tls=True offers STARTTLS with a throw-away self-signed certificate (each
 Msg says whether it came over TLS); auth={"user": "password"} offers AUTH
 PLAIN/LOGIN after TLS and requires it (Msg.login: who logged in).
 
@@ -67,6 +68,22 @@ def shared_port(hosts):
     raise RuntimeError("no shared free port")
 
 
+class DsnSMTP(SMTP):
+    """aiosmtpd's server, taking the RFC 3461 parameters too."""
+
+    def _getparams(self, params):
+        r = super()._getparams(params)
+        if r is not None:
+            for k in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                r.pop(k, None)
+        return r
+
+
+class DsnController(Controller):
+    def factory(self):
+        return DsnSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class Msg:
     def __init__(self, env, session=None):
         self.tls = session is not None and session.ssl is not None
@@ -83,6 +100,12 @@ class Msg:
 class _Handler:
     def __init__(self, sink):
         self.sink = sink
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.sink.dsn:
+            responses.insert(len(responses) - 1, "250-DSN")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         s = self.sink
@@ -109,9 +132,9 @@ class _Handler:
 
 class Sink:
     def __init__(self, host, port, rcpt=None, data=None, size=None, smtputf8=True,
-                 ident="sink", tls=False, auth=None):
+                 ident="sink", tls=False, auth=None, dsn=False):
         self.host, self.port = host, port
-        self.rcpt, self.data = rcpt or {}, data
+        self.rcpt, self.data, self.dsn = rcpt or {}, data, dsn
         self.msgs, self.seen = [], {}
         self.lock = threading.Lock()
         kw = dict(enable_SMTPUTF8=smtputf8, ident=ident)
@@ -126,7 +149,7 @@ class Sink:
                 ok = auth.get(data.login.decode()) == data.password.decode()
                 return AuthResult(success=ok, auth_data=data)
             kw.update(authenticator=check, auth_required=True, auth_require_tls=True)
-        self.ctl = Controller(_Handler(self), hostname=host, port=port,
+        self.ctl = (DsnController if dsn else Controller)(_Handler(self), hostname=host, port=port,
                               ready_timeout=10, server_hostname="sink.test", **kw)
         self.ctl.start()
 

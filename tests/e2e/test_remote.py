@@ -237,18 +237,33 @@ def test_size_and_smtputf8_refused_before_sending(env):
     assert len(s2.wait(1)) == 1 and s3.msgs == []
 
 
-def test_parameters_only_when_offered(env):
-    """SIZE goes out (offered); DSN parameters are left out for a server
-    that does not offer DSN (RFC 3461 §4.1)."""
+def test_dsn_parameters_and_relayed_notice(env):
+    """SIZE goes out (offered). To a server without DSN the RFC 3461
+    parameters are left out, and NOTIFY=SUCCESS gets a "relayed" DSN from
+    us; to a server with DSN they go on and the success report is its
+    job, not ours."""
     env.mx("d.example", (10, "127.0.0.2"))
+    env.mx("e.example", (10, "127.0.0.3"))
     s2 = env.sink("127.0.0.2")
+    s3 = env.sink("127.0.0.3", dsn=True)
     env.h.start("lmtpd", "queued")
-    submit(env.h, ["a@d.example"], mail_opts=["RET=HDRS", "ENVID=abc123"],
-           rcpt_opts=["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;orig@d.example"])
+    opts = dict(mail_opts=["RET=HDRS", "ENVID=abc123"],
+                rcpt_opts=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;orig@d.example"])
+    submit(env.h, ["a@d.example"], **opts)
     m = s2.wait(1)[0]
     assert any(o.startswith("SIZE=") for o in m.mail_options), m.mail_options
     assert not any("RET=" in o or "ENVID=" in o for o in m.mail_options), m.mail_options
     assert not any("NOTIFY=" in o for o in m.rcpt_options), m.rcpt_options
+    _, recs = dsn_of(env.h)
+    assert recs[0]["action"] == "relayed" and recs[0]["status"].startswith("2."), recs
+    submit(env.h, ["b@e.example"], **opts)
+    m = s3.wait(1)[0]
+    assert "RET=HDRS" in m.mail_options and "ENVID=ABC123" in m.mail_options, m.mail_options  # aiosmtpd upper-cases
+    assert "NOTIFY=SUCCESS,FAILURE" in m.rcpt_options, m.rcpt_options
+    assert any(o.startswith("ORCPT=") for o in m.rcpt_options), m.rcpt_options
+    wait_for(lambda: "to=<b@e.example>" in env.h.log("queued"))
+    time.sleep(1.0)
+    assert len(env.h.messages("sender")) == 1     # no success DSN of ours
 
 
 def test_starttls_opportunistic_and_required(env):
