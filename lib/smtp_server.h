@@ -28,6 +28,30 @@
  * Memory: an idle session holds the struct, two events and the
  * bufferevent with empty buffers; the command line is read into a stack
  * buffer, and the decoder keeps a few words of state.
+ *
+ * Users: lmtpd/lmtp_session.c and queued/submit.c run on it (examples of
+ * states as an enum, per-row 503 texts through on_bad_state, own replies
+ * from a string table, pause while the back end works, a daemon struct
+ * that outlives on_close while a callback still holds it). smtpd moves
+ * over like this: its `commands[]` rows become srv_cmd rows (ST_* bits
+ * become SRV_STATE(n) of an enum; `wrong` texts move to on_bad_state);
+ * session_io.c's read_command/session_input/on_read/on_write/on_event,
+ * its output cap and idle/command timers go away (srv_limits from
+ * smtpd_timeout, smtpd_hard_error_limit, line/input/output maxima;
+ * SRV_F_REJECT_BARE_LF if it rejects bare-LF commands);
+ * session_reply -> srv_reply (its "DDD x.y.z text" strings need splitting
+ * as queued's reply() does, or srv_reply with code/esc); session_error
+ * -> reply then srv_error(); session_pause/resume -> srv_pause/resume
+ * (the handoff to queued); session_close(fmt) -> srv_reply +
+ * srv_close_after_flush; non_smtp() -> on_unknown (reply 421, then
+ * srv_close_after_flush, return 1); smtp_data.c's decoder and BDAT
+ * counting -> srv_data_start/srv_bdat_start with on_data writing to the
+ * handoff (srv_pause when the handoff says "full", srv_resume on drain)
+ * and on_data_end checking SMTP_DATA_F_BARE_LF/TOO_BIG; STARTTLS ->
+ * srv_starttls. Missing here for smtpd, to add first: the soft error
+ * limit's sleep (smtpd_error_sleep_time: a pause with a timer), the
+ * lingering close (half-close and drain input for 2 s so a last 421 is
+ * not destroyed by a reset), and the hostname in the 421 texts.
  */
 #ifndef HERMOD_SMTP_SERVER_H
 #define HERMOD_SMTP_SERVER_H
