@@ -266,8 +266,7 @@ route_done(const struct route *r, void *arg)
 	struct rjob *j = s->job;
 
 	s->rq = NULL;
-	if (r->n == 0) {
-		log_qinfo(j->rm->m->id, "%s: %s", s->d->name, r->text);
+	if (r->n == 0) {	/* the to= lines say why */
 		s->job = NULL;
 		fail_rest(j, r->code, r->dsn, NULL, r->text);
 		job_end(j);

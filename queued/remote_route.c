@@ -339,8 +339,7 @@ mx_done(const struct dns_mx_reply *r, void *arg)
 		finish(q);
 		return;
 	case DNS_NULLMX:
-		fail(q, 556, "5.1.10", "Recipient address rejected: Domain %s "
-		    "does not accept mail (nullMX)", q->name);
+		fail(q, 556, "5.1.10", "Domain %s does not accept mail (null MX)", q->name);
 		finish(q);
 		return;
 	default:

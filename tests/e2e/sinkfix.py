@@ -103,6 +103,8 @@ class _Handler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        with self.sink.lock:
+            self.sink.ehlos += 1
         if self.sink.dsn:
             responses.insert(len(responses) - 1, "250-DSN")
         return responses
@@ -136,6 +138,7 @@ class Sink:
         self.host, self.port = host, port
         self.rcpt, self.data, self.dsn = rcpt or {}, data, dsn
         self.msgs, self.seen = [], {}
+        self.ehlos = 0          # one per session (two with STARTTLS)
         self.lock = threading.Lock()
         kw = dict(enable_SMTPUTF8=smtputf8, ident=ident)
         if size is not None:
@@ -194,6 +197,77 @@ class Hang(threading.Thread):
         self.sock.close()
         for c in self.conns:
             c.close()
+
+
+class Scripted(threading.Thread):
+    """A bare-bones SMTP server with one misbehaviour per connection, for
+    faults aiosmtpd cannot produce. script: list of behaviours, one per
+    connection in turn (the last repeats): "ok" (a normal session),
+    "garbage" (a non-SMTP greeting), "drop_after_dot" (closes instead of
+    answering the final dot), "junk_reply" (a 2,000-line reply to EHLO).
+    Delivered messages (after "ok" dots) are counted in .delivered."""
+
+    def __init__(self, host, port, script):
+        super().__init__(daemon=True)
+        self.script, self.n, self.delivered = list(script), 0, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            how = self.script[min(self.n, len(self.script) - 1)]
+            self.n += 1
+            threading.Thread(target=self.session, args=(c, how), daemon=True).start()
+
+    def session(self, c, how):
+        c.settimeout(20)
+        f = c.makefile("rb")
+        try:
+            if how == "garbage":
+                c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                return
+            c.sendall(b"220 scripted ESMTP\r\n")
+            for line in f:
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    if how == "junk_reply":
+                        c.sendall(b"250-" + b"x" * 200 + b"\r\n" * 1 + (b"250-junk\r\n" * 2000))
+                        c.sendall(b"250 end\r\n")
+                    else:
+                        c.sendall(b"250-scripted\r\n250 PIPELINING\r\n")
+                elif verb == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    for dl in f:
+                        if dl == b".\r\n":
+                            break
+                    if how == "drop_after_dot":
+                        return
+                    self.delivered += 1
+                    c.sendall(b"250 2.0.0 stored\r\n")
+                elif verb == b"QUIT":
+                    c.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 2.0.0 ok\r\n")
+        except OSError:
+            pass
+        finally:
+            f.close()
+            c.close()
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 SMTP  # re-exported for tests that subclass the server

@@ -305,3 +305,53 @@ def test_relayhost_with_auth_over_tls(env):
     m = s3.wait(1)[0]
     assert m.tls and m.login == "joe"
     assert m.rcpts == ["a@far.example"]
+
+
+def test_connection_reused_for_the_next_message(env):
+    env.mx("r.example", (10, "127.0.0.2"))
+    s2 = env.sink("127.0.0.2")
+    env.h.conf(smtp_connection_cache_time_limit="5s", smtp_tls_security_level="none")
+    env.h.start("lmtpd", "queued")
+    for i in range(3):
+        submit(env.h, ["u%d@r.example" % i])
+        s2.wait(i + 1)
+    assert s2.ehlos == 1
+
+
+def test_garbage_greeting_falls_back_junk_reply_defers(env):
+    """An exchanger that is not an SMTP server: the next one is used. One
+    whose EHLO reply is 2,000 lines: deferred, no crash."""
+    from sinkfix import Scripted
+    env.mx("g.example", (10, "127.0.0.4"), (20, "127.0.0.2"))
+    env.mx("j.example", (10, "127.0.0.5"))
+    bad = Scripted("127.0.0.4", env.port, ["garbage"])
+    junk = Scripted("127.0.0.5", env.port, ["junk_reply"])
+    s2 = env.sink("127.0.0.2")
+    try:
+        env.h.start("lmtpd", "queued")
+        submit(env.h, ["a@g.example"])
+        assert s2.wait(1)[0].rcpts == ["a@g.example"]
+        submit(env.h, ["b@j.example"])
+        log = wait_for(lambda: (lambda l: l if "to=<b@j.example>" in l else None)(
+            env.h.log("queued")))
+        assert re.search(r"to=<b@j\.example>.*dsn=4\.\d\.\d+, status=deferred", log), log
+    finally:
+        bad.close()
+        junk.close()
+
+
+def test_lost_after_the_dot_is_retried(env):
+    """No reply after the final dot: the message is not taken as delivered
+    and goes again at the next attempt."""
+    from sinkfix import Scripted
+    env.mx("l.example", (10, "127.0.0.4"))
+    srv = Scripted("127.0.0.4", env.port, ["drop_after_dot", "ok"])
+    try:
+        env.h.start("lmtpd", "queued")
+        submit(env.h, ["a@l.example"])
+        wait_for(lambda: srv.delivered == 1, 20, what="second attempt")
+        log = env.h.log("queued")
+        assert re.search(r"to=<a@l\.example>.*status=deferred", log), log
+        assert re.search(r"to=<a@l\.example>.*status=sent \(250 2\.0\.0 stored\)", log), log
+    finally:
+        srv.close()
