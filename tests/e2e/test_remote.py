@@ -355,3 +355,33 @@ def test_lost_after_the_dot_is_retried(env):
         assert re.search(r"to=<a@l\.example>.*status=sent \(250 2\.0\.0 stored\)", log), log
     finally:
         srv.close()
+
+
+def test_equal_preferences_spread(env):
+    """Two exchangers at the same preference both get mail."""
+    env.mx("s.example", (10, "127.0.0.2"), (10, "127.0.0.3"))
+    s2, s3 = env.sink("127.0.0.2"), env.sink("127.0.0.3")
+    env.h.conf(smtp_connection_cache_time_limit="0s")
+    env.h.start("lmtpd", "queued")
+    for i in range(16):
+        submit(env.h, ["u%d@s.example" % i])
+    wait_for(lambda: len(s2.msgs) + len(s3.msgs) == 16, 30, what="16 messages")
+    assert s2.msgs and s3.msgs, (len(s2.msgs), len(s3.msgs))
+
+
+def test_ipv6_exchanger(env):
+    """An exchanger with only an AAAA record is reached over IPv6."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as t:
+            t.bind(("::1", env.port))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    env.dns.add("six.example", "MX", "10 mx.six.example.")
+    env.dns.add("mx.six.example", "AAAA", "::1")
+    s = env.sink("::1")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@six.example"])
+    assert s.wait(1)[0].rcpts == ["a@six.example"]
+    wait_for(lambda: re.search(r"relay=mx\.six\.example\[::1\]:%d, .*status=sent" % env.port,
+                               env.h.log("queued")), 10, what="the log line")
