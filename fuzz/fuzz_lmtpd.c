@@ -18,7 +18,7 @@ static void
 fuzz_paths(const uint8_t *data, size_t size)
 {
 	char line[4096], out[LMTP_PATH_MAX + 1];
-	const char *rest;
+	char *rest;
 	unsigned long long sz;
 	size_t n = size < sizeof(line) - 1 ? size : sizeof(line) - 1;
 

@@ -1,14 +1,16 @@
 /*
  * Argument syntax of MAIL FROM and RCPT TO for the LMTP session: the
  * <path> (RFC 5321 4.1.2, quoted local parts, an old source route
- * dropped) and the ESMTP parameters after it. Bounded: a path longer
- * than 256 octets (RFC 5321 4.5.3.1.3) is refused.
+ * dropped) and the ESMTP parameters after it (split by the shared
+ * smtp_params_parse of lib/smtp_proto). Bounded: a path longer than 256
+ * octets (RFC 5321 4.5.3.1.3) is refused.
  */
-#include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "lmtp_parse.h"
+#include "smtp_proto.h"
 
 /* Printable ASCII or UTF-8 (SMTPUTF8); no controls, no space outside
  * quotes. */
@@ -21,8 +23,8 @@ path_char_ok(unsigned char c, int quoted)
 }
 
 int
-lmtp_parse_path(const char *s, const char *prefix, char *out, size_t outsz,
-    const char **rest)
+lmtp_parse_path(char *s, const char *prefix, char *out, size_t outsz,
+    char **rest)
 {
 	size_t plen = strlen(prefix);
 	int quoted = 0;
@@ -36,7 +38,7 @@ lmtp_parse_path(const char *s, const char *prefix, char *out, size_t outsz,
 	if (*s++ != '<')
 		return -1;
 	if (*s == '@') {	/* <@a,@b:user@dom>: keep only user@dom */
-		const char *colon = strchr(s, ':');
+		char *colon = strchr(s, ':');
 		if (colon == NULL)
 			return -1;
 		s = colon + 1;
@@ -70,75 +72,55 @@ lmtp_parse_path(const char *s, const char *prefix, char *out, size_t outsz,
 	return 0;
 }
 
-/* Next "KEY[=VALUE]" word of a parameter list. */
+/* 1 when v is 1 to 19 digits (SIZE=), its value in *n. */
 static int
-next_param(const char **s, char *key, size_t keysz, const char **val, size_t *vlen)
+size_value(const char *v, unsigned long long *n)
 {
-	const char *p = *s, *end, *eq;
+	size_t len = v != NULL ? strspn(v, "0123456789") : 0;
 
-	while (*p == ' ')
-		p++;
-	if (*p == '\0')
+	if (len == 0 || len > 19 || v[len] != '\0')
 		return 0;
-	end = strchr(p, ' ');
-	if (end == NULL)
-		end = p + strlen(p);
-	eq = memchr(p, '=', (size_t)(end - p));
-	size_t klen = (size_t)((eq ? eq : end) - p);
-	if (klen == 0 || klen >= keysz)
-		return -1;
-	memcpy(key, p, klen);
-	key[klen] = '\0';
-	*val = eq ? eq + 1 : NULL;
-	*vlen = eq ? (size_t)(end - eq - 1) : 0;
-	*s = end;
+	*n = strtoull(v, NULL, 10);
 	return 1;
 }
 
 int
-lmtp_parse_mail_params(const char *s, unsigned long long *size)
+lmtp_parse_mail_params(char *s, unsigned long long *size)
 {
-	char key[32];
-	const char *val;
-	size_t vlen;
-	int r;
+	struct smtp_params ps;
 
 	*size = 0;
-	while ((r = next_param(&s, key, sizeof(key), &val, &vlen)) > 0) {
-		if (strcasecmp(key, "SIZE") == 0) {
-			if (val == NULL || vlen == 0 || vlen > 19)
+	if (smtp_params_parse(s, SMTP_PARAM_F_UTF8, &ps) != SMTP_PARAM_OK)
+		return -1;
+	for (unsigned i = 0; i < ps.n; i++) {
+		const char *k = ps.p[i].key, *v = ps.p[i].value;
+
+		if (strcasecmp(k, "SIZE") == 0) {
+			if (!size_value(v, size))
 				return -1;
-			unsigned long long n = 0;
-			for (size_t i = 0; i < vlen; i++) {
-				if (!isdigit((unsigned char)val[i]))
-					return -1;
-				n = n * 10 + (unsigned)(val[i] - '0');
-			}
-			*size = n;
-		} else if (strcasecmp(key, "BODY") == 0) {
-			if (val == NULL || (strncasecmp(val, "8BITMIME", vlen) != 0 &&
-			    strncasecmp(val, "7BIT", vlen) != 0))
+		} else if (strcasecmp(k, "BODY") == 0) {
+			if (v == NULL || (strcasecmp(v, "8BITMIME") != 0 &&
+			    strcasecmp(v, "7BIT") != 0))
 				return -1;
-		} else if (strcasecmp(key, "SMTPUTF8") != 0 || val != NULL) {
+		} else if (strcasecmp(k, "SMTPUTF8") != 0 || v != NULL) {
 			return -2;
 		}
 	}
-	return r;
+	return 0;
 }
 
 int
-lmtp_parse_rcpt_params(const char *s)
+lmtp_parse_rcpt_params(char *s)
 {
-	char key[32];
-	const char *val;
-	size_t vlen;
-	int r;
+	struct smtp_params ps;
 
+	if (smtp_params_parse(s, SMTP_PARAM_F_UTF8, &ps) != SMTP_PARAM_OK)
+		return -1;
 	/* DSN parameters are accepted and have nothing to do here: lmtpd
 	 * is the final delivery, success notices are queued's business. */
-	while ((r = next_param(&s, key, sizeof(key), &val, &vlen)) > 0) {
-		if (strcasecmp(key, "NOTIFY") != 0 && strcasecmp(key, "ORCPT") != 0)
+	for (unsigned i = 0; i < ps.n; i++)
+		if (strcasecmp(ps.p[i].key, "NOTIFY") != 0 &&
+		    strcasecmp(ps.p[i].key, "ORCPT") != 0)
 			return -2;
-	}
-	return r;
+	return 0;
 }

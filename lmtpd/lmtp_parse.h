@@ -11,14 +11,14 @@
 /* s starts with `prefix` ("FROM:", "TO:"), then <path>. The address
  * (without <>) goes to out; *rest points at the parameters. 0, or -1 for
  * bad syntax or a path too long. */
-int lmtp_parse_path(const char *s, const char *prefix, char *out, size_t outsz,
-    const char **rest);
+int lmtp_parse_path(char *s, const char *prefix, char *out, size_t outsz,
+    char **rest);
 
 /* MAIL parameters: SIZE=n (into *size, 0 if absent), BODY=7BIT|8BITMIME,
- * SMTPUTF8. 0, -1 bad syntax, -2 unknown parameter. */
-int lmtp_parse_mail_params(const char *s, unsigned long long *size);
+ * SMTPUTF8. 0, -1 bad syntax, -2 unknown parameter. s is split in place. */
+int lmtp_parse_mail_params(char *s, unsigned long long *size);
 
 /* RCPT parameters: NOTIFY=, ORCPT=. 0, -1 bad syntax, -2 unknown. */
-int lmtp_parse_rcpt_params(const char *s);
+int lmtp_parse_rcpt_params(char *s);
 
 #endif

@@ -126,7 +126,7 @@ cmd_mail(struct srv_session *srv, char *arg)
 {
 	struct session *s = srv_udata(srv);
 	char path[LMTP_PATH_MAX + 1];
-	const char *params;
+	char *params;
 	unsigned long long size;
 	int r;
 
@@ -153,7 +153,7 @@ cmd_rcpt(struct srv_session *srv, char *arg)
 {
 	struct session *s = srv_udata(srv);
 	char path[LMTP_PATH_MAX + 1];
-	const char *params;
+	char *params;
 	int r;
 
 	if (lmtp_parse_path(arg, "TO:", path, sizeof(path), &params) < 0 || path[0] == '\0') {

@@ -130,7 +130,8 @@ static void
 cmd_mail(struct srv_session *srv, char *arg)
 {
 	struct session *s = srv_udata(srv);
-	const char *err, *rest;
+	const char *err;
+	char *rest;
 
 	if (s->tx.has_mail) {
 		reply(s, "503 5.5.1 Error: nested MAIL command");
@@ -191,7 +192,8 @@ cmd_rcpt(struct srv_session *srv, char *arg)
 {
 	struct session *s = srv_udata(srv);
 	char addr[ADDR_MAX];
-	const char *err, *rest;
+	const char *err;
+	char *rest;
 
 	if (!s->tx.has_mail) {
 		reply(s, "503 5.5.1 Error: need MAIL command");

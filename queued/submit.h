@@ -25,9 +25,10 @@ struct submit_tx {
 };
 
 /* Each returns NULL, or the whole reply line to send. */
-const char *parse_path(const char *s, char *out, size_t outsz, const char **rest);
-const char *parse_mail_params(struct submit_tx *tx, const char *s);
-const char *parse_rcpt_params(struct submit_tx *tx, const char *s);
-const char *parse_xforward(struct submit_tx *tx, const char *s);
+/* The parameter lists are split in place. */
+const char *parse_path(char *s, char *out, size_t outsz, char **rest);
+const char *parse_mail_params(struct submit_tx *tx, char *s);
+const char *parse_rcpt_params(struct submit_tx *tx, char *s);
+const char *parse_xforward(struct submit_tx *tx, char *s);
 
 #endif

@@ -2,7 +2,8 @@
  * Parsing for the submission session: the path of MAIL FROM / RCPT TO
  * (RFC 5321 4.1.2, with the source route of 4.1.1.3 accepted and
  * ignored), their ESMTP parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH;
- * NOTIFY, ORCPT of RFC 3461) and XFORWARD attributes. Each rejection comes
+ * NOTIFY, ORCPT of RFC 3461; split by lib/smtp_proto's smtp_params_parse)
+ * and XFORWARD attributes. Each rejection comes
  * with the reply to send, so the session only forwards it.
  */
 #include <ctype.h>
@@ -13,6 +14,7 @@
 
 #include "conf.h"
 #include "queued.h"
+#include "smtp_proto.h"
 #include "submit.h"
 #include "xalloc.h"
 
@@ -24,9 +26,9 @@
  * out; *rest points past the '>'. NULL, or the reply for a bad path.
  */
 const char *
-parse_path(const char *s, char *out, size_t outsz, const char **rest)
+parse_path(char *s, char *out, size_t outsz, char **rest)
 {
-	const char *p = s, *start;
+	char *p = s, *start;
 	int quoted = 0;
 	size_t n;
 
@@ -35,7 +37,7 @@ parse_path(const char *s, char *out, size_t outsz, const char **rest)
 	if (*p++ != '<')
 		return "501 5.5.4 Syntax: the address must be in angle brackets";
 	if (*p == '@') {		/* source route: @a,@b:user@domain */
-		const char *colon = strchr(p, ':');
+		char *colon = strchr(p, ':');
 
 		if (colon == NULL)
 			return "501 5.1.3 Bad source route";
@@ -59,32 +61,31 @@ parse_path(const char *s, char *out, size_t outsz, const char **rest)
 	return NULL;
 }
 
-/* Split " KEY=VALUE KEY2" into calls of fn(key, value-or-NULL). */
+/*
+ * " KEY=VALUE KEY2" (after the path: a space first, or nothing) split by
+ * the shared smtp_params_parse, then fn(key, value-or-NULL) for each.
+ */
 static const char *
-each_param(const char *s, const char *(*fn)(struct submit_tx *, char *, char *),
+each_param(char *s, const char *(*fn)(struct submit_tx *, char *, char *),
     struct submit_tx *tx)
 {
-	char buf[PARAM_MAX_LEN + 1];
+	struct smtp_params ps;
+	const char *err;
 
-	while (*s != '\0') {
-		size_t n;
-		char *eq;
-		const char *err;
-
-		if (*s++ != ' ')
-			return "501 5.5.4 Syntax error in parameters";
-		while (*s == ' ')
-			s++;
-		if ((n = strcspn(s, " ")) == 0)
-			continue;
-		if (n > PARAM_MAX_LEN)
+	if (*s != '\0' && *s != ' ')
+		return "501 5.5.4 Syntax error in parameters";
+	switch (smtp_params_parse(s, SMTP_PARAM_F_UTF8, &ps)) {
+	case SMTP_PARAM_OK:
+		break;
+	case SMTP_PARAM_DUPLICATE:
+		return "501 5.5.4 Duplicate parameter";
+	default:
+		return "501 5.5.4 Syntax error in parameters";
+	}
+	for (unsigned i = 0; i < ps.n; i++) {
+		if (ps.p[i].value != NULL && strlen(ps.p[i].value) > PARAM_MAX_LEN)
 			return "501 5.5.4 Parameter too long";
-		memcpy(buf, s, n);
-		buf[n] = '\0';
-		s += n;
-		if ((eq = strchr(buf, '=')) != NULL)
-			*eq++ = '\0';
-		if ((err = fn(tx, buf, eq)) != NULL)
+		if ((err = fn(tx, ps.p[i].key, ps.p[i].value)) != NULL)
 			return err;
 	}
 	return NULL;
@@ -134,7 +135,7 @@ mail_param(struct submit_tx *tx, char *key, char *val)
 }
 
 const char *
-parse_mail_params(struct submit_tx *tx, const char *s)
+parse_mail_params(struct submit_tx *tx, char *s)
 {
 	return each_param(s, mail_param, tx);
 }
@@ -170,7 +171,7 @@ rcpt_param(struct submit_tx *tx, char *key, char *val)
 }
 
 const char *
-parse_rcpt_params(struct submit_tx *tx, const char *s)
+parse_rcpt_params(struct submit_tx *tx, char *s)
 {
 	return each_param(s, rcpt_param, tx);
 }
@@ -200,7 +201,7 @@ xforward_attr(struct submit_tx *tx, char *key, char *val)
 }
 
 const char *
-parse_xforward(struct submit_tx *tx, const char *s)
+parse_xforward(struct submit_tx *tx, char *s)
 {
 	return each_param(s, xforward_attr, tx);
 }
