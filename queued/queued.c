@@ -19,6 +19,7 @@
 #include "alias_expand.h"
 #include "conf.h"
 #include "daemon.h"
+#include "dns.h"
 #include "event.h"
 #include "local_user.h"
 #include "log.h"
@@ -106,6 +107,7 @@ on_hup(void *arg)
 		return;
 	alias_expand_close();
 	local_user_close();
+	dns_cache_flush();	/* dns_servers itself takes a restart */
 	sched_reconfigure();
 	log_info("configuration and tables reloaded");
 }

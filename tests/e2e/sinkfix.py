@@ -204,7 +204,8 @@ class Scripted(threading.Thread):
     faults aiosmtpd cannot produce. script: list of behaviours, one per
     connection in turn (the last repeats): "ok" (a normal session),
     "garbage" (a non-SMTP greeting), "drop_after_dot" (closes instead of
-    answering the final dot), "junk_reply" (a 2,000-line reply to EHLO).
+    answering the final dot), "junk_reply" (a 2,000-line reply to EHLO), "busy" (a 421 greeting),
+    "no_ehlo" (502 to EHLO: an old server that knows only HELO).
     Delivered messages (after "ok" dots) are counted in .delivered."""
 
     def __init__(self, host, port, script):
@@ -233,15 +234,22 @@ class Scripted(threading.Thread):
             if how == "garbage":
                 c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
                 return
+            if how == "busy":
+                c.sendall(b"421 4.3.2 too busy, try later\r\n")
+                return
             c.sendall(b"220 scripted ESMTP\r\n")
             for line in f:
                 verb = line[:4].upper()
-                if verb == b"EHLO":
+                if verb == b"EHLO" and how == "no_ehlo":
+                    c.sendall(b"502 5.5.1 command not implemented\r\n")
+                elif verb == b"EHLO":
                     if how == "junk_reply":
                         c.sendall(b"250-" + b"x" * 200 + b"\r\n" * 1 + (b"250-junk\r\n" * 2000))
                         c.sendall(b"250 end\r\n")
                     else:
                         c.sendall(b"250-scripted\r\n250 PIPELINING\r\n")
+                elif verb == b"MAIL" and how == "no_ehlo" and b"SIZE=" in line.upper():
+                    c.sendall(b"501 5.5.4 no parameters without EHLO\r\n")
                 elif verb == b"DATA":
                     c.sendall(b"354 go\r\n")
                     for dl in f:

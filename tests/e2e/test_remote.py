@@ -385,3 +385,22 @@ def test_ipv6_exchanger(env):
     assert s.wait(1)[0].rcpts == ["a@six.example"]
     wait_for(lambda: re.search(r"relay=mx\.six\.example\[::1\]:%d, .*status=sent" % env.port,
                                env.h.log("queued")), 10, what="the log line")
+
+
+def test_busy_greeting_falls_back_and_helo_only_server(env):
+    """A 421 greeting moves on to the next exchanger; a server that
+    refuses EHLO gets HELO and no ESMTP parameters."""
+    from sinkfix import Scripted
+    env.mx("b.example", (10, "127.0.0.4"), (20, "127.0.0.5"))
+    busy = Scripted("127.0.0.4", env.port, ["busy"])
+    old = Scripted("127.0.0.5", env.port, ["no_ehlo"])
+    try:
+        env.h.start("lmtpd", "queued")
+        submit(env.h, ["a@b.example"])
+        wait_for(lambda: old.delivered == 1, 20, what="delivery over HELO")
+        log = wait_for(lambda: (lambda l: l if "status=sent" in l else None)(env.h.log("queued")))
+        assert "421 4.3.2 too busy" in log or "too busy" in log, log
+        assert re.search(r"to=<a@b\.example>, relay=mx2\.b\.example\[127\.0\.0\.5\]", log), log
+    finally:
+        busy.close()
+        old.close()
