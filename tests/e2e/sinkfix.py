@@ -41,10 +41,12 @@ def test_cert():
     global _CERT
     if _CERT is None:
         d = tempfile.mkdtemp(prefix="hermod-sink-cert-")
+        os.chmod(d, 0o755)      # the daemons (user hermod under root) read cert.pem
         cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
                         "-subj", "/CN=sink.test", "-days", "2", "-keyout", key,
                         "-out", cert], check=True, capture_output=True, timeout=60)
+        os.chmod(cert, 0o644)
         _CERT = (cert, key)
     return _CERT
 

@@ -404,3 +404,26 @@ def test_busy_greeting_falls_back_and_helo_only_server(env):
     finally:
         busy.close()
         old.close()
+
+
+def test_tls_verify_level(env):
+    """verify: the certificate must chain to smtp_tls_ca_file and name the
+    exchanger; a name mismatch defers (4.7.5)."""
+    from sinkfix import test_cert
+    env.dns.add("good.example", "MX", "10 sink.test.")
+    env.dns.add("sink.test", "A", "127.0.0.2")
+    env.mx("bad.example", (10, "127.0.0.3"))
+    s2 = env.sink("127.0.0.2", tls=True)
+    s3 = env.sink("127.0.0.3", tls=True)
+    pol = env.h.path("etc", "tls_policy")
+    with open(pol, "w") as f:
+        f.write("good.example verify\nbad.example verify\n")
+    env.h.conf(smtp_tls_policy_maps=pol, smtp_tls_ca_file=test_cert()[0])
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@good.example"])
+    assert s2.wait(1)[0].tls
+    submit(env.h, ["b@bad.example"])
+    log = wait_for(lambda: (lambda l: l if "to=<b@bad.example>" in l else None)(
+        env.h.log("queued")))
+    assert re.search(r"to=<b@bad\.example>.*dsn=4\.7\.5, status=deferred", log), log
+    assert s3.msgs == []
