@@ -54,6 +54,24 @@ def test_long_command_line_closes(hermod):
         assert c.cmd("NOOP")[0] == 250
 
 
+def test_long_line_drained_and_error_limit(hermod):
+    """A line one byte past the bound is answered 500 and thrown away (never
+    executed, the session goes on); the 21st error ends the session with
+    421 (lib/smtp_server's counter)."""
+    start(hermod, users=[("alice", None, "")])
+    with Client(hermod.lmtp_socket) as c:
+        assert c.cmd("NOOP " + "x" * 2043)[0] == 250     # 2048 + CRLF: the bound
+        c.send(b"RSET " + b"x" * 2044 + b"\r\n")        # one past
+        assert c.reply()[0] == 500
+        assert c.cmd("NOOP")[0] == 250
+        for _ in range(19):
+            assert c.cmd("FROB")[0] == 500
+        assert c.cmd("DATA")[0] == 503                   # error 21
+        code, text = c.reply()
+        assert code == 421 and text.startswith("4.7.0")
+        assert c.file.readline() == b""
+
+
 def test_missing_final_newline_and_bare_lf(hermod):
     start(hermod, users=[("alice", None, "")])
     with Client(hermod.lmtp_socket) as c:

@@ -446,6 +446,27 @@ def test_bad_input_and_limits(hermod):
     assert control(hermod, "stats").startswith("+OK")
 
 
+def test_submit_line_bound_and_error_limit(hermod):
+    """The submission session (lib/smtp_server): a 4096-octet command line
+    passes, one more is answered 500 and dropped, and the 20th error ends
+    the session with 421 4.7.0."""
+    prepare(hermod)
+    hermod.start("queued")
+    s = smtplib.LMTP(hermod.submit_socket)
+    try:
+        s.ehlo_or_helo_if_needed()
+        assert s.docmd("NOOP " + "x" * 4091)[0] == 250
+        assert s.docmd("NOOP " + "x" * 4092)[0] == 500
+        assert s.docmd("NOOP")[0] == 250
+        for _ in range(18):
+            assert s.docmd("FROB")[0] == 500
+        assert s.docmd("FROB")[0] == 500
+        code, text = s.getreply()
+        assert code == 421 and text.startswith(b"4.7.0")
+    finally:
+        s.close()
+
+
 def test_bounce_of_a_bounce_goes_to_postmaster_once_then_dropped(hermod):
     prepare(hermod, aliases="postmaster: pm\n")
     fake = FakeLmtpd(hermod.lmtp_socket, rcpt={
