@@ -207,7 +207,8 @@ class Scripted(threading.Thread):
     connection in turn (the last repeats): "ok" (a normal session),
     "garbage" (a non-SMTP greeting), "drop_after_dot" (closes instead of
     answering the final dot), "junk_reply" (a 2,000-line reply to EHLO), "busy" (a 421 greeting),
-    "no_ehlo" (502 to EHLO: an old server that knows only HELO).
+    "no_ehlo" (502 to EHLO: an old server that knows only HELO),
+    "bad_tls" (offers STARTTLS, says 220, then sends junk, no handshake).
     Delivered messages (after "ok" dots) are counted in .delivered."""
 
     def __init__(self, host, port, script):
@@ -248,8 +249,14 @@ class Scripted(threading.Thread):
                     if how == "junk_reply":
                         c.sendall(b"250-" + b"x" * 200 + b"\r\n" * 1 + (b"250-junk\r\n" * 2000))
                         c.sendall(b"250 end\r\n")
+                    elif how == "bad_tls":
+                        c.sendall(b"250-scripted\r\n250-STARTTLS\r\n250 PIPELINING\r\n")
                     else:
                         c.sendall(b"250-scripted\r\n250 PIPELINING\r\n")
+                elif verb == b"STAR" and how == "bad_tls":
+                    c.sendall(b"220 2.0.0 go ahead\r\n")
+                    c.sendall(b"this is not a TLS handshake\r\n" * 10)
+                    return
                 elif verb == b"MAIL" and how == "no_ehlo" and b"SIZE=" in line.upper():
                     c.sendall(b"501 5.5.4 no parameters without EHLO\r\n")
                 elif verb == b"DATA":

@@ -427,3 +427,17 @@ def test_tls_verify_level(env):
         env.h.log("queued")))
     assert re.search(r"to=<b@bad\.example>.*dsn=4\.7\.5, status=deferred", log), log
     assert s3.msgs == []
+
+
+def test_failed_handshake_under_may_retries_in_plaintext(env):
+    from sinkfix import Scripted
+    env.mx("t.example", (10, "127.0.0.4"))
+    srv = Scripted("127.0.0.4", env.port, ["bad_tls", "ok"])
+    try:
+        env.h.start("lmtpd", "queued")
+        submit(env.h, ["a@t.example"])
+        wait_for(lambda: srv.delivered == 1, 20, what="plaintext delivery")
+        assert srv.n == 2
+        assert "TLS with" in env.h.log("queued")
+    finally:
+        srv.close()
