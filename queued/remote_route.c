@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <bsd/stdlib.h>
 #include <event2/event.h>
@@ -144,15 +145,45 @@ same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 	    &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
+#define SELF_MAX	64	/* interface addresses remembered */
+#define SELF_TTL	60	/* seconds before they are read again */
+
+/* This host's interface addresses, read at most once a minute (a
+ * getifaddrs() per address tried would cost a netlink dump each). */
+static int
+if_addrs(struct sockaddr_storage **out)
+{
+	static struct sockaddr_storage v[SELF_MAX];
+	static int n;
+	static time_t at;
+	struct ifaddrs *ifa, *i;
+
+	*out = v;
+	if (at != 0 && time(NULL) - at < SELF_TTL)
+		return n;
+	at = time(NULL);
+	n = 0;
+	if (getifaddrs(&ifa) < 0)
+		return 0;
+	for (i = ifa; i != NULL && n < SELF_MAX; i = i->ifa_next)
+		if (i->ifa_addr != NULL && (i->ifa_addr->sa_family == AF_INET ||
+		    i->ifa_addr->sa_family == AF_INET6)) {
+			memset(&v[n], 0, sizeof(v[n]));
+			memcpy(&v[n++], i->ifa_addr, i->ifa_addr->sa_family == AF_INET ?
+			    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		}
+	freeifaddrs(ifa);
+	return n;
+}
+
 /* Does ss belong to this host's SMTP listeners (smtp_listen; a wildcard
  * listener means every interface address)? Connecting there loops. */
 static int
 is_self_addr(const struct sockaddr_storage *ss)
 {
 	char *const *l = conf_list(C_smtp_listen);
-	struct sockaddr_storage o;
-	struct ifaddrs *ifa, *i;
-	int wild = 0, self = 0;
+	struct sockaddr_storage o, *ifv;
+	int wild = 0, n;
 
 	for (; l != NULL && *l != NULL; l++) {
 		char host[256];
@@ -167,18 +198,13 @@ is_self_addr(const struct sockaddr_storage *ss)
 		else if (parse_ip(host, &o) == 0 && same_ip(&o, ss))
 			return 1;
 	}
-	if (!wild || getifaddrs(&ifa) < 0)
+	if (!wild)
 		return 0;
-	for (i = ifa; i != NULL && !self; i = i->ifa_next)
-		if (i->ifa_addr != NULL && (i->ifa_addr->sa_family == AF_INET ||
-		    i->ifa_addr->sa_family == AF_INET6)) {
-			memset(&o, 0, sizeof(o));
-			memcpy(&o, i->ifa_addr, i->ifa_addr->sa_family == AF_INET ?
-			    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
-			self = same_ip(&o, ss);
-		}
-	freeifaddrs(ifa);
-	return self;
+	n = if_addrs(&ifv);
+	for (int i = 0; i < n; i++)
+		if (same_ip(&ifv[i], ss))
+			return 1;
+	return 0;
 }
 
 /* ---- the answer --------------------------------------------------------------- */

@@ -441,3 +441,16 @@ def test_failed_handshake_under_may_retries_in_plaintext(env):
         assert "TLS with" in env.h.log("queued")
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("listen", ["explicit", "wildcard"])
+def test_mx_at_our_own_address_is_a_loop(env, listen):
+    """An exchanger whose address is one we listen on (smtp_listen, or any
+    interface address for a wildcard listener) is never connected to."""
+    if listen == "wildcard":
+        env.h.conf(smtp_listen="0.0.0.0:%d" % env.h.smtp_port)
+    env.mx("me.example", (10, "127.0.0.1"))
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@me.example"])
+    _, recs = dsn_of(env.h)
+    assert recs[0]["status"] == "5.4.6", recs
