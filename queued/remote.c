@@ -31,6 +31,8 @@
 #include "smtp_client.h"
 #include "xalloc.h"
 
+#define DEST_DEAD_FAILS	3	/* failed sessions in a row: a dead destination */
+
 struct dest;
 
 /* One start() call: done when its last job is. */
@@ -62,10 +64,11 @@ struct rsess {
 	int fcode;				/* the last connection failure */
 	char fdsn[16], ftext[REASON_MAX];
 	struct event *idle_ev;
-	int pooled;
+	int pooled;				/* in its dest's idle list and `idle` */
 	int tls_level, plain;			/* plain: "may" fell back */
 	char *user, *pass;			/* SASL, or NULL */
-	TAILQ_ENTRY(rsess) link;
+	TAILQ_ENTRY(rsess) link;		/* the destination's idle list */
+	TAILQ_ENTRY(rsess) glink;		/* every idle session, oldest first */
 };
 
 struct dest {
@@ -73,6 +76,7 @@ struct dest {
 	TAILQ_HEAD(, rjob) wait;
 	TAILQ_HEAD(, rsess) idle;
 	int nwait, nsess, starved;
+	int fails;			/* sessions in a row that reached no server */
 	RB_ENTRY(dest) node;
 	TAILQ_ENTRY(dest) slink;	/* in `starved`: waits for a session slot */
 };
@@ -82,6 +86,7 @@ RB_HEAD(dest_tree, dest);
 RB_GENERATE(dest_tree, dest, node, dest_cmp)
 static struct dest_tree dests = RB_INITIALIZER(&dests);
 static TAILQ_HEAD(, dest) starved = TAILQ_HEAD_INITIALIZER(starved);
+static TAILQ_HEAD(, rsess) idle = TAILQ_HEAD_INITIALIZER(idle);
 static int nsess, stopping;
 
 static void dest_kick(struct dest *d);
@@ -200,13 +205,23 @@ settings_fill(struct cli_settings *s, const char *peer)
 }
 
 static void
+pool_del(struct rsess *s)
+{
+	if (!s->pooled)
+		return;
+	TAILQ_REMOVE(&s->d->idle, s, link);
+	TAILQ_REMOVE(&idle, s, glink);
+	s->pooled = 0;
+	evtimer_del(s->idle_ev);
+}
+
+static void
 sess_free(struct rsess *s)
 {
 	struct dest *d = s->d;
 	struct dest *w;
 
-	if (s->pooled)
-		TAILQ_REMOVE(&d->idle, s, link);
+	pool_del(s);
 	if (s->idle_ev != NULL)
 		event_free(s->idle_ev);
 	if (s->cli != NULL)
@@ -242,7 +257,11 @@ try_hop(struct rsess *s)
 		fail_rest(j, s->fcode / 100 == 4 ? s->fcode : 451,
 		    s->fcode / 100 == 4 ? s->fdsn : "4.4.1", NULL, s->ftext);
 		job_end(j);
-		dest_fail_waiting(s->d, 451, "4.4.1", s->ftext);
+		/* the destination looks dead: no other session, or several
+		 * failed in a row; its waiting mail is deferred, not tried
+		 * session after session */
+		if (++s->d->fails >= DEST_DEAD_FAILS || s->d->nsess == 1)
+			dest_fail_waiting(s->d, 451, "4.4.1", s->ftext);
 		sess_free(s);
 		return;
 	}
@@ -285,7 +304,6 @@ static void
 sess_new(struct dest *d, struct rjob *j)
 {
 	struct rsess *s = xcalloc(1, sizeof(*s));
-
 	char user[256], pass[256];
 
 	s->d = d;
@@ -308,8 +326,7 @@ idle_timeout(evutil_socket_t fd, short what, void *arg)
 	struct rsess *s = arg;
 
 	(void)fd, (void)what;
-	TAILQ_REMOVE(&s->d->idle, s, link);
-	s->pooled = 0;
+	pool_del(s);
 	cli_quit(s->cli);	/* closed() frees it */
 }
 
@@ -334,6 +351,7 @@ sess_next_job(struct rsess *s)
 	if (s->idle_ev == NULL)
 		s->idle_ev = evtimer_new(queued_base, idle_timeout, s);
 	TAILQ_INSERT_TAIL(&d->idle, s, link);
+	TAILQ_INSERT_TAIL(&idle, s, glink);
 	s->pooled = 1;
 	evtimer_add(s->idle_ev, &tv);
 }
@@ -419,6 +437,7 @@ on_ready(struct cli_conn *cli, const struct cli_caps *caps, void *arg)
 
 	(void)caps;
 	s->ready = 1;
+	s->d->fails = 0;
 	if (cli_tls_bev(cli) != NULL && s->job != NULL) {
 		char desc[160];
 
@@ -564,9 +583,7 @@ dest_kick(struct dest *d)
 
 	while ((j = TAILQ_FIRST(&d->wait)) != NULL) {
 		if ((s = TAILQ_FIRST(&d->idle)) != NULL) {
-			TAILQ_REMOVE(&d->idle, s, link);
-			s->pooled = 0;
-			evtimer_del(s->idle_ev);
+			pool_del(s);
 			TAILQ_REMOVE(&d->wait, j, link);
 			d->nwait--;
 			s->job = j;
@@ -579,6 +596,11 @@ dest_kick(struct dest *d)
 			if (!d->starved) {
 				TAILQ_INSERT_TAIL(&starved, d, slink);
 				d->starved = 1;
+			}
+			/* an idle session elsewhere gives its slot up */
+			if ((s = TAILQ_FIRST(&idle)) != NULL) {
+				pool_del(s);
+				cli_quit(s->cli);
 			}
 			return;
 		}
@@ -685,9 +707,7 @@ remote_shutdown(void)
 	stopping = 1;
 	RB_FOREACH(d, dest_tree, &dests)
 		while ((s = TAILQ_FIRST(&d->idle)) != NULL) {
-			TAILQ_REMOVE(&d->idle, s, link);
-			s->pooled = 0;
-			evtimer_del(s->idle_ev);
+			pool_del(s);
 			cli_quit(s->cli);
 		}
 }
