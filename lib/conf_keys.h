@@ -65,6 +65,14 @@ CONF_KEY(smtp_sasl_password_maps, CONF_STR, "", 0, 0, "text file of SMTP AUTH cr
 /* TLS */
 CONF_KEY(tls_cert_file, CONF_STR, "", 0, 0, "PEM certificate (chain) file; without it STARTTLS is not offered")
 CONF_KEY(tls_key_file, CONF_STR, "", 0, 0, "PEM private key file")
+CONF_KEY(smtpd_tls_protocols, CONF_STR, ">=TLSv1.2", 0, 0, "smtpd TLS versions: >=TLSv1.2 or >=TLSv1.3 (or Postfix's !TLSv1, !TLSv1.1 form)")
+CONF_KEY(tls_high_cipherlist, CONF_STR, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL", 0, 0, "OpenSSL cipher list for TLS 1.2 in smtpd (TLS 1.3 uses OpenSSL's suites)")
+CONF_KEY(smtpd_starttls_timeout, CONF_TIME, "300s", 1, 3600, "smtpd: longest TLS handshake (STARTTLS or implicit TLS), then the connection is dropped")
+CONF_KEY(smtpd_sasl_auth_enable, CONF_BOOL, "yes", 0, 1, "smtpd offers AUTH PLAIN and LOGIN, checked against the password= hashes in users")
+CONF_KEY(smtpd_tls_auth_only, CONF_BOOL, "yes", 0, 1, "smtpd offers AUTH only inside TLS")
+CONF_KEY(smtpd_sasl_plaintext_mynetworks, CONF_BOOL, "no", 0, 1, "clients in mynetworks may AUTH without TLS even with smtpd_tls_auth_only")
+CONF_KEY(smtpd_auth_failure_limit, CONF_INT, "5", 1, 1000, "smtpd: failed AUTH attempts from one address (within 10 minutes) before 421 4.7.0")
+CONF_KEY(smtpd_reject_sender_login_mismatch, CONF_BOOL, "yes", 0, 1, "an authenticated client may only use its own addresses as envelope sender (553 5.7.1)")
 /* Queue lifetimes and retries */
 CONF_KEY(maximal_queue_lifetime, CONF_TIME, "5d", 0, 365LL * 86400, "time in the queue before undeliverable mail bounces")
 CONF_KEY(delay_warning_time, CONF_TIME, "4h", 0, 365LL * 86400, "time before a delay warning goes to the sender (0: never)")
