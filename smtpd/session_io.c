@@ -23,6 +23,7 @@
 #include "log.h"
 #include "policy.h"
 #include "smtpd.h"
+#include "smtpd_tls.h"
 #include "xalloc.h"
 
 #define LINGER_SEC	2	/* input drained after the last reply */
@@ -96,12 +97,19 @@ session_linger(struct session *s)
 
 	if (s->lingering)
 		return;
-	if (s->in_input) {
+	/* Under TLS the reply is already encrypted into the socket
+	 * bufferevent below the filter: freeing now would lose it, so a TLS
+	 * session always lingers. */
+	if (s->in_input && !s->tls && !s->tls_handshake) {
 		s->free_me = 1;		/* session_input frees it */
 		return;
 	}
 	s->lingering = 1;
-	shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+	/* Under TLS the last reply may still sit encrypted in the socket
+	 * bufferevent below the filter: no half-close, the linger time or
+	 * the client's close ends the session. */
+	if (!s->tls && !s->tls_handshake)
+		shutdown(bufferevent_getfd(s->bev), SHUT_WR);
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	/* a deadline, not a read timeout: a trickle cannot extend it */
@@ -197,6 +205,8 @@ session_free(struct session *s)
 		policy_conn_close((struct sockaddr *)&s->sa);
 	txn_free(s);
 	handoff_free(s->ho);
+	auth_free(s);
+	session_tls_free(s);
 	event_free(s->sleep_ev);
 	bufferevent_free(s->bev);
 	free(s->auth_user);
@@ -347,6 +357,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
+	if (session_tls_event(s, what))	/* TLS handshake done or failed */
+		return;
 	if (s->lingering) {		/* EOF, error or the linger time */
 		session_free(s);
 		return;
@@ -459,6 +471,8 @@ session_new(struct event_base *base, evutil_socket_t fd,
 		return NULL;
 	}
 	s->counted = 1;
+	if (kind == LK_SMTPS)		/* RFC 8314: TLS first, then the 220 */
+		return session_tls_accept(s) == 0 ? s : NULL;
 	bufferevent_enable(s->bev, EV_READ);
 	session_greet(s);
 	return s;

@@ -24,6 +24,7 @@
 #include "conf.h"
 #include "log.h"
 #include "smtpd.h"
+#include "smtpd_tls.h"
 
 static const char R_BARE_LF[] = "550 5.5.2 Error: bare <LF> received";
 static const char R_BARE_CR[] = "550 5.5.2 Error: bare <CR> received";
@@ -342,7 +343,7 @@ on_ready(void *arg, const char *qid)
 		.by = conf_str(C_myhostname), .proto = received_proto(s->esmtp,
 		s->tls, s->auth_user != NULL, tx->smtputf8), .qid = qid,
 		.rcpt = tx->nrcpt == 1 ? tx->rcpts[0].addr : NULL,
-		.when = time(NULL),
+		.tls = session_tls_info(s), .when = time(NULL),
 	};
 
 	snprintf(tx->qid, sizeof(tx->qid), "%s", qid);

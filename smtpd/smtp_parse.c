@@ -287,6 +287,15 @@ mail_param(struct session *s, char *key, char *val, void *arg)
 		snprintf(tx->ret, sizeof(tx->ret), "%s", val);
 		for (char *p = tx->ret; *p; p++)
 			*p = (char)toupper((unsigned char)*p);
+	} else if (strcasecmp(key, "AUTH") == 0 && val != NULL) {
+		/* RFC 4954 5: AUTH=<> or an xtext mailbox. We accept it and,
+		 * as the RFC allows, do not pass it on. */
+		char *who = strcmp(val, "<>") == 0 ? NULL :
+		    xtext_decode(val, SMTPD_PATH_MAX);
+
+		if (who == NULL && strcmp(val, "<>") != 0)
+			return "501 5.5.4 Error: bad AUTH parameter";
+		free(who);
 	} else if (strcasecmp(key, "ENVID") == 0 && val != NULL && !tx->envid) {
 		if ((tx->envid = xtext_decode(val, SMTPD_ENVID_MAX)) == NULL)
 			return "501 5.5.4 Error: bad ENVID parameter";

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "policy.h"
 #include "smtpd.h"
+#include "smtpd_tls.h"
 #include "xalloc.h"
 
 static const char *
@@ -83,19 +84,17 @@ valid_helo(const char *arg)
 	return 1;
 }
 
-/* Issue 8 (TLS, AUTH) adds its offer conditions here. */
+/* STARTTLS: a certificate is loaded and we are not in TLS yet. */
 static int
 offer_starttls(const struct session *s)
 {
-	(void)s;
-	return 0;		/* not before lib/tls exists */
+	return !s->tls && smtpd_tls_available();
 }
 
 static int
 offer_auth(const struct session *s)
 {
-	(void)s;
-	return 0;
+	return auth_offered(s);		/* smtpd_auth.c */
 }
 
 /* The EHLO keywords, in the order they are listed; SIZE gets the limit. */
@@ -174,6 +173,11 @@ cmd_mail(struct session *s, char *arg)
 		return;
 	}
 	if ((err = parse_path(arg + 5, 1, 1, path, sizeof(path), &rest)) != NULL) {
+		session_error(s, "%s", err);
+		return;
+	}
+	if ((err = auth_sender_check(s, path)) != NULL) {	/* smtpd_auth.c */
+		session_log_reject(s, "MAIL", NULL, err);
 		session_error(s, "%s", err);
 		return;
 	}
@@ -324,13 +328,6 @@ cmd_help(struct session *s, char *arg)
 	    "214 2.0.0 NOOP QUIT VRFY HELP");
 }
 
-static void
-cmd_notyet(struct session *s, char *arg)
-{
-	(void)arg;		/* issue 8: STARTTLS and AUTH */
-	session_error(s, "502 5.5.1 Error: command not implemented");
-}
-
 static const struct command {
 	const char *name;
 	enum cmd_id id;
@@ -350,8 +347,8 @@ static const struct command {
 	{ "VRFY", CMD_VRFY, ST_ANY, NULL, cmd_vrfy },
 	{ "EXPN", CMD_EXPN, ST_ANY, NULL, cmd_expn },
 	{ "HELP", CMD_HELP, ST_ANY, NULL, cmd_help },
-	{ "STARTTLS", CMD_STARTTLS, ST_ANY, NULL, cmd_notyet },
-	{ "AUTH", CMD_AUTH, ST_ANY, NULL, cmd_notyet },
+	{ "STARTTLS", CMD_STARTTLS, ST_ANY, NULL, cmd_starttls },	/* smtpd_tls.c */
+	{ "AUTH", CMD_AUTH, ST_ANY, NULL, cmd_auth },		/* smtpd_auth.c */
 };
 
 /* The 503 for a command out of place, by what is missing. */
@@ -393,6 +390,8 @@ session_command(struct session *s, char *line, size_t len)
 	size_t n = strcspn(line, " ");
 	char *arg = line[n] ? line + n + 1 : line + n;
 
+	if (auth_continue(s, line, len))	/* a line of an AUTH exchange */
+		return;
 	if (strlen(line) != len) {	/* a NUL byte */
 		s->counts[CMD_UNKNOWN]++;
 		session_error(s, "500 5.5.2 Error: bad syntax");

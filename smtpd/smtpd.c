@@ -5,9 +5,10 @@
  * new sessions and commands) and SIGTERM (stop accepting, end idle
  * sessions with 421, let running transactions finish, then exit).
  *
- * Listeners: smtp_listen (port 25). submission_listen and smtps_listen
- * need STARTTLS/AUTH and implicit TLS (issue 8); until that is in, they
- * are not opened and the log says so.
+ * Listeners: smtp_listen (port 25), submission_listen (587: STARTTLS,
+ * then AUTH before MAIL) and smtps_listen (465: implicit TLS, RFC 8314);
+ * the last two only with a certificate (smtpd_tls.c), else the log says
+ * they are not opened. SIGHUP also reloads the certificate.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "policy.h"
 #include "smtpd.h"
+#include "smtpd_tls.h"
 #include "xalloc.h"
 
 #define SMTPD_LISTENERS_MAX	64
@@ -83,10 +85,16 @@ bind_all(struct bound *b)
 	char *const *sub = conf_list(C_submission_listen);
 	char *const *tls = conf_list(C_smtps_listen);
 
-	if ((sub && *sub) || (tls && *tls))
-		log_warn("submission_listen and smtps_listen need TLS and AUTH, "
-		    "which this smtpd does not have yet: not opened");
-	return n;
+	/* Submission means TLS and AUTH: without a certificate there is
+	 * nothing a client could safely do there. */
+	if (!smtpd_tls_available()) {
+		if ((sub && *sub) || (tls && *tls))
+			log_warn("submission_listen and smtps_listen need a "
+			    "certificate (tls_cert_file, tls_key_file): not opened");
+		return n;
+	}
+	n = bind_list(C_submission_listen, LK_SUBMISSION, b, n);
+	return bind_list(C_smtps_listen, LK_SMTPS, b, n);
 }
 
 static void
@@ -137,6 +145,7 @@ on_hup(void *arg)
 	(void)arg;
 	if (daemon_reload_config() == 0)
 		log_info("configuration reloaded");
+	smtpd_tls_reload();	/* new sessions only; a failure keeps the old */
 }
 
 /* Thousands of sessions need thousands of descriptors. */
@@ -181,6 +190,8 @@ main(int argc, char **argv)
 		return smtpd_stdio(base);
 	}
 	raise_nofile();
+	if (smtpd_tls_init() != 0)	/* before the privilege drop: the key */
+		exit(1);
 	n = bind_all(bound);
 	if (n == 0)
 		log_warn("no listeners: smtp_listen is empty");

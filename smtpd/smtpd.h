@@ -125,6 +125,9 @@ struct session {
 	/* issue 8 slots in here: TLS on the connection, AUTH user */
 	int tls;
 	char *auth_user;
+	int tls_handshake;		/* TLS being set up: input waits */
+	struct event *tls_timer;	/* handshake deadline (smtpd_tls.c) */
+	struct auth_state *auth;	/* AUTH exchange (smtpd_auth.c) */
 
 	int errors;
 	int skip_line;			/* discarding an over-long line */

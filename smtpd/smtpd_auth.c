@@ -1,0 +1,427 @@
+/*
+ * SMTP AUTH (RFC 4954) in smtpd: PLAIN (RFC 4616) and LOGIN, checked
+ * against the password= crypt(3) hashes of the users table (lib/
+ * local_user.h) with libcrypt and a constant-time comparison. Offered
+ * inside TLS only (smtpd_tls_auth_only), or in plaintext to mynetworks
+ * when smtpd_sasl_plaintext_mynetworks says so; never before TLS on a
+ * submission port.
+ *
+ * A failure is answered after a pause (AUTH_FAIL_DELAY, a timer: the
+ * loop goes on for the others) and counted per client address; past
+ * smtpd_auth_failure_limit within AUTH_FAIL_WINDOW the client gets 421
+ * 4.7.0 and, while the count lasts, 421 at its next AUTH. The table of
+ * counts is bounded (AUTH_FAIL_SLOTS, the oldest entry is reused).
+ *
+ * Also here: the MAIL FROM ownership check for authenticated clients
+ * (smtpd_reject_sender_login_mismatch).
+ */
+#include <crypt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "local_user.h"
+#include "log.h"
+#include "smtpd.h"
+#include "smtpd_tls.h"
+#include "xalloc.h"
+
+#define AUTH_FAIL_DELAY		1	/* seconds before a 535 */
+#define AUTH_FAIL_WINDOW	600	/* seconds a failure counts */
+#define AUTH_FAIL_SLOTS		1024	/* client addresses remembered */
+#define AUTH_NAME_MAX		255	/* authcid, authzid */
+#define AUTH_PASS_MAX		256
+/* A response: base64 of authzid NUL authcid NUL password. */
+#define AUTH_RESPONSE_MAX	(((AUTH_NAME_MAX * 2 + AUTH_PASS_MAX + 2) + 2) / 3 * 4)
+
+enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_DELAY };
+
+struct auth_state {
+	enum auth_step step;
+	const char *mech;
+	char user[AUTH_NAME_MAX + 1];	/* LOGIN: the name, until the password */
+	struct event *delay_ev;
+	struct session *s;
+};
+
+/* ---- failures per client address --------------------------------------------- */
+
+static struct fail_slot {
+	char addr[INET6_ADDRSTRLEN + 8];
+	int count;
+	time_t last;
+} fails[AUTH_FAIL_SLOTS];
+
+static struct fail_slot *
+fail_find(const char *addr, int create)
+{
+	struct fail_slot *reuse = NULL;
+	time_t now = time(NULL);
+
+	for (int i = 0; i < AUTH_FAIL_SLOTS; i++) {
+		struct fail_slot *f = &fails[i];
+
+		if (f->count > 0 && now - f->last > AUTH_FAIL_WINDOW)
+			f->count = 0;	/* forgiven */
+		if (f->count > 0 && strcmp(f->addr, addr) == 0)
+			return f;
+		/* a free slot, else the one idle longest */
+		if (reuse == NULL || (reuse->count > 0 &&
+		    (f->count == 0 || f->last < reuse->last)))
+			reuse = f;
+	}
+	if (!create)
+		return NULL;
+	snprintf(reuse->addr, sizeof(reuse->addr), "%s", addr);
+	reuse->count = 0;
+	return reuse;
+}
+
+static int
+fail_count(const char *addr)
+{
+	struct fail_slot *f = fail_find(addr, 0);
+
+	return f ? f->count : 0;
+}
+
+static int
+fail_add(const char *addr)
+{
+	struct fail_slot *f = fail_find(addr, 1);
+
+	f->count++;
+	f->last = time(NULL);
+	return f->count;
+}
+
+/* ---- base64 (RFC 4648 section 4), strict ---------------------------------------- */
+
+static int
+b64val(unsigned char c)
+{
+	static const char a[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const char *p = c ? strchr(a, c) : NULL;
+
+	return p ? (int)(p - a) : -1;
+}
+
+/* Decode; the length, or -1 if malformed or longer than outsz - 1 (out
+ * is NUL-terminated; it may contain NULs of its own). */
+static int
+b64_decode(const char *in, size_t n, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	if (n % 4 != 0)
+		return -1;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4], pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			v[k] = b64val((unsigned char)in[i + k]);
+			if (in[i + k] == '=' && i + 4 == n && k >= 2 &&
+			    (k == 3 || in[i + 3] == '='))
+				v[k] = 0, pad++;
+			else if (v[k] < 0)
+				return -1;
+		}
+		if (o + 3 - (size_t)pad >= outsz)
+			return -1;
+		out[o++] = (char)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[o++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[o++] = (char)((v[2] & 3) << 6 | v[3]);
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+/* ---- password check --------------------------------------------------------- */
+
+enum verdict { V_OK, V_BAD, V_TEMP };
+
+static enum verdict
+check_password(const char *user, const char *pass)
+{
+	struct local_user lu;
+	struct crypt_data *cd;
+	const char *h;
+	enum verdict v = V_BAD;
+	int r = local_user_find(user, NULL, &lu);
+
+	if (r == LU_TEMPFAIL)
+		return V_TEMP;
+	if (r != LU_FOUND || lu.source != LU_SRC_USERS || lu.password[0] == '\0')
+		return V_BAD;
+	cd = xcalloc(1, sizeof(*cd));
+	h = crypt_rn(pass, lu.password, cd, sizeof(*cd));
+	if (h != NULL && h[0] != '*' && strlen(h) == strlen(lu.password) &&
+	    CRYPTO_memcmp(h, lu.password, strlen(h)) == 0)
+		v = V_OK;
+	OPENSSL_cleanse(cd, sizeof(*cd));
+	free(cd);
+	return v;
+}
+
+/* ---- the exchange ---------------------------------------------------------------- */
+
+int
+auth_offered(const struct session *s)
+{
+	if (!conf_bool(C_smtpd_sasl_auth_enable) || s->auth_user != NULL)
+		return 0;
+	if (s->tls)
+		return 1;
+	if (s->kind == LK_SUBMISSION)	/* RFC 8314: never in clear there */
+		return 0;
+	return !conf_bool(C_smtpd_tls_auth_only) ||
+	    (s->trusted && conf_bool(C_smtpd_sasl_plaintext_mynetworks));
+}
+
+static struct auth_state *
+state(struct session *s)
+{
+	if (s->auth == NULL) {
+		s->auth = xcalloc(1, sizeof(*s->auth));
+		s->auth->s = s;
+	}
+	return s->auth;
+}
+
+static void
+on_delay(evutil_socket_t fd, short ev, void *arg)
+{
+	struct auth_state *a = arg;
+	struct session *s = a->s;
+
+	(void)fd;
+	(void)ev;
+	a->step = A_NONE;
+	s->mode = IN_CMD;
+	if (fail_count(s->addr) >= conf_num(C_smtpd_auth_failure_limit)) {
+		log_warn("too many AUTH failures from %s", session_client(s));
+		session_close(s, "421 4.7.0 %s Error: too many failed "
+		    "authentications", conf_str(C_myhostname));
+		return;
+	}
+	session_error(s, "535 5.7.8 Error: authentication failed");
+	if (s->mode == IN_CMD)
+		session_resume(s, IN_CMD);
+}
+
+static void
+failed(struct session *s, const char *user)
+{
+	struct auth_state *a = s->auth;
+	struct timeval tv = { AUTH_FAIL_DELAY, 0 };
+
+	fail_add(s->addr);
+	log_warn("%s: SASL %s authentication failed: user=<%.100s>",
+	    session_client(s), a->mech, user);
+	if (a->delay_ev == NULL &&
+	    (a->delay_ev = evtimer_new(s->base, on_delay, a)) == NULL)
+		fatal("smtpd: cannot set up a timer");
+	a->step = A_DELAY;
+	session_pause(s);	/* nothing is read until the answer */
+	evtimer_add(a->delay_ev, &tv);
+}
+
+static void
+finish(struct session *s, const char *authzid, const char *user,
+    const char *pass)
+{
+	struct auth_state *a = s->auth;
+
+	a->step = A_NONE;
+	if (strlen(user) == 0 || strlen(user) > AUTH_NAME_MAX ||
+	    strlen(pass) > AUTH_PASS_MAX || (authzid[0] != '\0' &&
+	    strcmp(authzid, user) != 0)) {
+		failed(s, user);
+		return;
+	}
+	switch (check_password(user, pass)) {
+	case V_OK:
+		s->auth_user = xstrdup(user);
+		log_info("%s: sasl_method=%s, sasl_username=%s", session_client(s),
+		    a->mech, user);
+		session_reply(s, "235 2.7.0 Authentication successful");
+		return;
+	case V_TEMP:
+		session_error(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	case V_BAD:
+		failed(s, user);
+		return;
+	}
+}
+
+/* One decoded client response for the current step. */
+static void
+response(struct session *s, const char *buf, int n)
+{
+	struct auth_state *a = s->auth;
+	const char *authcid, *pass;
+
+	switch (a->step) {
+	case A_PLAIN:
+		/* authzid NUL authcid NUL password */
+		authcid = memchr(buf, '\0', (size_t)n);
+		pass = authcid ? memchr(authcid + 1, '\0',
+		    (size_t)(n - (authcid + 1 - buf))) : NULL;
+		if (pass == NULL) {
+			a->step = A_NONE;
+			session_error(s, "501 5.5.2 Error: malformed PLAIN response");
+			return;
+		}
+		finish(s, buf, authcid + 1, pass + 1);
+		return;
+	case A_LOGIN_USER:
+		if ((size_t)n != strlen(buf) || n > AUTH_NAME_MAX) {
+			a->step = A_NONE;
+			session_error(s, "501 5.5.2 Error: malformed user name");
+			return;
+		}
+		snprintf(a->user, sizeof(a->user), "%s", buf);
+		a->step = A_LOGIN_PASS;
+		session_reply(s, "334 UGFzc3dvcmQ6");	/* "Password:" */
+		return;
+	case A_LOGIN_PASS:
+		finish(s, "", a->user, (size_t)n == strlen(buf) ? buf : "");
+		return;
+	default:
+		return;
+	}
+}
+
+int
+auth_continue(struct session *s, const char *line, size_t len)
+{
+	char buf[AUTH_RESPONSE_MAX];
+	int n;
+
+	if (s->auth == NULL || s->auth->step == A_NONE || s->auth->step == A_DELAY)
+		return 0;
+	if (len == 1 && line[0] == '*') {	/* RFC 4954 4: cancelled */
+		s->auth->step = A_NONE;
+		session_error(s, "501 5.0.0 Authentication aborted");
+		return 1;
+	}
+	if (len > AUTH_RESPONSE_MAX) {
+		s->auth->step = A_NONE;
+		session_error(s, "500 5.5.6 Authentication exchange line is too long");
+		return 1;
+	}
+	if ((n = b64_decode(line, len, buf, sizeof(buf))) < 0) {
+		s->auth->step = A_NONE;
+		session_error(s, "501 5.5.2 Error: invalid base64 data");
+		return 1;
+	}
+	response(s, buf, n);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 1;
+}
+
+/* Why AUTH cannot run now, or NULL. */
+static const char *
+auth_refusal(const struct session *s)
+{
+	if (!conf_bool(C_smtpd_sasl_auth_enable))
+		return "503 5.5.1 Error: authentication not enabled";
+	if (s->state == ST_GREET || !s->esmtp)
+		return "503 5.5.1 Error: send EHLO first";
+	if (s->auth_user != NULL)
+		return "503 5.5.1 Error: already authenticated";
+	if (s->tx != NULL)
+		return "503 5.5.1 Error: MAIL transaction in progress";
+	if (!auth_offered(s))
+		return smtpd_tls_available() && !s->tls ?
+		    "530 5.7.0 Must issue a STARTTLS command first" :
+		    "503 5.5.1 Error: authentication not enabled";
+	return NULL;
+}
+
+void
+cmd_auth(struct session *s, char *arg)
+{
+	const char *no = auth_refusal(s), *ir;
+	struct auth_state *a;
+	size_t mlen = strcspn(arg, " ");
+
+	if (no != NULL) {
+		session_error(s, "%s", no);
+		return;
+	}
+	if (fail_count(s->addr) >= conf_num(C_smtpd_auth_failure_limit)) {
+		session_close(s, "421 4.7.0 %s Error: too many failed "
+		    "authentications", conf_str(C_myhostname));
+		return;
+	}
+	a = state(s);
+	ir = arg[mlen] == ' ' ? arg + mlen + 1 : NULL;
+	if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
+		a->mech = "PLAIN";
+		a->step = A_PLAIN;
+	} else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+		a->mech = "LOGIN";
+		a->step = A_LOGIN_USER;
+	} else {
+		session_error(s, "504 5.5.4 Error: unsupported authentication mechanism");
+		return;
+	}
+	if (ir == NULL)
+		session_reply(s, a->step == A_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
+	else if (strcmp(ir, "=") == 0)	/* RFC 4954: an empty response */
+		response(s, "", 0);
+	else
+		auth_continue(s, ir, strlen(ir));
+}
+
+/* ---- the envelope sender of an authenticated client -------------------------- */
+
+const char *
+auth_sender_check(struct session *s, const char *sender)
+{
+	struct local_user mine, theirs;
+
+	if (s->auth_user == NULL || sender[0] == '\0' ||
+	    !conf_bool(C_smtpd_reject_sender_login_mismatch))
+		return NULL;
+	if (strcasecmp(sender, s->auth_user) == 0)
+		return NULL;
+	/* Both name the same users-table entry ("alice" owns
+	 * alice@every-local-domain and alice+ext@...). */
+	if (local_user_find(s->auth_user, NULL, &mine) == LU_FOUND &&
+	    local_user_find(sender, NULL, &theirs) == LU_FOUND &&
+	    mine.source == LU_SRC_USERS && theirs.source == LU_SRC_USERS &&
+	    strcmp(mine.key, theirs.key) == 0)
+		return NULL;
+	return "553 5.7.1 Sender address rejected: not owned by user";
+}
+
+void
+auth_reset(struct session *s)
+{
+	free(s->auth_user);
+	s->auth_user = NULL;
+	if (s->auth != NULL)
+		s->auth->step = A_NONE;
+}
+
+void
+auth_free(struct session *s)
+{
+	if (s->auth == NULL)
+		return;
+	if (s->auth->delay_ev != NULL)
+		event_free(s->auth->delay_ev);
+	free(s->auth);
+	s->auth = NULL;
+}
