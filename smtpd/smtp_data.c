@@ -195,7 +195,7 @@ flush_out(struct session *s)
 		reject(s, R_LOOP);
 		return 0;
 	}
-	r = handoff_write(s->ho, tx->out.data, tx->out.len);
+	r = submit_write(s, tx->out.data, tx->out.len);	/* submit.c */
 	buf_reset(&tx->out);
 	return r == 1;
 }
@@ -326,6 +326,7 @@ finish_message(struct session *s)
 	}
 	tx->phase = P_END;
 	session_pause(s);
+	submit_end(s);		/* a failure shows in handoff_end's result */
 	if (handoff_end(s->ho) != 0)
 		log_warn("queued submission: the end of the message was refused");
 	/* the result() callback comes either way */

@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "handoff.h"
 #include "received.h"
+#include "submit.h"
 
 /* Bounds (RFC 5321 4.5.3.1): command line 512 plus room for the ESMTP
  * parameters we offer, path 256, local part 64, domain 255. */
@@ -100,6 +101,7 @@ struct txn {
 	int chunk_last;
 	const char *reject;		/* the message is refused: reply */
 	struct hopcount hops;
+	struct hdrfix fix;		/* submission: Message-ID:, Date: */
 	struct buf out;			/* decoded bytes not yet handed on */
 	char qid[HANDOFF_QID_MAX + 1];
 	int waiting_drain;

@@ -269,3 +269,32 @@ def test_auth_failures_421(hermod):
     with smtplib.SMTP_SSL("127.0.0.1", hermod.smtps_port, timeout=10, context=ctx()) as s:
         s.ehlo("c")
         assert s.docmd("AUTH", "PLAIN " + b64("\0alice\0" + PASSWORD))[0] == 421
+
+
+def test_submission_adds_message_id_and_date(hermod):
+    start(hermod)
+    with smtplib.SMTP("127.0.0.1", hermod.sub_port, timeout=10) as s:
+        s.starttls(context=ctx())
+        s.login("alice", PASSWORD)
+        s.sendmail("alice@example.test", [ALICE], b"Subject: bare\r\n\r\nbody\r\n")
+        s.sendmail("alice@example.test", [ALICE],
+                   b"Subject: whole\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                   b"Message-ID: <keep@client.test>\r\n\r\nbody\r\n")
+        s.sendmail("alice@example.test", [ALICE], b"Subject: no body\r\n")
+    with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=10) as s:
+        s.sendmail("x@remote.test", [ALICE], b"Subject: port25\r\n\r\nbody\r\n")
+    msgs = {}
+    for m in hermod.wait_messages("alice", 4):
+        subj = [ln for ln in m.split(b"\n") if ln.startswith(b"Subject:")][0].strip()
+        msgs[subj] = m
+    bare = msgs[b"Subject: bare"]
+    head, body = bare.split(b"\n\n", 1) if b"\r\n\r\n" not in bare else bare.split(b"\r\n\r\n", 1)
+    assert b"Message-ID: <" in head and b"@mx.example.test>" in head
+    assert b"\nDate: " in head
+    assert body.strip() == b"body"
+    whole = msgs[b"Subject: whole"]
+    assert whole.count(b"Message-ID:") == 1 and b"<keep@client.test>" in whole
+    assert whole.count(b"Date:") == 1
+    nobody = msgs[b"Subject: no body"]
+    assert b"Message-ID: <" in nobody and b"\nDate: " in nobody
+    assert b"Message-ID" not in msgs[b"Subject: port25"]
