@@ -46,8 +46,17 @@ session_client(const struct session *s)
 static void
 vreply(struct session *s, const char *fmt, va_list ap)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev), *one;
 
+	/* A TLS filter encrypts each addition at once: one addition per
+	 * reply makes one TLS record of it, not two. */
+	if (s->tls && (one = evbuffer_new()) != NULL) {
+		evbuffer_add_vprintf(one, fmt, ap);
+		evbuffer_add(one, "\r\n", 2);
+		evbuffer_add_buffer(out, one);
+		evbuffer_free(one);
+		return;
+	}
 	evbuffer_add_vprintf(out, fmt, ap);
 	evbuffer_add(out, "\r\n", 2);
 }

@@ -148,23 +148,37 @@ b64_decode(const char *in, size_t n, char *out, size_t outsz)
 
 enum verdict { V_OK, V_BAD, V_TEMP };
 
+/* A setting in libcrypt's default method, hashed against when the user
+ * has no usable hash, so that the answer takes as long either way (no
+ * telling which logins exist by the time it takes). */
+static const char *
+dummy_setting(void)
+{
+	static char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+
+	if (setting[0] == '\0' &&
+	    crypt_gensalt_rn(NULL, 0, NULL, 0, setting, sizeof(setting)) == NULL)
+		snprintf(setting, sizeof(setting), "$6$hermoddummysalt$");
+	return setting;
+}
+
 static enum verdict
 check_password(const char *user, const char *pass)
 {
 	struct local_user lu;
 	struct crypt_data *cd;
-	const char *h;
+	const char *h, *hash;
 	enum verdict v = V_BAD;
-	int r = local_user_find(user, NULL, &lu);
+	int r = local_user_find(user, NULL, &lu), usable;
 
 	if (r == LU_TEMPFAIL)
 		return V_TEMP;
-	if (r != LU_FOUND || lu.source != LU_SRC_USERS || lu.password[0] == '\0')
-		return V_BAD;
+	usable = r == LU_FOUND && lu.source == LU_SRC_USERS && lu.password[0] != '\0';
+	hash = usable ? lu.password : dummy_setting();
 	cd = xcalloc(1, sizeof(*cd));
-	h = crypt_rn(pass, lu.password, cd, sizeof(*cd));
-	if (h != NULL && h[0] != '*' && strlen(h) == strlen(lu.password) &&
-	    CRYPTO_memcmp(h, lu.password, strlen(h)) == 0)
+	h = crypt_rn(pass, hash, cd, sizeof(*cd));
+	if (usable && h != NULL && h[0] != '*' && strlen(h) == strlen(hash) &&
+	    CRYPTO_memcmp(h, hash, strlen(h)) == 0)
 		v = V_OK;
 	OPENSSL_cleanse(cd, sizeof(*cd));
 	free(cd);

@@ -112,6 +112,10 @@ def test_wrong_password_and_mechanisms(hermod):
             s.login("alice", "wrong")
         assert e.value.smtp_code == 535
         assert time.monotonic() - t0 >= 0.9           # failures are delayed
+        # an unknown login: the same answer, after the same pause
+        assert s.docmd("AUTH", "PLAIN " + b64("\0nobody\0" + PASSWORD))[0] == 535
+        # authzid must be the login itself
+        assert s.docmd("AUTH", "PLAIN " + b64("bob\0alice\0" + PASSWORD))[0] == 535
         assert s.docmd("AUTH", "CRAM-MD5")[0] == 504
         assert s.docmd("AUTH", "PLAIN") == (334, b"")
         assert s.docmd("*") == (501, b"5.0.0 Authentication aborted")
