@@ -23,7 +23,7 @@ parse_line(const uint8_t *data, size_t size)
 {
 	struct submit_tx tx = { 0 };
 	char *line = malloc(size + 1), addr[ADDR_MAX];
-	const char *rest;
+	char *rest;
 
 	memcpy(line, data, size);
 	line[size] = '\0';
