@@ -1,9 +1,10 @@
 /*
  * Fuzz target for smtpd's session state machine: the input is what a
  * client sends, fed through a socketpair into a real session (smtpd's
- * session_io.c, smtp_session.c, smtp_data.c, smtp_parse.c, policy.c and
- * received.c are compiled in) on a libevent loop; queued is replaced by a
- * deterministic no-op sink (below) whose behaviour the first input byte
+ * session_io.c, smtp_session.c, smtp_data.c, smtp_parse.c, policy.c,
+ * received.c, submit.c and the AUTH and STARTTLS code are compiled in;
+ * with no certificate STARTTLS and AUTH are refused as not offered) on a
+ * libevent loop; queued is replaced by a deterministic no-op sink (below) whose behaviour the first input byte
  * picks: trusted client or not, queued refusing at the start or at the
  * end, flow control on every write. The loop runs until the session is
  * gone (EOF after the input) with a bound on turns; nothing may crash,
@@ -23,6 +24,9 @@
 #include "../smtpd/smtp_data.c"
 #include "../smtpd/smtp_parse.c"
 #include "../smtpd/smtp_session.c"
+#include "../smtpd/smtpd_auth.c"
+#include "../smtpd/smtpd_tls.c"
+#include "../smtpd/submit.c"
 
 int smtpd_stopping;
 

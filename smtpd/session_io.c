@@ -322,8 +322,10 @@ session_input(struct session *s)
 			break;
 	}
 	s->in_input--;
-	if (stalled && s->peer_eof && !s->free_me)
+	if (stalled && s->peer_eof && !s->free_me) {
 		session_lost(s);	/* all it sent before the FIN is done */
+		return;			/* s may be gone */
+	}
 	if (s->free_me && s->in_input == 0)
 		session_free(s);
 }
