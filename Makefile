@@ -16,6 +16,7 @@ SYSCONFDIR ?= /etc/hermod
 BINDIR  = $(PREFIX)/sbin
 UBINDIR = $(PREFIX)/bin
 MANDIR  = $(PREFIX)/share/man
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
 
 CC      ?= cc
 PKGS    = openssl libevent libevent_openssl libcares
@@ -125,10 +126,15 @@ install: all
 	install -m 755 bin/sendmail $(DESTDIR)$(UBINDIR)/sendmail
 	ln -sf sendmail $(DESTDIR)$(UBINDIR)/mailq
 	for f in man/*.1; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(MANDIR)/man1/; done; true
+	ln -sf sendmail.1 $(DESTDIR)$(MANDIR)/man1/mailq.1
 	for f in man/*.5; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(MANDIR)/man5/; done; true
 	for f in man/*.8; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(MANDIR)/man8/; done; true
 	for f in hermod.conf aliases users; do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/$$f ] || install -m 644 conf/$$f $(DESTDIR)$(SYSCONFDIR)/$$f; done
+	install -d $(DESTDIR)$(SYSTEMDDIR)
+	sed -e 's|@SBINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		conf/hermod.service.in > $(DESTDIR)$(SYSTEMDDIR)/hermod.service
+	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/hermod.service
 	@if [ "$$(id -u)" = 0 ] && [ -z "$(DESTDIR)" ] && ! id hermod >/dev/null 2>&1; then \
 		useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin hermod; fi
 

@@ -121,8 +121,13 @@ def test_make_install_into_destdir():
         for f in ("usr/sbin/smtpd", "usr/sbin/queued", "usr/sbin/lmtpd", "usr/sbin/hermod",
                   "usr/sbin/newaliases", "usr/bin/sendmail", "usr/bin/mailq",
                   "usr/share/man/man8/hermod.8", "usr/share/man/man5/hermod.conf.5",
-                  "usr/share/man/man1/sendmail.1", "etc/hermod/aliases", "etc/hermod/users"):
+                  "usr/share/man/man1/sendmail.1", "usr/share/man/man1/mailq.1",
+                  "etc/hermod/aliases", "etc/hermod/users"):
             assert os.path.exists(os.path.join(dest, f)), f
+        with open(os.path.join(dest, "usr/lib/systemd/system/hermod.service")) as f:
+            unit = f.read()
+        assert "ExecStart=/usr/sbin/hermod -c /etc/hermod/hermod.conf start -f\n" in unit
+        assert "@" not in unit
         with open(os.path.join(dest, "etc/hermod/hermod.conf")) as f:
             assert f.read() == "# mine\n"       # an existing config is kept
     finally:
