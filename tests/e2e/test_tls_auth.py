@@ -302,3 +302,40 @@ def test_submission_adds_message_id_and_date(hermod):
     nobody = msgs[b"Subject: no body"]
     assert b"Message-ID: <" in nobody and b"\nDate: " in nobody
     assert b"Message-ID" not in msgs[b"Subject: port25"]
+
+
+def test_password_hash_kinds(hermod):
+    """AUTH checks SHA-512-crypt, bcrypt and yescrypt hashes (whatever
+    libcrypt makes for `hermod passwd`) and refuses a locked one."""
+    start(hermod)
+    sha512 = subprocess.run(["openssl", "passwd", "-6", PASSWORD], capture_output=True,
+                            text=True, check=True, timeout=30).stdout.strip()
+    assert sha512.startswith("$6$")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    bcrypt = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 5))
+    assert bcrypt.startswith("$2")
+    hermod.add_user("carol", extra="password=" + sha512)
+    hermod.add_user("dave", extra="password=" + bcrypt)
+    hermod.add_user("erin", extra="password=!" + sha512)        # locked
+    hermod.newaliases()
+    for user, ok in (("alice", True), ("carol", True), ("dave", True), ("erin", False)):
+        with smtplib.SMTP_SSL("127.0.0.1", hermod.smtps_port, timeout=10, context=ctx()) as s:
+            s.ehlo("c")
+            code = s.docmd("AUTH", "PLAIN " + b64("\0%s\0%s" % (user, PASSWORD)))[0]
+            assert code == (235 if ok else 535), user
+
+
+def test_mismatched_key_at_start(hermod):
+    """A key that does not belong to the certificate stops smtpd at start
+    with an error naming the files."""
+    cert, _ = make_cert(hermod, "cert", "mx.example.test")
+    _, key2 = make_cert(hermod, "other", "other.example.test")
+    hermod.conf(tls_cert_file=cert, tls_key_file=key2)
+    with pytest.raises(RuntimeError) as e:
+        hermod.start("smtpd")
+    assert "smtpd exited" in str(e.value)
+    log = hermod.log("smtpd")
+    assert "TLS" in log and (cert in log or key2 in log), log
