@@ -47,7 +47,6 @@ cli_settings_default(struct cli_settings *s)
 	s->data_xfer_timeout = 180;
 	s->dot_timeout = 600;
 	s->quit_timeout = 300;
-	s->max_reply_lines = 100;
 	s->max_reply_bytes = 8192;
 	s->max_pipeline = 100;
 }
@@ -74,7 +73,7 @@ release(struct cli_conn *c)
 		cli_cmd_free(k);
 	}
 	txn_clear(c);
-	buf_free(&c->reply_text);
+	smtp_reply_free(&c->rep);
 	free(c->peer);
 	free(c->helo_name);
 	free(c->auth_user);
@@ -431,7 +430,9 @@ conn_new(struct event_base *base, const struct cli_settings *s,
 	c->doing = "connecting";
 	TAILQ_INIT(&c->pending);
 	TAILQ_INIT(&c->inflight);
-	buf_init(&c->reply_text, s->max_reply_bytes);
+	smtp_reply_reader_init(&c->rr);
+	smtp_reply_init(&c->rep);
+	c->rep.text.max = s->max_reply_bytes;
 	return c;
 }
 
@@ -592,7 +593,7 @@ cli_data_write(struct cli_conn *c, const void *p, size_t n)
 {
 	if (c->freed || c->state != S_DATA || c->dmode != D_PUSH)
 		return -1;
-	cli_encode(c, p, n);
+	smtp_data_enc_feed(&c->enc, p, n, bufferevent_get_output(c->bev));
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) < HIWAT)
 		return 0;
 	c->want_drain = 1;

@@ -67,8 +67,9 @@ struct cli_settings {
 	int data_xfer_timeout;	/* 180: no progress writing the message */
 	int dot_timeout;	/* 600: the reply(s) after the final dot */
 	int quit_timeout;	/* 300: QUIT reply */
-	int max_reply_lines;	/* 100: lines of one multi-line reply */
-	size_t max_reply_bytes;	/* 8192: all lines of one reply together */
+	size_t max_reply_bytes;	/* 8192: the text kept of one reply (the
+				 * rest is cut); lines are bounded by
+				 * SMTP_REPLY_LINES_MAX */
 	int max_pipeline;	/* 100: commands in flight when pipelining */
 	int lmtp;		/* LHLO, one final reply per accepted rcpt */
 	int tls;		/* CLI_TLS_*: STARTTLS (needs cb.tls_wrap) */

@@ -29,89 +29,35 @@
 
 /* ---- reading replies ---- */
 
-/* An enhanced status code (RFC 3463) opening the first line, of the same
- * class as the reply code, is split off into r->status. */
-static void
-reply_status(struct cli_reply *r, char **text)
-{
-	const char *p = *text;
-	size_t a, b, c;
-
-	if (p[0] != '0' + r->code / 100 || p[1] != '.')
-		return;
-	a = strspn(p + 2, "0123456789");
-	if (a < 1 || a > 3 || p[2 + a] != '.')
-		return;
-	b = strspn(p + 3 + a, "0123456789");
-	if (b < 1 || b > 3)
-		return;
-	c = 3 + a + b;
-	if (p[c] != ' ' && p[c] != '\0')
-		return;
-	memcpy(r->status, p, c);
-	r->status[c] = '\0';
-	*text += p[c] == ' ' ? c + 1 : c;
-}
-
 void
 cli_reply_reset(struct cli_conn *c)
 {
-	c->reply_lines = 0;
-	buf_reset(&c->reply_text);
 	memset(&c->cur, 0, sizeof(c->cur));
 }
 
 /*
- * One whole reply (all its lines) from the input, bounded by
- * max_reply_lines and max_reply_bytes, and each line by LINE_MAX_. 1:
- * c->cur filled (its text lives until cli_reply_reset); 0: need more
- * input; -1: garbage (not "ddd", "ddd text" or "ddd-text"; codes that
- * differ between lines; over a bound).
+ * One whole reply from the input through lib/smtp_proto's reply reader
+ * (its line and line-count bounds; the text cut at max_reply_bytes). 1:
+ * c->cur filled (its text lives until the next reply is read); 0: need
+ * more input; -1: garbage (not "ddd", "ddd text" or "ddd-text", codes
+ * that differ between lines, a NUL, over a bound).
  */
 int
 cli_read_reply(struct cli_conn *c)
 {
 	struct cli_reply *r = &c->cur;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	char line[LINE_MAX_ + 1], *text;
-	struct evbuffer_ptr eol;
-	size_t eollen, n;
-	int code, last;
 
-	for (;;) {
-		eol = evbuffer_search_eol(in, NULL, &eollen, EVBUFFER_EOL_CRLF);
-		if (eol.pos < 0)
-			return evbuffer_get_length(in) > LINE_MAX_ ? -1 : 0;
-		if ((size_t)eol.pos > LINE_MAX_)
-			return -1;
-		n = (size_t)eol.pos;
-		evbuffer_remove(in, line, n);
-		evbuffer_drain(in, eollen);
-		line[n] = '\0';
-		if (n < 3 || strspn(line, "0123456789") < 3 || line[0] < '2' ||
-		    line[0] > '5' || (n > 3 && line[3] != ' ' &&
-		    line[3] != '-') || memchr(line, '\0', n) != NULL)
-			return -1;
-		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-		    (line[2] - '0');
-		if (c->reply_lines > 0 && code != r->code)
-			return -1;
-		r->code = code;
-		last = n == 3 || line[3] == ' ';
-		text = n > 4 ? line + 4 : line + n;
-		if (c->reply_lines == 0)
-			reply_status(r, &text);
-		else if (r->status[0] != '\0' && strncmp(text, r->status,
-		    strlen(r->status)) == 0 && text[strlen(r->status)] == ' ')
-			text += strlen(r->status) + 1;
-		if (++c->reply_lines > c->s.max_reply_lines ||
-		    (c->reply_lines > 1 && buf_putc(&c->reply_text, '\n') ==
-		    -1) || buf_puts(&c->reply_text, text) == -1)
-			return -1;
-		if (last)
-			break;
+	switch (smtp_reply_read(&c->rr, bufferevent_get_input(c->bev), &c->rep)) {
+	case SMTP_RR_MORE:
+		return 0;
+	case SMTP_RR_ERROR:
+		return -1;
+	case SMTP_RR_DONE:
+		break;
 	}
-	r->text = c->reply_text.data != NULL ? c->reply_text.data : "";
+	r->code = c->rep.code;
+	snprintf(r->status, sizeof(r->status), "%s", c->rep.esc);
+	r->text = c->rep.text.data != NULL ? c->rep.text.data : "";
 	r->local = 0;
 	return 1;
 }
@@ -413,46 +359,11 @@ cli_pump(struct cli_conn *c)
  * server: the SMTP-smuggling lesson), and a dot opening a line is doubled.
  */
 void
-cli_encode(struct cli_conn *c, const char *p, size_t n)
-{
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	size_t i, run = 0;
-
-	for (i = 0; i < n; i++) {
-		char ch = p[i];
-
-		if (c->enc_cr && ch == '\n') {		/* CRLF: sent already */
-			c->enc_cr = 0;
-			run = i + 1;
-			continue;
-		}
-		c->enc_cr = 0;
-		if (ch != '\r' && ch != '\n' && !(c->enc_bol && ch == '.')) {
-			c->enc_bol = 0;
-			continue;
-		}
-		evbuffer_add(out, p + run, i - run);
-		run = i + 1;
-		if (ch == '.') {
-			evbuffer_add(out, "..", 2);
-			c->enc_bol = 0;
-		} else {
-			evbuffer_add(out, "\r\n", 2);
-			c->enc_bol = 1;
-			c->enc_cr = ch == '\r';
-		}
-	}
-	evbuffer_add(out, p + run, n - run);
-}
-
-void
 cli_data_finish(struct cli_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (!c->enc_bol)
-		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
+	smtp_data_enc_finish(&c->enc, out);
 	c->state = S_READY;
 	c->dmode = D_NONE;
 	send_dot(c);
@@ -478,7 +389,8 @@ cli_data_from_file(struct cli_conn *c)
 			    strerror(errno));
 			return;
 		}
-		cli_encode(c, chunk, (size_t)n);
+		smtp_data_enc_feed(&c->enc, chunk, (size_t)n,
+		    bufferevent_get_output(c->bev));
 		c->data_off += n;
 		c->data_left -= n;
 	}
@@ -490,8 +402,7 @@ static void
 data_begin(struct cli_conn *c)
 {
 	c->state = S_DATA;
-	c->enc_bol = 1;
-	c->enc_cr = 0;
+	smtp_data_enc_init(&c->enc);
 	cli_arm(c);
 	if (c->dmode == D_FD)
 		cli_data_from_file(c);

@@ -12,11 +12,11 @@
 
 #include "buf.h"
 #include "smtp_client.h"
+#include "smtp_proto.h"
 
 #define HIWAT		(256 * 1024)	/* output: stop reading the file */
 #define LOWAT		(64 * 1024)	/* output: resume */
 #define FILE_CHUNK	(64 * 1024)
-#define LINE_MAX_	2048		/* one reply line (RFC 5321: 512) */
 
 enum ctype { C_EHLO, C_HELO, C_XFORWARD, C_MAIL, C_RCPT, C_DATA, C_DOT,
     C_RSET, C_QUIT, C_STARTTLS, C_AUTH, C_NTYPES };
@@ -56,9 +56,10 @@ struct cli_conn {
 	struct cmdq pending, inflight;
 	int ninflight;
 	int busy, freed;	/* callbacks running; cli_free() asked */
-	/* the reply being read */
-	struct buf reply_text;
-	int reply_lines;
+	/* the reply being read (lib/smtp_proto's reader and bounds), and
+	 * the same reply as the callbacks see it */
+	struct smtp_reply_reader rr;
+	struct smtp_reply rep;
 	struct cli_reply cur;
 	/* the transaction */
 	int txn;		/* a transaction is open */
@@ -74,8 +75,7 @@ struct cli_conn {
 	int data_fd;
 	off_t data_off, data_left;
 	int want_drain;
-	int enc_bol;		/* encoder: at the start of a line */
-	int enc_cr;		/* encoder: last byte was CR */
+	struct smtp_data_enc enc;	/* dot-stuffing, CRLF line ends */
 	const char *doing;	/* "sending RCPT TO", for failure texts */
 };
 
@@ -109,7 +109,6 @@ void cli_queue(struct cli_conn *c, enum ctype type, int at_head);
 void cli_pump(struct cli_conn *c);
 void cli_arm(struct cli_conn *c);
 void cli_dispatch(struct cli_conn *c);
-void cli_encode(struct cli_conn *c, const char *p, size_t n);
 void cli_data_finish(struct cli_conn *c);
 void cli_data_from_file(struct cli_conn *c);
 
