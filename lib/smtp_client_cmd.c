@@ -64,18 +64,19 @@ cli_read_reply(struct cli_conn *c)
 
 /* ---- formatting commands ---- */
 
-/* xtext (RFC 3461 §4): "+", "=", controls and non-ASCII become +HH. */
+/* xtext (RFC 3461 4) through lib/smtp_proto's encoder; the cap fits
+ * every byte escaped, so it cannot fail. */
 static void
 put_xtext(struct evbuffer *out, const char *s)
 {
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
+	size_t n = strlen(s);
+	struct buf b;
 
-		if (ch < '!' || ch > '~' || ch == '+' || ch == '=')
-			evbuffer_add_printf(out, "+%02X", ch);
-		else
-			evbuffer_add(out, s, 1);
-	}
+	buf_init(&b, 3 * n + 1);
+	smtp_xtext_encode(&b, s, n);
+	if (b.len > 0)
+		evbuffer_add(out, b.data, b.len);
+	buf_free(&b);
 }
 
 static int
