@@ -121,8 +121,9 @@ bind_unix(const char *path, int backlog, mode_t mode, char *err,
 
 /*
  * Split HOST:PORT, [V6]:PORT or *:PORT into host (NULL for *) and port.
- * host is written into hbuf.
- * TODO: switch to lib/netaddr.h's listen_spec_parse once it exists.
+ * host is written into hbuf. Listener specs are parsed only here; the
+ * other host:port forms (relayhost, dns_servers) have rules of their own
+ * (MX suppression, default ports) and live with their users.
  */
 static int
 split_hostport(const char *spec, char *hbuf, size_t hlen, const char **host,
