@@ -6,6 +6,10 @@
  * when smtpd_sasl_plaintext_mynetworks says so; never before TLS on a
  * submission port.
  *
+ * The hash is computed on lib/pwcheck's threads (a bcrypt hash takes
+ * ~200 ms: on the loop it would stall every session); the session reads
+ * nothing meanwhile.
+ *
  * A failure is answered after a pause (AUTH_FAIL_DELAY, a timer: the
  * loop goes on for the others) and counted per client address; past
  * smtpd_auth_failure_limit within AUTH_FAIL_WINDOW the client gets 421
@@ -27,6 +31,7 @@
 #include "conf.h"
 #include "local_user.h"
 #include "log.h"
+#include "pwcheck.h"
 #include "smtpd.h"
 #include "smtpd_tls.h"
 #include "xalloc.h"
@@ -39,12 +44,15 @@
 /* A response: base64 of authzid NUL authcid NUL password. */
 #define AUTH_RESPONSE_MAX	(((AUTH_NAME_MAX * 2 + AUTH_PASS_MAX + 2) + 2) / 3 * 4)
 
-enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_DELAY };
+enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_CHECK, A_DELAY };
 
 struct auth_state {
 	enum auth_step step;
 	const char *mech;
-	char user[AUTH_NAME_MAX + 1];	/* LOGIN: the name, until the password */
+	char user[AUTH_NAME_MAX + 1];	/* LOGIN: the name, until the password;
+					 * then the name being checked */
+	struct pwcheck *check;		/* the hash being computed */
+	int real;			/* it is the user's (not the dummy) */
 	struct event *delay_ev;
 	struct session *s;
 };
@@ -146,8 +154,6 @@ b64_decode(const char *in, size_t n, char *out, size_t outsz)
 
 /* ---- password check --------------------------------------------------------- */
 
-enum verdict { V_OK, V_BAD, V_TEMP };
-
 /* A setting in libcrypt's default method, hashed against when the user
  * has no usable hash, so that the answer takes as long either way (no
  * telling which logins exist by the time it takes). */
@@ -162,27 +168,21 @@ dummy_setting(void)
 	return setting;
 }
 
-static enum verdict
-check_password(const char *user, const char *pass)
+/* The hash to check the password against: the user's, or when there is
+ * no usable one the dummy (the answer then is "no" after the same work).
+ * NULL: the tables cannot be read now. */
+static const char *
+user_hash(const char *user, struct local_user *lu)
 {
-	struct local_user lu;
-	struct crypt_data *cd;
-	const char *h, *hash;
-	enum verdict v = V_BAD;
-	int r = local_user_find(user, NULL, &lu), usable;
+	int r = local_user_find(user, NULL, lu);
 
 	if (r == LU_TEMPFAIL)
-		return V_TEMP;
-	usable = r == LU_FOUND && lu.source == LU_SRC_USERS && lu.password[0] != '\0';
-	hash = usable ? lu.password : dummy_setting();
-	cd = xcalloc(1, sizeof(*cd));
-	h = crypt_rn(pass, hash, cd, sizeof(*cd));
-	if (usable && h != NULL && h[0] != '*' && strlen(h) == strlen(hash) &&
-	    CRYPTO_memcmp(h, hash, strlen(h)) == 0)
-		v = V_OK;
-	OPENSSL_cleanse(cd, sizeof(*cd));
-	free(cd);
-	return v;
+		return NULL;
+	if (r == LU_FOUND && lu->source == LU_SRC_USERS &&
+	    lu->password[0] != '\0' && lu->password[0] != '!' &&
+	    lu->password[0] != '*')	/* a locked hash: the same work */
+		return lu->password;
+	return dummy_setting();
 }
 
 /* ---- the exchange ---------------------------------------------------------------- */
@@ -248,11 +248,33 @@ failed(struct session *s, const char *user)
 	evtimer_add(a->delay_ev, &tv);
 }
 
+/* The hash check is done (on the loop). */
+static void
+on_checked(void *arg, int ok)
+{
+	struct auth_state *a = arg;
+	struct session *s = a->s;
+
+	a->check = NULL;
+	a->step = A_NONE;
+	if (!ok || !a->real) {
+		failed(s, a->user);
+		return;
+	}
+	s->auth_user = xstrdup(a->user);
+	log_info("%s: sasl_method=%s, sasl_username=%s", session_client(s),
+	    a->mech, a->user);
+	session_reply(s, "235 2.7.0 Authentication successful");
+	session_resume(s, IN_CMD);
+}
+
 static void
 finish(struct session *s, const char *authzid, const char *user,
     const char *pass)
 {
 	struct auth_state *a = s->auth;
+	struct local_user lu;
+	const char *hash;
 
 	a->step = A_NONE;
 	if (strlen(user) == 0 || strlen(user) > AUTH_NAME_MAX ||
@@ -261,20 +283,20 @@ finish(struct session *s, const char *authzid, const char *user,
 		failed(s, user);
 		return;
 	}
-	switch (check_password(user, pass)) {
-	case V_OK:
-		s->auth_user = xstrdup(user);
-		log_info("%s: sasl_method=%s, sasl_username=%s", session_client(s),
-		    a->mech, user);
-		session_reply(s, "235 2.7.0 Authentication successful");
-		return;
-	case V_TEMP:
+	if ((hash = user_hash(user, &lu)) == NULL) {
 		session_error(s, "454 4.7.0 Temporary authentication failure");
 		return;
-	case V_BAD:
-		failed(s, user);
+	}
+	a->check = pwcheck_start(s->base, hash, pass, on_checked, a);
+	if (a->check == NULL) {		/* too many checks waiting */
+		session_error(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
+	if (user != a->user)
+		snprintf(a->user, sizeof(a->user), "%s", user);
+	a->real = hash != dummy_setting();
+	a->step = A_CHECK;
+	session_pause(s);	/* nothing is read until the answer */
 }
 
 /* One decoded client response for the current step. */
@@ -321,7 +343,8 @@ auth_continue(struct session *s, const char *line, size_t len)
 	char buf[AUTH_RESPONSE_MAX];
 	int n;
 
-	if (s->auth == NULL || s->auth->step == A_NONE || s->auth->step == A_DELAY)
+	if (s->auth == NULL || s->auth->step == A_NONE ||
+	    s->auth->step == A_CHECK || s->auth->step == A_DELAY)
 		return 0;
 	if (len == 1 && line[0] == '*') {	/* RFC 4954 4: cancelled */
 		s->auth->step = A_NONE;
@@ -436,6 +459,8 @@ auth_free(struct session *s)
 		return;
 	if (s->auth->delay_ev != NULL)
 		event_free(s->auth->delay_ev);
+	if (s->auth->check != NULL)
+		pwcheck_cancel(s->auth->check);
 	free(s->auth);
 	s->auth = NULL;
 }

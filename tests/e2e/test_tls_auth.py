@@ -339,3 +339,38 @@ def test_mismatched_key_at_start(hermod):
     assert "smtpd exited" in str(e.value)
     log = hermod.log("smtpd")
     assert "TLS" in log and (cert in log or key2 in log), log
+
+
+def test_slow_hash_does_not_stall_others(hermod):
+    """A costly bcrypt hash (~1 s) is computed off the event loop: another
+    session is served meanwhile, and the login still succeeds."""
+    import threading
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    start(hermod)
+    slow = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 14))
+    hermod.add_user("slow", extra="password=" + slow)
+    hermod.newaliases()
+    result = {}
+
+    def login():
+        with smtplib.SMTP_SSL("127.0.0.1", hermod.smtps_port, timeout=30,
+                              context=ctx()) as s:
+            s.ehlo("c")
+            t0 = time.monotonic()
+            result["code"] = s.docmd("AUTH", "PLAIN " + b64("\0slow\0" + PASSWORD))[0]
+            result["took"] = time.monotonic() - t0
+
+    with Client(hermod.smtp_port) as other:
+        assert other.cmd("EHLO other")[0] == 250
+        t = threading.Thread(target=login)
+        t.start()
+        time.sleep(0.3)                     # the hash is being computed now
+        t0 = time.monotonic()
+        assert other.cmd("NOOP")[0] == 250
+        noop = time.monotonic() - t0
+        t.join(60)
+    assert result["code"] == 235
+    assert noop < result["took"] / 2, (noop, result)
