@@ -397,8 +397,8 @@ on_connected(struct bufferevent *bev, int error, void *arg)
 
 	enter(c);
 	c->connecting = NULL;
-	if (error != 0)
-		cli_fail(c, "connect to %s: %s", c->peer, error == ETIMEDOUT ?
+	if (error != 0)		/* RFC 3463 X.4.1 "no answer from host", as Postfix */
+		cli_failx(c, "4.4.1", "connect to %s: %s", c->peer, error == ETIMEDOUT ?
 		    "timed out" : strerror(error));
 	else
 		attach(c, bev);
