@@ -14,4 +14,5 @@ sh bench/tables_bench.sh "${TABLE_ENTRIES:-1000000}" || rc=1
 /usr/bin/python3 bench/lmtpd_bench.py || rc=1
 /usr/bin/python3 bench/queued_bench.py || rc=1
 /usr/bin/python3 bench/smtpd_bench.py || rc=1
+sh bench/faults.sh "${FAULT_SECONDS:-120}" || rc=1
 exit $rc

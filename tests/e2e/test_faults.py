@@ -21,8 +21,6 @@ supervision): the test itself restarts what it killed, at once.
 """
 
 import collections
-import email
-import email.policy
 import errno
 import os
 import random
@@ -35,7 +33,7 @@ import time
 import pytest
 
 from hermod import IS_ROOT, wait_for
-from test_queued import listing, report
+from test_queued import report
 from test_remote import env  # noqa: F401 (the fixture: DNS + sinks)
 
 ID_RE = re.compile(rb"^X-Fault-Id: (\S+)", re.M | re.I)
@@ -189,9 +187,11 @@ class Load:
 def fault_params():
     e = os.environ
     seed = int(e.get("HERMOD_FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
-    return dict(seed=seed, rounds=int(e.get("HERMOD_FAULT_ROUNDS", "6")),
+    return dict(seed=seed, rounds=int(e.get("HERMOD_FAULT_ROUNDS", "9")),
                 seconds=float(e.get("HERMOD_FAULT_SECONDS", "0")),
-                clients=int(e.get("HERMOD_FAULT_CLIENTS", "4")))
+                clients=int(e.get("HERMOD_FAULT_CLIENTS", "4")),
+                pace=float(e.get("HERMOD_FAULT_PACE", "0.02")),
+                victims=e.get("HERMOD_FAULT_VICTIMS", "smtpd,queued,lmtpd").split(","))
 
 
 def test_kill9_under_load_loses_nothing(hermod):
@@ -201,17 +201,17 @@ def test_kill9_under_load_loses_nothing(hermod):
           % (p["seed"], p["seed"], p["rounds"], p["seconds"], p["clients"]))
     install(hermod)
     hermod.start("lmtpd", "queued", "smtpd")
-    load = Load(hermod, p["clients"])
+    load = Load(hermod, p["clients"], pace=p["pace"])
     t0 = time.monotonic()
     kills = collections.Counter()
     # each daemon killed at least once in the short run; at random after
-    victims = list(hermod.DAEMON_ORDER) * max(1, p["rounds"] // 3)
+    victims = p["victims"] * max(1, p["rounds"] // len(p["victims"]))
     rng.shuffle(victims)
     try:
         wait_for(lambda: load.count() >= 20, 60, what="the load to flow")
         n = 0
         while n < p["rounds"] or time.monotonic() - t0 < p["seconds"]:
-            victim = victims[n] if n < len(victims) else rng.choice(hermod.DAEMON_ORDER)
+            victim = victims[n] if n < len(victims) else rng.choice(p["victims"])
             time.sleep(rng.uniform(0.1, 1.0))
             before = load.count()
             hermod.kill(victim)
@@ -225,21 +225,26 @@ def test_kill9_under_load_loses_nothing(hermod):
     finally:
         load.finish()
     acked = list(load.acked)
+    t_load = time.monotonic() - t0
     assert hermod.run("hermod", "flush").returncode == 0
-    # drain: every acknowledged message in the Maildir, the queue empty
+    # drain: the queue empty (bounded; longer runs leave more to deliver),
+    # then the Maildir read once
     try:
-        wait_for(lambda: not set(acked) - set(delivered_ids(hermod)) and queue_empty(hermod),
-                 90, interval=0.5, what="the queue to drain")
+        wait_for(lambda: queue_empty(hermod), max(90, len(acked) / 20), interval=0.5,
+                 what="the queue to drain")
     except TimeoutError:
         pass                    # reported in detail below
     got = delivered_ids(hermod)
     lost = sorted(set(acked) - set(got))
     dups = sum(c - 1 for c in got.values() if c > 1)
     extra = len(set(got) - set(acked))
-    print("kills %s in %.1fs: %d tried, %d acked, %d delivered distinct, %d lost, "
-          "%d duplicates, %d delivered without a 250 seen; refusals %s"
-          % (dict(kills), time.monotonic() - t0, load.tried, len(acked), len(got),
-             len(lost), dups, extra, dict(load.refused)))
+    # one line, key=value, for bench/faults.sh
+    print("faults: seed=%d kills=%s load_s=%.1f drain_s=%.1f tried=%d acked=%d "
+          "delivered=%d lost=%d duplicates=%d unacked_delivered=%d refusals=%s"
+          % (p["seed"], ",".join("%s:%d" % kv for kv in sorted(kills.items())), t_load,
+             time.monotonic() - t0 - t_load, load.tried, len(acked), len(got), len(lost),
+             dups, extra, ",".join("%s:%d" % kv for kv in sorted(load.refused.items(),
+                                                                 key=str))))
     assert not lost, "seed %d: %d acknowledged messages lost, e.g. %s\nqueue:\n%s" % (
         p["seed"], len(lost), lost[:10], queue_text(hermod))
     assert queue_empty(hermod), queue_text(hermod)
