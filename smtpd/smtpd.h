@@ -22,17 +22,16 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "addr.h"
 #include "buf.h"
 #include "handoff.h"
 #include "received.h"
 #include "submit.h"
 
 /* Bounds (RFC 5321 4.5.3.1): command line 512 plus room for the ESMTP
- * parameters we offer, path 256, local part 64, domain 255. */
+ * parameters we offer; path 256 (local part 64, domain 255: lib/addr.h). */
 #define SMTPD_LINE_MAX		2048
-#define SMTPD_PATH_MAX		256
-#define SMTPD_LOCAL_MAX		64
-#define SMTPD_DOMAIN_MAX	255
+#define SMTPD_PATH_MAX		ADDR_PATH_MAX
 #define SMTPD_HELO_MAX		255
 #define SMTPD_ENVID_MAX		100	/* RFC 3461 4.4 */
 #define SMTPD_ORCPT_MAX		500	/* RFC 3461 4.2 */
@@ -210,12 +209,12 @@ void data_input(struct session *s);		/* IN_DATA / IN_CHUNK input */
 void data_bdat(struct session *s, unsigned long long n, int last);
 extern const struct handoff_cb data_handoff_cb;
 
-/* smtp_parse.c: each returns NULL or the reply line to send. */
+/* smtp_parse.c: each returns NULL or the reply line to send (addr_has_8bit
+ * and the path replies come from lib/addr.h). */
 const char *parse_path(const char *s, int is_mail, int utf8_ok, char *out,
     size_t outsz, const char **rest);
 const char *parse_mail_params(struct session *s, const char *p);
 const char *parse_rcpt_params(struct session *s, const char *p,
     struct rcpt *r);
-int addr_has_8bit(const char *a);
 
 #endif
