@@ -30,6 +30,9 @@ SANFLAGS = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 LDLIBS  = $(PKG_LIBS) -ldb -lcrypt -lbsd
 
+# `make` alone builds every program (the tree rules below come first).
+.DEFAULT_GOAL := all
+
 # Programs: name -> sources.
 PROGS = smtpd queued lmtpd hermod sendmail newaliases
 smtpd_SRCS      = $(wildcard smtpd/*.c)
