@@ -43,7 +43,7 @@ SENDER = "sender@example.test"
 def install(h, users=("alice",), **conf):
     for u in users:
         h.add_user(u)
-    h.write_aliases("postmaster: alice\n")
+    h.write_aliases("postmaster: alice\nteam: bob, carol\n")
     h.conf(**conf)
     h.newaliases()
 
@@ -53,8 +53,9 @@ def body(fid, size=400):
             "X-Fault-Id: %s\r\n\r\n%s\r\n" % (SENDER, fid, fid, "x" * size))
 
 
-def delivered_ids(h, user="alice"):
-    """Counter of X-Fault-Id values in user's Maildir (new/ and cur/)."""
+def delivered_ids(h, user="alice", others=None):
+    """Counter of X-Fault-Id values in user's Maildir (new/ and cur/);
+    the names of messages without one are added to others (a list)."""
     c = collections.Counter()
     for sub in ("new", "cur"):
         d = h.path("mail", user, sub)
@@ -68,6 +69,8 @@ def delivered_ids(h, user="alice"):
                 continue
             if m:
                 c[m.group(1).decode()] += 1
+            elif others is not None:
+                others.append(name)
     return c
 
 
@@ -116,6 +119,18 @@ def sent(h, fid, **kw):
 
 # ---- 1. kill -9 under load ---------------------------------------------------
 
+# The recipients of the n-th message of a client, in turn: one mailbox;
+# two in one transaction; an alias of two (queued expands it). Several
+# recipients per message make queued record partial deliveries.
+RCPTS = (["alice@example.test"], ["alice@example.test", "bob@example.test"],
+         ["team@example.test"])
+MAILBOXES = (("alice",), ("alice", "bob"), ("bob", "carol"))
+
+
+def mailboxes_of(fid):
+    return MAILBOXES[int(fid.rsplit("-", 1)[1]) % len(RCPTS)]
+
+
 class Load:
     """n client threads, each a stream of messages over one SMTP session
     at a time (a new one after any failure). A message counts as acked
@@ -156,7 +171,7 @@ class Load:
                     with self.lock:
                         self.tried += 1
                     try:
-                        s.sendmail(SENDER, ["alice@example.test"], body(fid))
+                        s.sendmail(SENDER, RCPTS[(seq - 1) % len(RCPTS)], body(fid))
                     except (smtplib.SMTPDataError, smtplib.SMTPRecipientsRefused,
                             smtplib.SMTPSenderRefused) as e:
                         self.note(getattr(e, "smtp_code", "rcpt"))
@@ -190,7 +205,7 @@ def fault_params():
     return dict(seed=seed, rounds=int(e.get("HERMOD_FAULT_ROUNDS", "9")),
                 seconds=float(e.get("HERMOD_FAULT_SECONDS", "0")),
                 clients=int(e.get("HERMOD_FAULT_CLIENTS", "4")),
-                pace=float(e.get("HERMOD_FAULT_PACE", "0.02")),
+                pace=float(e.get("HERMOD_FAULT_PACE", "0.04")),
                 victims=e.get("HERMOD_FAULT_VICTIMS", "smtpd,queued,lmtpd").split(","))
 
 
@@ -199,7 +214,7 @@ def test_kill9_under_load_loses_nothing(hermod):
     rng = random.Random(p["seed"])
     print("\nfault seed %d (HERMOD_FAULT_SEED=%d replays it), %d rounds, %gs, %d clients"
           % (p["seed"], p["seed"], p["rounds"], p["seconds"], p["clients"]))
-    install(hermod)
+    install(hermod, users=("alice", "bob", "carol"))
     hermod.start("lmtpd", "queued", "smtpd")
     load = Load(hermod, p["clients"], pace=p["pace"])
     t0 = time.monotonic()
@@ -208,7 +223,11 @@ def test_kill9_under_load_loses_nothing(hermod):
     victims = p["victims"] * max(1, p["rounds"] // len(p["victims"]))
     rng.shuffle(victims)
     try:
-        wait_for(lambda: load.count() >= 20, 60, what="the load to flow")
+        try:
+            wait_for(lambda: load.count() >= 20, 60, what="the load to flow")
+        except TimeoutError:
+            raise AssertionError("no load: refusals %s\n%s" % (dict(load.refused),
+                                                                 hermod.logs()[-3000:]))
         n = 0
         while n < p["rounds"] or time.monotonic() - t0 < p["seconds"]:
             victim = victims[n] if n < len(victims) else rng.choice(p["victims"])
@@ -216,6 +235,8 @@ def test_kill9_under_load_loses_nothing(hermod):
             before = load.count()
             hermod.kill(victim)
             kills[victim] += 1
+            print("%s kill -9 %s" % (time.strftime("%H:%M:%S", time.gmtime()) +
+                                     ("%.3f" % (time.time() % 1))[1:], victim))
             time.sleep(rng.uniform(0.0, 0.5))
             hermod.start(victim)
             # service is back: acknowledgements flow again after each restart
@@ -234,10 +255,13 @@ def test_kill9_under_load_loses_nothing(hermod):
                  what="the queue to drain")
     except TimeoutError:
         pass                    # reported in detail below
-    got = delivered_ids(hermod)
-    lost = sorted(set(acked) - set(got))
-    dups = sum(c - 1 for c in got.values() if c > 1)
-    extra = len(set(got) - set(acked))
+    bounces = []
+    got = {u: delivered_ids(hermod, u, bounces) for u in ("alice", "bob", "carol")}
+    lost = sorted("%s to %s" % (f, u) for f in acked for u in mailboxes_of(f) if f not in got[u])
+    dups = sum(c - 1 for g in got.values() for c in g.values() if c > 1)
+    ackset = set(acked)
+    extra = len({f for g in got.values() for f in g} - ackset)
+    got = {f for g in got.values() for f in g}
     # one line, key=value, for bench/faults.sh
     print("faults: seed=%d kills=%s load_s=%.1f drain_s=%.1f tried=%d acked=%d "
           "delivered=%d lost=%d duplicates=%d unacked_delivered=%d refusals=%s"
@@ -248,6 +272,7 @@ def test_kill9_under_load_loses_nothing(hermod):
     assert not lost, "seed %d: %d acknowledged messages lost, e.g. %s\nqueue:\n%s" % (
         p["seed"], len(lost), lost[:10], queue_text(hermod))
     assert queue_empty(hermod), queue_text(hermod)
+    assert not bounces, "bounces or notices to postmaster: %s" % bounces
     try:
         wait_for(lambda: not spool_files(hermod), 10, what="an empty spool")
     except TimeoutError:
@@ -284,7 +309,7 @@ def test_spool_full_452_then_recovers(hermod):
     if not IS_ROOT:
         pytest.skip("mounting a small tmpfs as the spool needs root")
     spool = hermod.path("spool")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", spool],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=400,mode=0755", "tmpfs", spool],
                        capture_output=True, text=True)
     if r.returncode:
         pytest.skip("cannot mount a tmpfs on the spool: %s" % r.stderr.strip())
@@ -301,6 +326,21 @@ def test_spool_full_452_then_recovers(hermod):
         held = ["held-%d" % i for i in range(5)]
         for fid in held:
             sent(hermod, fid, size=20000)
+        # no inode left: the queue file cannot even be created, 452 instead
+        # of the 354
+        inodes = os.path.join(spool, "inodes")
+        os.mkdir(inodes)
+        for i in range(1000):
+            try:
+                open(os.path.join(inodes, str(i)), "w").close()
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                break
+        else:
+            assert False, "nr_inodes=400 not in effect"
+        stage, code, text = smtp_send(hermod, "noinode")
+        assert (stage, code) == ("DATA", 452) and text.startswith("4.3.1 "), (stage, code, text)
+        subprocess.run(["rm", "-rf", inodes], check=True)
         full = fill(filler)
         stages = collections.Counter()
         for i in range(3):
@@ -317,8 +357,12 @@ def test_spool_full_452_then_recovers(hermod):
         assert not os.listdir(os.path.join(spool, "incoming"))
         sent(hermod, "small")
         print("\nspool filled with %d bytes; 452 4.3.1 at %s" % (full, dict(stages)))
-        # full again; lmtpd returns: deliveries need no room in the spool
+        # full again, and queued crashes: it starts again on the full
+        # spool; lmtpd returns: deliveries need no room in the spool
         fill(filler + "2")
+        hermod.kill("queued")
+        hermod.start("queued")
+        assert queue_entries(hermod)[0] == len(held) + 1, queue_text(hermod)
         hermod.start("lmtpd")
         assert hermod.run("hermod", "flush").returncode == 0
         wait_for(lambda: set(delivered_ids(hermod)) >= set(held) | {"small"}, 30,
