@@ -120,11 +120,12 @@ def sent(h, fid, **kw):
 # ---- 1. kill -9 under load ---------------------------------------------------
 
 # The recipients of the n-th message of a client, in turn: one mailbox;
-# two in one transaction; an alias of two (queued expands it). Several
-# recipients per message make queued record partial deliveries.
+# two in one transaction; an alias of two (queued expands it); a local
+# one and a remote one (an SMTP sink, "remote" below). Several recipients
+# per message make queued record partial deliveries.
 RCPTS = (["alice@example.test"], ["alice@example.test", "bob@example.test"],
-         ["team@example.test"])
-MAILBOXES = (("alice",), ("alice", "bob"), ("bob", "carol"))
+         ["team@example.test"], ["carol@example.test", "dave@remote.example"])
+MAILBOXES = (("alice",), ("alice", "bob"), ("bob", "carol"), ("carol", "remote"))
 
 
 def mailboxes_of(fid):
@@ -209,12 +210,15 @@ def fault_params():
                 victims=e.get("HERMOD_FAULT_VICTIMS", "smtpd,queued,lmtpd").split(","))
 
 
-def test_kill9_under_load_loses_nothing(hermod):
+def test_kill9_under_load_loses_nothing(env):  # noqa: F811
+    hermod = env.h
     p = fault_params()
     rng = random.Random(p["seed"])
     print("\nfault seed %d (HERMOD_FAULT_SEED=%d replays it), %d rounds, %gs, %d clients"
           % (p["seed"], p["seed"], p["rounds"], p["seconds"], p["clients"]))
     install(hermod, users=("alice", "bob", "carol"))
+    env.mx("remote.example", (10, "127.0.0.2"))
+    sink = env.sink("127.0.0.2")
     hermod.start("lmtpd", "queued", "smtpd")
     load = Load(hermod, p["clients"], pace=p["pace"])
     t0 = time.monotonic()
@@ -257,6 +261,11 @@ def test_kill9_under_load_loses_nothing(hermod):
         pass                    # reported in detail below
     bounces = []
     got = {u: delivered_ids(hermod, u, bounces) for u in ("alice", "bob", "carol")}
+    got["remote"] = collections.Counter()
+    for m in list(sink.msgs):
+        f = ID_RE.search(m.data.replace(b"\r\n", b"\n"))
+        if f:
+            got["remote"][f.group(1).decode()] += len(m.rcpts)
     lost = sorted("%s to %s" % (f, u) for f in acked for u in mailboxes_of(f) if f not in got[u])
     dups = sum(c - 1 for g in got.values() for c in g.values() if c > 1)
     ackset = set(acked)
