@@ -72,6 +72,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	MUST(addr_reply(e, 1) != NULL || e == ADDR_OK);
 	if (e == ADDR_OK)
 		check(&a, flags, s, rest);
+	{
+		char small[64];
+		enum addr_err e2 = addr_parse_mailbox(s, flags, small,
+		    sizeof(small), &rest);
+
+		MUST(e2 == (e != ADDR_OK ? e : strlen(a.mailbox) < sizeof(small) ?
+		    ADDR_OK : ADDR_E_TOO_LONG));
+		MUST(e2 != ADDR_OK || strcmp(small, a.mailbox) == 0);
+	}
 	free(s);
 	return 0;
 }

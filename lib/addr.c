@@ -338,3 +338,19 @@ addr_parse(const char *s, unsigned flags, struct addr *out,
 		*rest = p + strspn(p, " ");
 	return ADDR_OK;
 }
+
+enum addr_err
+addr_parse_mailbox(const char *s, unsigned flags, char *out, size_t outsz,
+    const char **rest)
+{
+	struct addr a;
+	enum addr_err err = addr_parse(s, flags, &a, rest);
+	size_t n;
+
+	if (err != ADDR_OK)
+		return err;
+	if ((n = strlen(a.mailbox)) >= outsz)
+		return ADDR_E_TOO_LONG;
+	memcpy(out, a.mailbox, n + 1);
+	return ADDR_OK;
+}

@@ -82,6 +82,13 @@ enum addr_err addr_parse(const char *s, unsigned flags, struct addr *out,
     const char **rest);
 
 /*
+ * The same, for callers that keep only the mailbox: it is copied into out
+ * (outsz bytes, "" for "<>"); one that does not fit is ADDR_E_TOO_LONG.
+ */
+enum addr_err addr_parse_mailbox(const char *s, unsigned flags, char *out,
+    size_t outsz, const char **rest);
+
+/*
  * The reply line for err ("501 5.1.7 Bad sender address syntax"): the
  * sender's (MAIL, 5.1.7) or the recipient's (RCPT, 5.1.3) wording. A
  * static string; ADDR_OK gives NULL.

@@ -270,6 +270,22 @@ TEST(utf8_helpers)
 	CHECK(!addr_utf8_ok("\xf5\x80\x80\x80"));
 }
 
+TEST(parse_mailbox)
+{
+	char out[9];
+	const char *rest = NULL;
+
+	CHECK_INT(addr_parse_mailbox("<a@b.test> X", 0, out, sizeof(out), &rest), ADDR_OK);
+	CHECK_STR(out, "a@b.test");	/* 8 + NUL: fits exactly */
+	CHECK_STR(rest, "X");
+	CHECK_INT(addr_parse_mailbox("<ab@b.test>", 0, out, sizeof(out), &rest),
+	    ADDR_E_TOO_LONG);
+	CHECK_INT(addr_parse_mailbox("<>", NUL, out, 1, &rest), ADDR_OK);
+	CHECK_STR(out, "");
+	CHECK_INT(addr_parse_mailbox("<>", NUL, out, 0, &rest), ADDR_E_TOO_LONG);
+	CHECK_INT(addr_parse_mailbox("<a@b", 0, out, sizeof(out), &rest), ADDR_E_SYNTAX);
+}
+
 /* Every accepted mailbox parses again, to itself. */
 TEST(reparse)
 {
@@ -294,6 +310,7 @@ main(void)
 	RUN(literal_bounds);
 	RUN(replies);
 	RUN(utf8_helpers);
+	RUN(parse_mailbox);
 	RUN(reparse);
 	return unit_done("test_addr");
 }
