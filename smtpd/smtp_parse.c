@@ -30,15 +30,9 @@ parse_path(const char *s, int is_mail, int utf8, char *out, size_t outsz,
 {
 	unsigned flags = (is_mail ? ADDR_F_NULL_OK : ADDR_F_BARE_OK) |
 	    (utf8 ? ADDR_F_UTF8 : 0);
-	struct addr a;
-	enum addr_err e = addr_parse(s, flags, &a, rest);
+	enum addr_err e = addr_parse_mailbox(s, flags, out, outsz, rest);
 
-	if (e == ADDR_OK && strlen(a.mailbox) >= outsz)
-		e = ADDR_E_TOO_LONG;
-	if (e != ADDR_OK)
-		return addr_reply(e, is_mail);
-	memcpy(out, a.mailbox, strlen(a.mailbox) + 1);
-	return NULL;
+	return e == ADDR_OK ? NULL : addr_reply(e, is_mail);
 }
 
 /* xtext (RFC 3461 4) decoded by lib/smtp_proto into a new string of at
