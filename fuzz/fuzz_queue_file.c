@@ -28,7 +28,7 @@ parse_line(const uint8_t *data, size_t size)
 	memcpy(line, data, size);
 	line[size] = '\0';
 	buf_init(&tx.xforward, 1024);
-	if (parse_path(line, addr, sizeof(addr), &rest) == NULL) {
+	if (parse_path(line, (int)(size & 1), addr, sizeof(addr), &rest) == NULL) {
 		(void)parse_mail_params(&tx, rest);
 		(void)parse_rcpt_params(&tx, rest);
 	}

@@ -141,7 +141,7 @@ cmd_mail(struct srv_session *srv, char *arg)
 		reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
-	if ((err = parse_path(arg + 5, s->tx.sender, sizeof(s->tx.sender), &rest)) != NULL ||
+	if ((err = parse_path(arg + 5, 1, s->tx.sender, sizeof(s->tx.sender), &rest)) != NULL ||
 	    (err = parse_mail_params(&s->tx, rest)) != NULL) {
 		free(s->tx.envid);
 		free(s->tx.auth);
@@ -203,7 +203,7 @@ cmd_rcpt(struct srv_session *srv, char *arg)
 		reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
-	if ((err = parse_path(arg + 3, addr, sizeof(addr), &rest)) == NULL &&
+	if ((err = parse_path(arg + 3, 0, addr, sizeof(addr), &rest)) == NULL &&
 	    (err = parse_rcpt_params(&s->tx, rest)) == NULL &&
 	    (err = add_rcpt(s, addr)) == NULL) {
 		reply(s, "250 2.1.5 Ok");

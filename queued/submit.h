@@ -25,8 +25,10 @@ struct submit_tx {
 };
 
 /* Each returns NULL, or the whole reply line to send. */
-/* The parameter lists are split in place. */
-const char *parse_path(char *s, char *out, size_t outsz, char **rest);
+/* The parameter lists are split in place. is_mail: the reverse-path
+ * (the null path allowed, the sender's 5.1.7 replies). */
+const char *parse_path(char *s, int is_mail, char *out, size_t outsz,
+    char **rest);
 const char *parse_mail_params(struct submit_tx *tx, char *s);
 const char *parse_rcpt_params(struct submit_tx *tx, char *s);
 const char *parse_xforward(struct submit_tx *tx, char *s);

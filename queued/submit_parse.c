@@ -1,10 +1,10 @@
 /*
  * Parsing for the submission session: the path of MAIL FROM / RCPT TO
- * (RFC 5321 4.1.2, with the source route of 4.1.1.3 accepted and
- * ignored), their ESMTP parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH;
- * NOTIFY, ORCPT of RFC 3461; split by lib/smtp_proto's smtp_params_parse)
- * and XFORWARD attributes. Each rejection comes
- * with the reply to send, so the session only forwards it.
+ * (lib/addr's RFC 5321 parser in its lenient mode), their ESMTP
+ * parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH; NOTIFY, ORCPT of
+ * RFC 3461; split by lib/smtp_proto's smtp_params_parse) and XFORWARD
+ * attributes. Each rejection comes with the reply to send, so the session
+ * only forwards it.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -12,58 +12,42 @@
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "conf.h"
 #include "queued.h"
 #include "smtp_proto.h"
 #include "submit.h"
 #include "xalloc.h"
 
-#define PATH_MAX_LEN	256	/* RFC 5321 4.5.3.1.3 */
+#define PATH_MAX_LEN	ADDR_PATH_MAX
 #define PARAM_MAX_LEN	500	/* one ESMTP parameter */
 
 /*
- * "<path>" at s: the address (without brackets, source route dropped) in
- * out; *rest points past the '>'. NULL, or the reply for a bad path.
+ * "<path>" at s through lib/addr, leniently: these envelopes come from
+ * smtpd (which parsed them strictly) and from sendmail, whose -f and
+ * recipients may be bare local names ("root"). UTF-8 is allowed (the
+ * client already checked SMTPUTF8), but must be well-formed. The address
+ * (without brackets, source route dropped) goes to out; *rest points past
+ * the '>' and its spaces. NULL, or the reply for a bad path.
  */
 const char *
-parse_path(char *s, char *out, size_t outsz, char **rest)
+parse_path(char *s, int is_mail, char *out, size_t outsz, char **rest)
 {
-	char *p = s, *start;
-	int quoted = 0;
-	size_t n;
+	unsigned flags = ADDR_F_LENIENT | ADDR_F_UTF8 |
+	    (is_mail ? ADDR_F_NULL_OK : 0);
+	const char *r;
+	enum addr_err e = addr_parse_mailbox(s, flags, out, outsz, &r);
 
-	while (*p == ' ')
-		p++;
-	if (*p++ != '<')
-		return "501 5.5.4 Syntax: the address must be in angle brackets";
-	if (*p == '@') {		/* source route: @a,@b:user@domain */
-		char *colon = strchr(p, ':');
-
-		if (colon == NULL)
-			return "501 5.1.3 Bad source route";
-		p = colon + 1;
-	}
-	for (start = p; *p != '\0' && (quoted || *p != '>'); p++) {
-		if (*p == '\\' && quoted && p[1] != '\0')
-			p++;
-		else if (*p == '"')
-			quoted = !quoted;
-		else if ((unsigned char)*p < 33 && !(quoted && *p == ' '))
-			return "501 5.1.3 Bad character in the address";
-	}
-	if (*p != '>')
-		return "501 5.1.3 Unterminated address";
-	if ((n = (size_t)(p - start)) > PATH_MAX_LEN || n >= outsz)
-		return "501 5.1.3 Address too long";
-	memcpy(out, start, n);
-	out[n] = '\0';
-	*rest = p + 1;
+	if (e != ADDR_OK)
+		return addr_reply(e, is_mail);
+	*rest = s + (r - s);	/* addr_parse reads s, never writes it */
 	return NULL;
 }
 
 /*
- * " KEY=VALUE KEY2" (after the path: a space first, or nothing) split by
- * the shared smtp_params_parse, then fn(key, value-or-NULL) for each.
+ * "KEY=VALUE KEY2" (after the path, which addr_parse checked ends in a
+ * space or the line's end) split by the shared smtp_params_parse, then
+ * fn(key, value-or-NULL) for each.
  */
 static const char *
 each_param(char *s, const char *(*fn)(struct submit_tx *, char *, char *),
@@ -72,8 +56,6 @@ each_param(char *s, const char *(*fn)(struct submit_tx *, char *, char *),
 	struct smtp_params ps;
 	const char *err;
 
-	if (*s != '\0' && *s != ' ')
-		return "501 5.5.4 Syntax error in parameters";
 	switch (smtp_params_parse(s, SMTP_PARAM_F_UTF8, &ps)) {
 	case SMTP_PARAM_OK:
 		break;
