@@ -1,74 +1,34 @@
 /*
  * Argument syntax of MAIL FROM and RCPT TO for the LMTP session: the
- * <path> (RFC 5321 4.1.2, quoted local parts, an old source route
- * dropped) and the ESMTP parameters after it (split by the shared
- * smtp_params_parse of lib/smtp_proto). Bounded: a path longer than 256
- * octets (RFC 5321 4.5.3.1.3) is refused.
+ * <path> through lib/addr's RFC 5321 parser, leniently (queued is our
+ * only client: bare local names such as "root" come through it), and the
+ * ESMTP parameters after it (split by the shared smtp_params_parse of
+ * lib/smtp_proto). Bounded as lib/addr is (path 256 octets, RFC 5321
+ * 4.5.3.1.3).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "addr.h"
 #include "lmtp_parse.h"
 #include "smtp_proto.h"
-
-/* Printable ASCII or UTF-8 (SMTPUTF8); no controls, no space outside
- * quotes. */
-static int
-path_char_ok(unsigned char c, int quoted)
-{
-	if (c < 0x20 || c == 0x7f)
-		return 0;
-	return quoted || c != ' ';
-}
 
 int
 lmtp_parse_path(char *s, const char *prefix, char *out, size_t outsz,
     char **rest)
 {
 	size_t plen = strlen(prefix);
-	int quoted = 0;
-	size_t o = 0;
+	unsigned flags = ADDR_F_LENIENT | ADDR_F_UTF8;
+	const char *r;
 
 	if (strncasecmp(s, prefix, plen) != 0)
 		return -1;
-	s += plen;
-	while (*s == ' ')
-		s++;
-	if (*s++ != '<')
+	if (strcasecmp(prefix, "FROM:") == 0)
+		flags |= ADDR_F_NULL_OK;
+	if (addr_parse_mailbox(s + plen, flags, out, outsz, &r) != ADDR_OK)
 		return -1;
-	if (*s == '@') {	/* <@a,@b:user@dom>: keep only user@dom */
-		char *colon = strchr(s, ':');
-		if (colon == NULL)
-			return -1;
-		s = colon + 1;
-	}
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (!quoted && c == '>')
-			break;
-		if (!path_char_ok(c, quoted))
-			return -1;
-		if (c == '\\' && quoted && s[1] != '\0') {
-			if (o + 2 >= outsz || o + 2 > LMTP_PATH_MAX)
-				return -1;
-			out[o++] = *s++;
-		} else if (c == '"') {
-			quoted = !quoted;
-		}
-		if (o + 1 >= outsz || o + 1 > LMTP_PATH_MAX)
-			return -1;
-		out[o++] = *s;
-	}
-	if (*s != '>')
-		return -1;
-	out[o] = '\0';
-	s++;
-	if (*s != '\0' && *s != ' ')
-		return -1;
-	while (*s == ' ')
-		s++;
-	*rest = s;
+	*rest = s + (r - s);	/* addr_parse reads s, never writes it */
 	return 0;
 }
 

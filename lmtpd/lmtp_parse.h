@@ -6,11 +6,14 @@
 
 #include <stddef.h>
 
-#define LMTP_PATH_MAX 256	/* RFC 5321 4.5.3.1.3 */
+#include "addr.h"
 
-/* s starts with `prefix` ("FROM:", "TO:"), then <path>. The address
- * (without <>) goes to out; *rest points at the parameters. 0, or -1 for
- * bad syntax or a path too long. */
+#define LMTP_PATH_MAX ADDR_PATH_MAX	/* RFC 5321 4.5.3.1.3 */
+
+/* s starts with `prefix` ("FROM:", "TO:"), then <path> (lib/addr,
+ * lenient; "<>" only after "FROM:"). The address (without <>, route
+ * dropped) goes to out; *rest points at the parameters. 0, or -1 for bad
+ * syntax or a path too long. */
 int lmtp_parse_path(char *s, const char *prefix, char *out, size_t outsz,
     char **rest);
 
