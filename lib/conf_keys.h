@@ -41,6 +41,8 @@ CONF_KEY(mailbox_lock_timeout, CONF_TIME, "10s", 0, 3600, "longest wait for an m
 CONF_KEY(stale_lock_time, CONF_TIME, "500s", 1, 86400, "age after which an mbox dotlock is removed as stale (lmtpd)")
 CONF_KEY(lmtpd_process_limit, CONF_INT, "20", 1, 256, "mailbox deliveries running at once (lmtpd)")
 CONF_KEY(lmtpd_delivery_timeout, CONF_TIME, "300s", 1, 3600, "a mailbox write running longer is killed and deferred (lmtpd)")
+CONF_KEY(lmtpd_worker_max_idle, CONF_TIME, "10s", 1, 3600, "an idle delivery worker (one mailbox owner's process) exits after this long (lmtpd)")
+CONF_KEY(lmtpd_worker_max_use, CONF_INT, "1000", 1, 1000000, "deliveries a delivery worker makes before a fresh one replaces it (lmtpd)")
 CONF_KEY(log_level, CONF_STR, "info", 0, 0, "lowest level logged: debug, info, warning, crit")
 /* Remote delivery */
 CONF_KEY(relayhost, CONF_STR, "", 0, 0, "[host]:port smarthost for all remote mail (empty: MX lookup)")

@@ -2,12 +2,24 @@
  * The delivery master: forked by lmtpd before it drops privileges, it
  * keeps them (root in production) and never parses network bytes. It
  * reads fixed-size requests (plus the spooled message's descriptor) from
- * the event-loop process over a SOCK_SEQPACKET socket, forks one child
- * per delivery and reaps them; the child looks the recipient up itself
- * (so a compromised session process cannot name an arbitrary uid or
- * path), becomes the mailbox owner, writes, and sends its result as one
- * datagram. A child that dies or overruns lmtpd_delivery_timeout gets a
- * 4.3.0 result from the master instead.
+ * the event-loop process over a SOCK_SEQPACKET socket, looks the
+ * recipient up itself (so a compromised session process cannot name an
+ * arbitrary uid or path), and hands the delivery to a worker running as
+ * the mailbox owner.
+ *
+ * Workers are kept: one is forked for an owner (uid, gid), drops to it
+ * for good, and then serves that owner's deliveries one at a time over
+ * its own socket until it has been idle for lmtpd_worker_max_idle or has
+ * made lmtpd_worker_max_use deliveries. Several may run for one owner (virtual users usually share
+ * one uid). A fork per delivery cost about 8 ms of CPU (the copy of the
+ * address space, page faults, lazy symbol binding again in every child),
+ * more than the rest of the delivery together. The number of deliveries
+ * at the master is bounded by lmtpd_process_limit (deliver.c), at most
+ * MASTER_MAX_WORKERS, so a busy worker per request always fits: an idle
+ * worker of another owner is retired to make room.
+ *
+ * A worker that dies or overruns lmtpd_delivery_timeout (killed) gives a
+ * 4.3.0 result for its delivery, and its slot is free again.
  */
 #include <errno.h>
 #include <poll.h>
@@ -30,16 +42,29 @@
 #include "lmtpd.h"
 #include "log.h"
 
-#define MASTER_MAX_CHILDREN 256
+#define MASTER_MAX_WORKERS	256
 
-struct child {
-	pid_t pid;
-	uint32_t id;
-	time_t start;
+/* Master -> worker: one delivery, decided by the master. */
+struct wjob {
+	struct dlv_req req;
+	char path[LU_PATH_MAX];
+	int32_t maildir;
+	int64_t quota;
 };
 
-static struct child children[MASTER_MAX_CHILDREN];
-static int nchildren;
+struct worker {
+	pid_t pid;
+	int sock;		/* the master's end; -1: a free slot */
+	uid_t uid;
+	gid_t gid;
+	int busy, killed, retire;
+	uint32_t id;		/* the request being delivered */
+	time_t since;		/* busy: started; idle: last result */
+	unsigned jobs;
+};
+
+static struct worker workers[MASTER_MAX_WORKERS];
+static int session_sock = -1, sig_fd = -1;
 
 /* Whose rights a delivery takes: the table's uid/gid, else (as root)
  * the unprivileged service account, like Postfix's default_privs. */
@@ -69,12 +94,13 @@ owner_of(const struct local_user *lu, uid_t *uid, gid_t *gid)
 	return 0;
 }
 
-enum dlv_status
-deliver_one(const struct dlv_req *r, int msgfd, struct dlv_detail *d)
+/* In the master: whose mailbox, where, with whose rights; a missing mbox
+ * created while still root. */
+static enum dlv_status
+resolve(const struct dlv_req *r, struct wjob *j, uid_t *uid, gid_t *gid,
+    struct dlv_detail *d)
 {
 	struct local_user lu;
-	struct dlv_target t;
-	struct stat st;
 
 	switch (local_user_find(r->rcpt, NULL, &lu)) {
 	case LU_FOUND:
@@ -89,29 +115,38 @@ deliver_one(const struct dlv_req *r, int msgfd, struct dlv_detail *d)
 		dlv_detailf(d, "users table lookup failed");
 		return DLV_TEMPLOOKUP;
 	}
-	t.path = lu.mailbox;
-	t.maildir = lu.is_maildir;
-	t.quota = (long long)lu.quota;
-	if (owner_of(&lu, &t.uid, &t.gid) < 0 || (geteuid() == 0 && t.uid == 0)) {
+	if (owner_of(&lu, uid, gid) < 0 || (geteuid() == 0 && *uid == 0)) {
 		dlv_detailf(d, "refusing to deliver with root's or unknown rights");
 		return DLV_UNSAFE;
 	}
-	local_user_close();
-	if (geteuid() == 0 && !t.maildir)
-		mbox_precreate(t.path, t.uid, t.gid);
-	if (geteuid() == 0 && priv_become(t.uid, t.gid) < 0) {
-		dlv_detailf(d, "cannot become uid %u: %s", (unsigned)t.uid, strerror(errno));
+	j->req = *r;
+	snprintf(j->path, sizeof(j->path), "%s", lu.mailbox);
+	j->maildir = lu.is_maildir;
+	j->quota = (int64_t)lu.quota;
+	if (geteuid() == 0 && !j->maildir)
+		mbox_precreate(j->path, *uid, *gid);
+	return DLV_OK;
+}
+
+/* In a worker, with the owner's rights: write the message. */
+static enum dlv_status
+deliver_job(const struct wjob *j, int msgfd, struct dlv_detail *d)
+{
+	struct dlv_target t = { j->path, j->maildir, geteuid(), getegid(),
+				j->quota };
+	struct stat st;
+	int loop;
+
+	if (msgfd < 0 || fstat(msgfd, &st) < 0) {
+		dlv_detailf(d, "spooled message: %s", msgfd < 0 ?
+		    "not passed" : strerror(errno));
 		return DLV_TEMP;
 	}
-	if (fstat(msgfd, &st) < 0) {
-		dlv_detailf(d, "spooled message: %s", strerror(errno));
-		return DLV_TEMP;
-	}
-	struct dlv_msg m = { msgfd, st.st_size, r->sender, r->rcpt, r->qid };
-	int loop = msg_delivered_to(&m);
-	if (loop != 0) {
+	struct dlv_msg m = { msgfd, st.st_size, j->req.sender, j->req.rcpt,
+			     j->req.qid };
+	if ((loop = msg_delivered_to(&m)) != 0) {
 		dlv_detailf(d, loop > 0 ? "mail forwarding loop for %s" :
-		    "cannot read spooled message", r->rcpt);
+		    "cannot read spooled message", j->req.rcpt);
 		return loop > 0 ? DLV_LOOP : DLV_TEMP;
 	}
 	return t.maildir ? maildir_deliver(&m, &t, d) : mbox_deliver(&m, &t, d);
@@ -130,26 +165,36 @@ send_result(int sock, uint32_t id, enum dlv_status st, const char *detail)
 		;
 }
 
-static void
-child_main(int sock, const struct dlv_req *r, int msgfd)
-{
-	struct dlv_detail d = { "" };
-	enum dlv_status st;
-
-	prctl(PR_SET_NAME, "lmtpd-deliver", 0, 0, 0);
-	signal(SIGTERM, SIG_IGN);	/* a delivery finishes, bounded by its timeout */
-	signal(SIGHUP, SIG_IGN);
-	st = deliver_one(r, msgfd, &d);
-	send_result(sock, r->id, st, d.text);
-	_exit(0);
-}
-
-/* Receive one datagram with an optional descriptor. 0 at EOF. */
-static ssize_t
-recv_req(int sock, struct dlv_req *r, int *fd)
+/* One datagram of exactly `size` bytes with an optional descriptor
+ * (SCM_RIGHTS). Returns the bytes sent or received; 0 at EOF. */
+static int
+send_fd(int sock, const void *p, size_t size, int fd)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { r, sizeof(*r) };
+	struct iovec iov = { (void *)p, size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	memset(cbuf, 0, sizeof(cbuf));
+	if (fd >= 0) {
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	return n == (ssize_t)size ? 0 : -1;
+}
+
+static ssize_t
+recv_fd(int sock, void *p, size_t size, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { p, size };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 		.msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
 	ssize_t n;
@@ -163,92 +208,265 @@ recv_req(int sock, struct dlv_req *r, int *fd)
 	return n;
 }
 
+/* ---- a worker ---------------------------------------------------------------- */
+
 static void
-spawn(int sock, int sfd, const struct dlv_req *r, int msgfd)
+worker_main(int sock, uid_t uid, gid_t gid)
 {
-	if (r->type == DLV_REQ_RELOAD) {
-		daemon_reload_config();
-		return;
+	struct wjob j;
+	int fd;
+	ssize_t n;
+
+	prctl(PR_SET_NAME, "lmtpd-deliver", 0, 0, 0);
+	signal(SIGTERM, SIG_IGN);	/* a delivery finishes, bounded by its timeout */
+	signal(SIGHUP, SIG_IGN);
+	/* Nothing of the master's stays: not the users table (it holds
+	 * every password hash), not the other sockets. */
+	local_user_close();
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++)
+		if (workers[i].sock >= 0)
+			close(workers[i].sock);
+	close(session_sock);
+	close(sig_fd);
+	if (geteuid() == 0 && priv_become(uid, gid) < 0) {
+		log_crit("delivery worker: cannot become uid %u: %s",
+		    (unsigned)uid, strerror(errno));
+		_exit(1);
 	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(sfd);
-		child_main(sock, r, msgfd);
+	while ((n = recv_fd(sock, &j, sizeof(j), &fd)) > 0) {
+		struct dlv_detail d = { "" };
+		enum dlv_status st = DLV_TEMP;
+
+		if (n != (ssize_t)sizeof(j))
+			dlv_detailf(&d, "malformed request");
+		else {
+			j.path[sizeof(j.path) - 1] = '\0';
+			st = deliver_job(&j, fd, &d);
+		}
+		if (fd >= 0)
+			close(fd);
+		send_result(sock, j.req.id, st, d.text);
 	}
-	if (pid < 0) {
-		send_result(sock, r->id, DLV_TEMP, "cannot fork a delivery process");
-		return;
-	}
-	children[nchildren++] = (struct child){ pid, r->id, time(NULL) };
+	_exit(0);
 }
 
-/* Reap children; one whose exit was not clean never sent its result. */
+/* ---- the master's pool --------------------------------------------------------- */
+
 static void
-reap(int sock)
+worker_close(struct worker *w)
 {
-	int status;
+	close(w->sock);
+	w->sock = -1;		/* it reads EOF and exits; reaped by SIGCHLD */
+}
+
+static struct worker *
+worker_spawn(struct worker *w, uid_t uid, gid_t gid)
+{
+	int sv[2];
 	pid_t pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (int i = 0; i < nchildren; i++) {
-			if (children[i].pid != pid)
-				continue;
-			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				send_result(sock, children[i].id, DLV_TEMP,
-				    WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ?
-				    "delivery timed out" : "delivery process failed");
-			children[i] = children[--nchildren];
-			break;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return NULL;
+	if ((pid = fork()) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		worker_main(sv[1], uid, gid);
+	}
+	close(sv[1]);
+	*w = (struct worker){ .pid = pid, .sock = sv[0], .uid = uid, .gid = gid,
+			      .since = time(NULL) };
+	return w;
+}
+
+/* An idle worker of this owner, else a new one in a free slot (or in
+ * the slot of an idle worker of another owner). */
+static struct worker *
+worker_for(uid_t uid, gid_t gid)
+{
+	struct worker *free_slot = NULL, *other = NULL;
+
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++) {
+		struct worker *w = &workers[i];
+
+		if (w->sock < 0) {
+			if (free_slot == NULL)
+				free_slot = w;
+		} else if (!w->busy && !w->retire) {
+			if (w->uid == uid && w->gid == gid)
+				return w;
+			if (other == NULL || w->since < other->since)
+				other = w;
 		}
 	}
+	if (free_slot == NULL && other != NULL) {
+		worker_close(other);
+		free_slot = other;
+	}
+	return free_slot != NULL ? worker_spawn(free_slot, uid, gid) : NULL;
 }
 
 static void
-kill_overdue(void)
+dispatch(const struct dlv_req *r, int msgfd)
+{
+	struct dlv_detail d = { "" };
+	struct wjob j;
+	struct worker *w;
+	uid_t uid;
+	gid_t gid;
+	enum dlv_status st;
+
+	memset(&j, 0, sizeof(j));
+	if ((st = resolve(r, &j, &uid, &gid, &d)) != DLV_OK) {
+		send_result(session_sock, r->id, st, d.text);
+		return;
+	}
+	if ((w = worker_for(uid, gid)) == NULL) {
+		send_result(session_sock, r->id, DLV_TEMP,
+		    "cannot start a delivery process");
+		return;
+	}
+	if (send_fd(w->sock, &j, sizeof(j), msgfd) < 0) {
+		send_result(session_sock, r->id, DLV_TEMP,
+		    "cannot reach the delivery process");
+		worker_close(w);
+		return;
+	}
+	w->busy = 1;
+	w->killed = 0;
+	w->id = r->id;
+	w->since = time(NULL);
+}
+
+/* A worker's socket is readable: its result, or it is gone. */
+static void
+worker_input(struct worker *w)
+{
+	struct dlv_res res;
+	ssize_t n;
+
+	while ((n = recv(w->sock, &res, sizeof(res), 0)) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(res) && w->busy) {
+		res.id = w->id;		/* the worker has no say in whose */
+		res.detail[sizeof(res.detail) - 1] = '\0';
+		while (send(session_sock, &res, sizeof(res), MSG_NOSIGNAL) < 0 &&
+		    errno == EINTR)
+			;
+		w->busy = 0;
+		w->since = time(NULL);
+		if (++w->jobs >= (unsigned)conf_num(C_lmtpd_worker_max_use) || w->retire)
+			worker_close(w);
+		return;
+	}
+	if (w->busy)
+		send_result(session_sock, w->id, DLV_TEMP, w->killed ?
+		    "delivery timed out" : "delivery process failed");
+	worker_close(w);
+}
+
+/* Kill the overdue, let the long idle go. */
+static void
+worker_timers(void)
 {
 	time_t now = time(NULL);
 
-	for (int i = 0; i < nchildren; i++) {
-		if (now - children[i].start > conf_num(C_lmtpd_delivery_timeout))
-			kill(children[i].pid, SIGKILL);
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++) {
+		struct worker *w = &workers[i];
+
+		if (w->sock < 0)
+			continue;
+		if (w->busy && !w->killed &&
+		    now - w->since > conf_num(C_lmtpd_delivery_timeout)) {
+			kill(w->pid, SIGKILL);
+			w->killed = 1;
+		} else if (!w->busy && now - w->since >= conf_num(C_lmtpd_worker_max_idle))
+			worker_close(w);
 	}
 }
 
+/* After a reload the workers start over with the new settings. */
 static void
-master_loop(int sock)
+workers_retire(void)
 {
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++) {
+		if (workers[i].sock < 0)
+			continue;
+		if (workers[i].busy)
+			workers[i].retire = 1;
+		else
+			worker_close(&workers[i]);
+	}
+}
+
+static int
+workers_busy(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++)
+		n += workers[i].sock >= 0 && workers[i].busy;
+	return n;
+}
+
+static void
+session_input(int *eof)
+{
+	struct dlv_req r;
+	int fd;
+	ssize_t n = recv_fd(session_sock, &r, sizeof(r), &fd);
+
+	if (n <= 0)
+		*eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+	else if (n == (ssize_t)sizeof(r) && r.type == DLV_REQ_RELOAD) {
+		daemon_reload_config();
+		workers_retire();
+	} else if (n == (ssize_t)sizeof(r)) {
+		r.sender[sizeof(r.sender) - 1] = r.rcpt[sizeof(r.rcpt) - 1] = '\0';
+		r.qid[sizeof(r.qid) - 1] = '\0';
+		dispatch(&r, fd);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static void
+master_loop(void)
+{
+	struct pollfd p[2 + MASTER_MAX_WORKERS];
 	sigset_t mask;
 	int eof = 0;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0)
+	if ((sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
 		fatal_sys("signalfd");
-	while (!eof || nchildren > 0) {
-		struct pollfd p[2] = { { sfd, POLLIN, 0 },
-			{ (!eof && nchildren < MASTER_MAX_CHILDREN) ? sock : -1, POLLIN, 0 } };
-		if (poll(p, 2, 1000) < 0 && errno != EINTR)
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++)
+		workers[i].sock = -1;
+	while (!eof || workers_busy() > 0) {
+		p[0] = (struct pollfd){ sig_fd, POLLIN, 0 };
+		p[1] = (struct pollfd){ eof ? -1 : session_sock, POLLIN, 0 };
+		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
+			p[2 + i] = (struct pollfd){ workers[i].sock, POLLIN, 0 };
+		if (poll(p, 2 + MASTER_MAX_WORKERS, 1000) < 0 && errno != EINTR)
 			fatal_sys("poll");
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof(si)) > 0)
+			while (read(sig_fd, &si, sizeof(si)) > 0)
 				;
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;	/* results come by the sockets */
 		}
-		reap(sock);
-		kill_overdue();
-		if (p[1].revents) {
-			struct dlv_req r;
-			int fd;
-			ssize_t n = recv_req(sock, &r, &fd);
-			if (n <= 0)
-				eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-			else if (n == (ssize_t)sizeof(r))
-				spawn(sock, sfd, &r, fd);
-			if (fd >= 0)
-				close(fd);
-		}
+		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
+			if (workers[i].sock >= 0 && p[2 + i].revents)
+				worker_input(&workers[i]);
+		if (p[1].revents)
+			session_input(&eof);
+		worker_timers();
 	}
 	_exit(0);
 }
@@ -269,7 +487,8 @@ deliver_master_start(void)
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGPIPE, SIG_IGN);
 		prctl(PR_SET_NAME, "lmtpd-master", 0, 0, 0);	/* for ps -o comm */
-		master_loop(sv[1]);
+		session_sock = sv[1];
+		master_loop();
 	}
 	close(sv[1]);
 	return sv[0];

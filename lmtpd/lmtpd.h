@@ -6,9 +6,10 @@
  * one request per recipient, with the temp file's descriptor, to the
  * delivery master (deliver_master.c), a small process that keeps the
  * privileges lmtpd was started with and never reads network bytes. The
- * master forks one child per delivery; the child looks the recipient up
- * again, becomes the mailbox owner, writes with maildir.c or mbox.c
- * (directories walked with safe_path.c) and sends its result back.
+ * master looks the recipient up again and passes the delivery to a kept
+ * worker process running as the mailbox owner, which writes with
+ * maildir.c or mbox.c (directories walked with safe_path.c) and sends its
+ * result back.
  */
 #ifndef HERMOD_LMTPD_H
 #define HERMOD_LMTPD_H
@@ -115,9 +116,5 @@ struct dlv_res {
  * (SOCK_SEQPACKET). On DLV_REQ_RELOAD the master re-reads the
  * configuration as daemon_reload_config() does. */
 int deliver_master_start(void);
-
-/* The delivery of one recipient, in a child: lookup, become the owner,
- * write. Shared with the master. */
-enum dlv_status deliver_one(const struct dlv_req *r, int msgfd, struct dlv_detail *d);
 
 #endif
