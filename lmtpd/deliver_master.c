@@ -165,49 +165,6 @@ send_result(int sock, uint32_t id, enum dlv_status st, const char *detail)
 		;
 }
 
-/* One datagram of exactly `size` bytes with an optional descriptor
- * (SCM_RIGHTS). Returns the bytes sent or received; 0 at EOF. */
-static int
-send_fd(int sock, const void *p, size_t size, int fd)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { (void *)p, size };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-
-	memset(cbuf, 0, sizeof(cbuf));
-	if (fd >= 0) {
-		mh.msg_control = cbuf;
-		mh.msg_controllen = sizeof(cbuf);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
-	return n == (ssize_t)size ? 0 : -1;
-}
-
-static ssize_t
-recv_fd(int sock, void *p, size_t size, int *fd)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { p, size };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-	ssize_t n;
-
-	*fd = -1;
-	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-		;
-	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	return n;
-}
-
 /* ---- a worker ---------------------------------------------------------------- */
 
 static void
@@ -233,7 +190,7 @@ worker_main(int sock, uid_t uid, gid_t gid)
 		    (unsigned)uid, strerror(errno));
 		_exit(1);
 	}
-	while ((n = recv_fd(sock, &j, sizeof(j), &fd)) > 0) {
+	while ((n = fd_recv(sock, &j, sizeof(j), &fd)) > 0) {
 		struct dlv_detail d = { "" };
 		enum dlv_status st = DLV_TEMP;
 
@@ -329,7 +286,7 @@ dispatch(const struct dlv_req *r, int msgfd)
 		    "cannot start a delivery process");
 		return;
 	}
-	if (send_fd(w->sock, &j, sizeof(j), msgfd) < 0) {
+	if (fd_send(w->sock, &j, sizeof(j), msgfd, 0) < 0) {
 		send_result(session_sock, r->id, DLV_TEMP,
 		    "cannot reach the delivery process");
 		worker_close(w);
@@ -417,7 +374,7 @@ session_input(int *eof)
 {
 	struct dlv_req r;
 	int fd;
-	ssize_t n = recv_fd(session_sock, &r, sizeof(r), &fd);
+	ssize_t n = fd_recv(session_sock, &r, sizeof(r), &fd);
 
 	if (n <= 0)
 		*eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);

@@ -117,4 +117,10 @@ struct dlv_res {
  * configuration as daemon_reload_config() does. */
 int deliver_master_start(void);
 
+/* fd_pass.c: one datagram of `size` bytes with an optional descriptor
+ * (-1: none). fd_send: 0 or -1 (errno); fd_recv: bytes, 0 at EOF, *fd the
+ * descriptor received or -1. */
+int fd_send(int sock, const void *p, size_t size, int fd, int flags);
+ssize_t fd_recv(int sock, void *p, size_t size, int *fd);
+
 #endif
