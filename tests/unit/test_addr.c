@@ -59,6 +59,9 @@ static const struct {
 	{ "<a\x7f@c.test>", 0, ADDR_E_SYNTAX, NULL, NULL, NULL },
 	{ "<a\r\n@c.test>", 0, ADDR_E_SYNTAX, NULL, NULL, NULL },
 	{ "<a\t@c.test>", 0, ADDR_E_SYNTAX, NULL, NULL, NULL },
+	{ "<a@c.test\0>", 0, ADDR_E_SYNTAX, NULL, NULL, NULL },	/* a NUL ends it */
+	{ "<\"a\0\"@c.test>", 0, ADDR_E_SYNTAX, NULL, NULL, NULL },
+	{ "<a@c.test>\r\n", 0, ADDR_E_PARAMS, NULL, NULL, NULL },
 	{ "<!#$&'*+-/=?^_`{|}~@c.test>", 0, ADDR_OK, "!#$&'*+-/=?^_`{|}~@c.test", NULL, NULL },
 	/* quoted local parts */
 	{ "<\"a b\"@c.test>", 0, ADDR_OK, "\"a b\"@c.test", "\"a b\"", "c.test" },
