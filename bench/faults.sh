@@ -18,11 +18,17 @@ export HERMOD_FAULT_SECONDS=${1:-${HERMOD_FAULT_SECONDS:-120}}
 export HERMOD_FAULT_CLIENTS=${2:-${HERMOD_FAULT_CLIENTS:-8}}
 export HERMOD_FAULT_ROUNDS=${HERMOD_FAULT_ROUNDS:-9}
 export HERMOD_FAULT_PACE=${HERMOD_FAULT_PACE:-0.02}
-out=$(mktemp "${TMPDIR:-/tmp}/hermod-faults.XXXXXX")
-trap 'rm -f "$out"' EXIT
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hermod-faults.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+out=$tmp/pytest.out
+# a private copy of the programs: a rebuild meanwhile must not swap them
+# under a run of minutes
+mkdir "$tmp/bin" && cp -a "$HERMOD_BIN"/. "$tmp/bin/" && chmod 755 "$tmp" "$tmp/bin" || exit 1
+bin_from=$HERMOD_BIN
+export HERMOD_BIN=$tmp/bin
 
 printf "## Fault injection: kill -9 under load\n\n"
-echo "${HERMOD_FAULT_SECONDS} s of load, ${HERMOD_FAULT_CLIENTS} SMTP clients, binaries from ${HERMOD_BIN}."
+echo "${HERMOD_FAULT_SECONDS} s of load, ${HERMOD_FAULT_CLIENTS} SMTP clients, binaries from ${bin_from}."
 /usr/bin/python3 -m pytest -q -s -p no:cacheprovider \
     "tests/e2e/test_faults.py::test_kill9_under_load_loses_nothing" >"$out" 2>&1
 rc=$?
