@@ -184,7 +184,8 @@ class Load:
                         s.sendmail(SENDER, self.rcpts[kind], body(fid, self.size))
                     except (smtplib.SMTPDataError, smtplib.SMTPRecipientsRefused,
                             smtplib.SMTPSenderRefused) as e:
-                        self.note(getattr(e, "smtp_code", "rcpt"))
+                        self.note(getattr(e, "smtp_code", None) or
+                                  min(c for c, _ in e.recipients.values()))
                         s.rset()
                         time.sleep(0.05)    # queued down: no busy loop
                         continue
@@ -220,6 +221,10 @@ def fault_params():
 
 
 def test_kill9_under_load_loses_nothing(env):  # noqa: F811
+    """kill -9 of each daemon in turn under load, each restarted at once:
+    service comes back every time, and after the drain every recipient
+    of every message acknowledged with a 250 has it; no bounce, no 5xx to
+    a client, the queue and the spool empty, every daemon alive."""
     hermod = env.h
     p = fault_params()
     rng = random.Random(p["seed"])
@@ -291,6 +296,7 @@ def test_kill9_under_load_loses_nothing(env):  # noqa: F811
         p["seed"], len(lost), lost[:10], queue_text(hermod))
     assert queue_empty(hermod), queue_text(hermod)
     assert not bounces, "bounces or notices to postmaster: %s" % bounces
+    assert not [c for c in load.refused if isinstance(c, int) and c >= 500], load.refused
     try:
         wait_for(lambda: not spool_files(hermod), 10, what="an empty spool")
     except TimeoutError:
