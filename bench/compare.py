@@ -1,0 +1,602 @@
+#!/usr/bin/python3
+"""Hermod and Postfix side by side on the same machine and the same load
+(issue 10, `make bench`). Not a test: prints a Markdown section for
+bench/RESULTS.md.
+
+Both get: loopback listeners on their own ports, spools on the same file
+system (/var/tmp and /tmp here), the same ten system accounts hb0..hb9
+with Maildir delivery (Postfix: local(8), home_mailbox = Maildir/;
+Hermod: lmtpd, users table), fsync on (both defaults), no DNS, relaying
+to one smtp-sink on 127.0.0.2. Postfix runs as a private instance from
+its own config directory (`postfix -c DIR`): /etc/postfix is never read
+or touched. The load generator is Postfix's smtp-source for both.
+
+Measured, each scenario alternating Postfix and Hermod for ROUNDS rounds
+(median and range):
+  a. local delivery: msgs/s from the first connection until the last
+     message is in Maildir/new (5 KB, 1 and 10 recipients, 1/10/100
+     clients); the client-side acceptance rate; CPU ms per message of all
+     daemon processes (and their reaped children);
+  b. relay to smtp-sink, 100 clients: until the queue is empty;
+  c. total RSS of the daemons idle and with 1,000 / 10,000 idle sessions;
+  d. latency from the final dot to the 250 (p50, p99) at 1 and 100
+     clients;
+  e. the disk's rate of 4 KB write + fsync, and messages per flush.
+Not here yet: (f) throughput with 10,000/100,000 deferred messages.
+
+Usage: /usr/bin/python3 bench/compare.py [--quick] [--rounds N] [--scale F]
+Needs root (Postfix's master, system accounts, delivery as the owner).
+"""
+
+import argparse
+import os
+import pwd
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "tests", "e2e"))
+from hermod import Hermod  # noqa: E402
+
+W = "/var/tmp/hermod-bench"
+PF_PORT, H_PORT, SINK_PORT = 2625, 2725, 2825
+USERS = ["hb%d" % i for i in range(10)]
+DOMAIN = "bench.test"
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+
+
+# ---- set-up -----------------------------------------------------------------
+
+def install_postfix():
+    if shutil.which("smtp-source") and os.path.exists("/usr/sbin/postfix"):
+        return
+    # No system instance: "No configuration", and nothing started.
+    sh("sh", "-c", "echo 'postfix postfix/main_mailer_type select No configuration'"
+       " | debconf-set-selections")
+    had = os.path.exists("/usr/sbin/policy-rc.d")
+    if not had:
+        with open("/usr/sbin/policy-rc.d", "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod("/usr/sbin/policy-rc.d", 0o755)
+    try:
+        sh("apt-get", "install", "-y", "-q", "postfix",
+           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), timeout=900)
+    finally:
+        if not had:
+            os.unlink("/usr/sbin/policy-rc.d")
+
+
+def make_users():
+    for u in USERS:
+        home = os.path.join(W, "home", u)
+        try:
+            pwd.getpwnam(u)
+        except KeyError:
+            sh("useradd", "--system", "--home-dir", home, "--shell", "/usr/sbin/nologin", u)
+        pw = pwd.getpwnam(u)
+        os.makedirs(home, exist_ok=True)
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        os.chmod(home, 0o755)
+
+
+def remove_users():
+    for u in USERS:
+        sh("userdel", u, check=False)
+
+
+def rcpt_names():
+    """smtp-source -r N names its recipients "Nu", ..., "2u", "u" (seen
+    on the wire); one recipient is "u". Ten recipients, ten users."""
+    return [("u", USERS[0])] + [("%du" % i, USERS[i - 1]) for i in range(2, 11)]
+
+
+class Postfix:
+    name = "Postfix"
+
+    def __init__(self):
+        self.etc = os.path.join(W, "pf", "etc")
+        self.spool = os.path.join(W, "pf", "spool")
+        os.makedirs(self.etc, exist_ok=True)
+        os.makedirs(self.spool, exist_ok=True)
+        os.makedirs(os.path.join(W, "pf", "data"), exist_ok=True)
+        sh("chown", "postfix", os.path.join(W, "pf", "data"))
+        main = """compatibility_level = 3.6
+queue_directory = {spool}
+data_directory = {w}/pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf.bench.local
+mydomain = bench.local
+myorigin = $myhostname
+mydestination = {dom}, $myhostname, localhost
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps = hash:{etc}/aliases
+alias_database = hash:{etc}/aliases
+home_mailbox = Maildir/
+biff = no
+smtp_dns_support_level = disabled
+relayhost = [127.0.0.2]:{sink}
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+maillog_file = {w}/pf/maillog
+""".format(spool=self.spool, w=W, etc=self.etc, dom=DOMAIN, sink=SINK_PORT)
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write(main)
+        out = []
+        with open("/etc/postfix/master.cf") as f:
+            for line in f:
+                cols = line.split()
+                if line[0] not in "# \t" and len(cols) >= 8:
+                    if cols[0] == "smtp" and cols[1] == "inet":
+                        cols[0] = "127.0.0.1:%d" % PF_PORT
+                    cols[4] = "n"       # no chroot: the spool is elsewhere
+                    line = " ".join(cols[:8]) + (" " + " ".join(cols[8:]) if cols[8:] else "") + "\n"
+                out.append(line)
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.writelines(out)
+        with open(os.path.join(self.etc, "aliases"), "w") as f:
+            f.write("postmaster: root\n")
+            for a, u in rcpt_names():
+                f.write("%s: %s\n" % (a, u))
+        sh("postalias", "-c", self.etc, os.path.join(self.etc, "aliases"))
+        self.port = PF_PORT
+
+    def start(self):
+        sh("postfix", "-c", self.etc, "start", timeout=60)
+        wait_port(self.port)
+
+    def stop(self):
+        sh("postfix", "-c", self.etc, "stop", check=False, timeout=60)
+        end = time.time() + 30
+        while time.time() < end and self.pids():
+            time.sleep(0.2)
+
+    def pids(self):
+        try:
+            with open(os.path.join(self.spool, "pid", "master.pid")) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return []
+        return tree([pid])
+
+    def maildir(self, user):
+        return os.path.join(W, "home", user, "Maildir")
+
+    def queue_files(self):
+        n = 0
+        for d in ("incoming", "active", "deferred", "maildrop"):
+            for _, _, files in os.walk(os.path.join(self.spool, d)):
+                n += len(files)
+        return n
+
+
+class HermodSide:
+    name = "Hermod"
+
+    def __init__(self):
+        self.h = Hermod()
+        self.h.conf(smtp_listen="127.0.0.1:%d" % H_PORT, mydestination=DOMAIN,
+                    myhostname="h.bench.local", relayhost="[127.0.0.2]:%d" % SINK_PORT,
+                    smtpd_max_connections="20000", log_level="warning")
+        lines = []
+        for a, u in rcpt_names():
+            pw = pwd.getpwnam(u)
+            lines.append("%s@%s %s/ uid=%d gid=%d" % (a, DOMAIN, self.maildir(u),
+                                                       pw.pw_uid, pw.pw_gid))
+        self.h.users = lines
+        with open(self.h.path("etc/users"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.h.newaliases()
+        self.port = H_PORT
+        self.h.smtp_port = H_PORT
+
+    def start(self):
+        self.h.start()
+
+    def stop(self):
+        for n in reversed(self.h.DAEMON_ORDER):
+            self.h.stop(n)
+
+    def pids(self):
+        return tree([p.pid for p in self.h.procs.values() if p.poll() is None])
+
+    def maildir(self, user):
+        return os.path.join(W, "home", user, "HMaildir")
+
+    def queue_files(self):
+        n = 0
+        for d in ("incoming", "queue"):
+            for _, _, files in os.walk(self.h.path("spool", d)):
+                n += len(files)
+        return n
+
+    def close(self):
+        self.h.close()
+
+
+# ---- measuring ----------------------------------------------------------------
+
+def wait_port(port, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("nothing listens on %d" % port)
+
+
+def tree(roots):
+    """roots and all their descendants."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], list(roots)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            t += sum(int(x) for x in v[11:15])      # utime stime cutime cstime
+        except (OSError, IndexError):
+            pass
+    return t / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pids, field="Rss:"):
+    """Sum of Rss (pages shared between processes counted in each) or
+    Pss (shared pages divided among their users) over pids, in MB."""
+    kb = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith(field):
+                        kb += int(line.split()[1])
+        except OSError:
+            pass
+    return kb / 1024
+
+
+def delivered(side):
+    n = 0
+    for u in USERS:
+        try:
+            n += len(os.listdir(os.path.join(side.maildir(u), "new")))
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def clear_maildirs(side):
+    for u in USERS:
+        shutil.rmtree(side.maildir(u), ignore_errors=True)
+
+
+def smtp_source(port, msgs, clients, rcpts, domain=DOMAIN):
+    args = ["smtp-source", "-s", str(clients), "-m", str(msgs), "-l", "5120",
+            "-f", "sender@client.test", "-t", "u@" + domain, "-M", "client.test"]
+    if rcpts > 1:
+        args += ["-r", str(rcpts)]
+    sh(*args, "127.0.0.1:%d" % port, timeout=1800)
+
+
+def run_local(side, msgs, clients, rcpts):
+    clear_maildirs(side)
+    want = msgs * rcpts
+    pids = side.pids()
+    c0, t0 = cpu_seconds(pids), time.time()
+    smtp_source(side.port, msgs, clients, rcpts)
+    t_acc = time.time() - t0
+    end = time.time() + 600
+    while delivered(side) < want and time.time() < end:
+        time.sleep(0.02)
+    t_all = time.time() - t0
+    got = delivered(side)
+    cpu = cpu_seconds(side.pids()) - c0
+    return {"rate": msgs / t_all, "accept": msgs / t_acc, "cpu_ms": cpu * 1000 / msgs,
+            "lost": want - got}
+
+
+def run_relay(side, msgs, clients):
+    pids = side.pids()
+    c0, t0 = cpu_seconds(pids), time.time()
+    smtp_source(side.port, msgs, clients, 1, domain="relay.test")
+    end = time.time() + 600
+    while side.queue_files() > 0 and time.time() < end:
+        time.sleep(0.02)
+    t_all = time.time() - t0
+    return {"rate": msgs / t_all, "cpu_ms": (cpu_seconds(side.pids()) - c0) * 1000 / msgs}
+
+
+def latency(side, clients, per_client):
+    """Time from the final dot to the 250, over one session per client."""
+    body = b"Subject: latency\r\n\r\n" + (b"x" * 78 + b"\r\n") * 64 + b".\r\n"
+    out, lock = [], threading.Lock()
+
+    def client():
+        s = socket.create_connection(("127.0.0.1", side.port), 30)
+        # the dot goes out at once (no Nagle wait for the body's ACK)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        f = s.makefile("rb")
+
+        def reply():
+            while True:
+                line = f.readline()
+                if not line or line[3:4] != b"-":
+                    return line
+
+        reply()
+        s.sendall(b"EHLO client.test\r\n")
+        reply()
+        mine = []
+        for _ in range(per_client):
+            s.sendall(b"MAIL FROM:<s@client.test>\r\n")
+            reply()
+            s.sendall(b"RCPT TO:<u@%s>\r\n" % DOMAIN.encode())
+            reply()
+            s.sendall(b"DATA\r\n")
+            reply()
+            s.sendall(body[:-3])
+            t = time.perf_counter()
+            s.sendall(body[-3:])
+            r = reply()
+            mine.append(time.perf_counter() - t)
+            assert r.startswith(b"250"), r
+        s.sendall(b"QUIT\r\n")
+        s.close()
+        with lock:
+            out.extend(mine)
+
+    ts = [threading.Thread(target=client) for _ in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(600)
+    out.sort()
+    return {"p50": out[len(out) // 2] * 1000, "p99": out[int(len(out) * 0.99)] * 1000}
+
+
+def idle_rss(side, sessions):
+    socks = []
+    try:
+        for _ in range(sessions):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", side.port))
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        time.sleep(2)
+        for s in socks:
+            try:
+                s.send(b"EHLO idle.test\r\n")
+            except OSError:
+                pass
+        time.sleep(3)
+        served = 0
+        for s in socks:
+            try:
+                if s.recv(4096).startswith(b"220"):
+                    served += 1
+            except OSError:
+                pass
+        pids = side.pids()
+        return {"rss": rss_mb(pids), "pss": rss_mb(pids, "Pss:"), "served": served}
+    finally:
+        for s in socks:
+            s.close()
+        time.sleep(2)
+
+
+def fsync_rate(seconds=3):
+    path = os.path.join(W, "fsync.test")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    n, end, block = 0, time.time() + seconds, b"x" * 4096
+    while time.time() < end:
+        os.write(fd, block)
+        os.fsync(fd)
+        n += 1
+    os.close(fd)
+    os.unlink(path)
+    return n / seconds
+
+
+def flushes(side, msgs):
+    """fsync, fdatasync and syncfs calls of the daemons for `msgs`
+    messages at 100 clients, counted with strace."""
+    pids = side.pids()
+    out = os.path.join(W, "strace.%s" % side.name)
+    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-e",
+                           "trace=fsync,fdatasync,syncfs"] +
+                          sum((["-p", str(p)] for p in pids), []),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    run_local(side, msgs, 100, 1)
+    st.send_signal(2)
+    st.wait(60)
+    calls = 0
+    with open(out) as f:
+        for line in f:
+            v = line.split()
+            if v and v[-1] in ("fsync", "fdatasync", "syncfs"):
+                calls += int(v[3])      # % time, seconds, usecs/call, calls
+    return calls
+
+
+# ---- report -------------------------------------------------------------------
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def fmt(xs, nd=0):
+    f = "%%.%df" % nd
+    if len(xs) == 1:
+        return f % xs[0]
+    return (f + " (" + f + "–" + f + ")") % (med(xs), min(xs), max(xs))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--scale", type=float, default=None,
+                    help="message counts relative to the full run (1.0)")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("compare.py: run as root (Postfix's master, system accounts)")
+    # Ctrl-C or a kill still stops both systems (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("compare.py: terminated"))
+    rounds = a.rounds or (1 if a.quick else 3)
+    scale = a.scale or (0.2 if a.quick else 1.0)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = 30000 if hard == resource.RLIM_INFINITY else min(30000, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    install_postfix()
+    shutil.rmtree(W, ignore_errors=True)
+    os.makedirs(W)
+    os.chmod(W, 0o755)
+    make_users()
+    sink = subprocess.Popen(["smtp-sink", "-u", "postfix", "127.0.0.2:%d" % SINK_PORT, "1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sides = ()
+    try:
+        sides = (Postfix(), HermodSide())
+        for s in sides:
+            s.start()
+        time.sleep(1)
+        res = {}
+
+        def record(key, side, r):
+            res.setdefault(key, {}).setdefault(side.name, []).append(r)
+
+        idle = {s.name: (rss_mb(s.pids()), rss_mb(s.pids(), "Pss:")) for s in sides}
+        for rcpts in (1, 10):
+            for clients in (1, 10, 100):
+                msgs = int((400 if clients == 1 else 2000) * scale / (2 if rcpts == 10 else 1))
+                for _ in range(rounds):
+                    for s in sides:
+                        record(("a", rcpts, clients), s, run_local(s, msgs, clients, rcpts))
+        for _ in range(rounds):
+            for s in sides:
+                record("b", s, run_relay(s, int(2000 * scale), 100))
+        for clients, per in ((1, int(300 * scale)), (100, max(3, int(10 * scale)))):
+            for _ in range(rounds):
+                for s in sides:
+                    record(("d", clients), s, latency(s, clients, per))
+        for n in (1000, 10000):
+            for s in sides:
+                record(("c", n), s, idle_session_safe(s, n))
+        disk = [fsync_rate() for _ in range(rounds)]
+        nflush = {s.name: flushes(s, int(2000 * scale)) for s in sides}
+        report(res, idle, disk, nflush, int(2000 * scale), rounds)
+    finally:
+        for s in sides:
+            try:
+                s.stop()
+            except Exception as e:       # keep stopping the rest
+                print("stop %s: %s" % (s.name, e), file=sys.stderr)
+        for s in sides:
+            if hasattr(s, "close"):
+                s.close()
+        sink.terminate()
+        sink.wait(30)
+        remove_users()
+        shutil.rmtree(W, ignore_errors=True)
+
+
+def idle_session_safe(side, n):
+    try:
+        return idle_rss(side, n)
+    except OSError as e:
+        return {"rss": float("nan"), "pss": float("nan"), "served": 0, "error": str(e)}
+
+
+def report(res, idle, disk, nflush, fmsgs, rounds):
+    pv = sh("postconf", "-d", "-h", "mail_version").stdout.strip()
+    rev = sh("git", "-C", TOP, "rev-parse", "--short", "HEAD").stdout.strip()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print("\n## Side by side with Postfix\n")
+    print("`make bench` (bench/compare.py), %s; %d cores, %.0f GiB, kernel %s; "
+          "Postfix %s, Hermod %s; %d round(s), alternating, median (range)." %
+          (time.strftime("%Y-%m-%d"), os.cpu_count(), mem, os.uname().release, pv, rev, rounds))
+    print("\n### a. Local delivery, 5 KB messages, Maildir, fsync on\n")
+    print("| rcpts | clients | Postfix msg/s | Hermod msg/s | ratio | accepted/s P / H "
+          "| CPU ms/msg P / H | CPU ratio |")
+    print("|---:|---:|---:|---:|---:|---|---|---:|")
+    for key in sorted(k for k in res if k[0] == "a"):
+        p, h = res[key]["Postfix"], res[key]["Hermod"]
+        pr, hr = [x["rate"] for x in p], [x["rate"] for x in h]
+        pc, hc = [x["cpu_ms"] for x in p], [x["cpu_ms"] for x in h]
+        lost = sum(x["lost"] for x in p + h)
+        print("| %d | %d | %s | %s | %.2f | %s / %s | %s / %s | %.2f |%s" % (
+            key[1], key[2], fmt(pr), fmt(hr), med(hr) / med(pr),
+            fmt([x["accept"] for x in p]), fmt([x["accept"] for x in h]),
+            fmt(pc, 2), fmt(hc, 2), med(hc) / med(pc),
+            " (%d not delivered in time)" % lost if lost else ""))
+    print("\n### b. Relay to smtp-sink, 100 clients\n")
+    p, h = res["b"]["Postfix"], res["b"]["Hermod"]
+    print("| | Postfix | Hermod | ratio |\n|---|---:|---:|---:|")
+    print("| msg/s | %s | %s | %.2f |" % (fmt([x["rate"] for x in p]), fmt([x["rate"] for x in h]),
+                                         med([x["rate"] for x in h]) / med([x["rate"] for x in p])))
+    print("| CPU ms/msg | %s | %s | %.2f |" % (
+        fmt([x["cpu_ms"] for x in p], 2), fmt([x["cpu_ms"] for x in h], 2),
+        med([x["cpu_ms"] for x in h]) / med([x["cpu_ms"] for x in p])))
+    print("\n### c. Memory of all daemon processes (sum of RSS; sum of PSS, shared pages divided)\n")
+    print("| sessions | Postfix RSS MB | Hermod RSS MB | Postfix PSS MB | Hermod PSS MB "
+          "| sessions served P / H |\n|---:|---:|---:|---:|---:|---|")
+    print("| 0 (idle) | %.1f | %.1f | %.1f | %.1f | |" % (idle["Postfix"] + idle["Hermod"]))
+    for n in (1000, 10000):
+        p, h = res[("c", n)]["Postfix"][0], res[("c", n)]["Hermod"][0]
+        print("| %d | %.1f | %.1f | %.1f | %.1f | %d / %d |" % (
+            n, p["rss"], h["rss"], p["pss"], h["pss"], p["served"], h["served"]))
+    print("\n### d. Latency from the final dot to the 250 (ms)\n")
+    print("| clients | Postfix p50 | Hermod p50 | p50 ratio | Postfix p99 | Hermod p99 |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for c in (1, 100):
+        p, h = res[("d", c)]["Postfix"], res[("d", c)]["Hermod"]
+        print("| %d | %s | %s | %.2f | %s | %s |" % (
+            c, fmt([x["p50"] for x in p], 1), fmt([x["p50"] for x in h], 1),
+            med([x["p50"] for x in h]) / med([x["p50"] for x in p]),
+            fmt([x["p99"] for x in p], 1), fmt([x["p99"] for x in h], 1)))
+    print("\n### e. The disk\n")
+    print("4 KB write + fsync, one writer, on the spools' file system: %s per second." % fmt(disk))
+    print("Flush calls (fsync, fdatasync, syncfs) for %d messages at 100 clients, "
+          "all daemons: Postfix %d (%.2f msgs per flush), Hermod %d (%.2f msgs per flush)." % (
+              fmsgs, nflush["Postfix"], fmsgs / max(1, nflush["Postfix"]),
+              nflush["Hermod"], fmsgs / max(1, nflush["Hermod"])))
+
+
+if __name__ == "__main__":
+    main()
