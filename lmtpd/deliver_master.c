@@ -19,7 +19,10 @@
  * worker of another owner is retired to make room.
  *
  * A worker that dies or overruns lmtpd_delivery_timeout (killed) gives a
- * 4.3.0 result for its delivery, and its slot is free again.
+ * 4.3.0 result for its delivery, and its slot is free again. When lmtpd's
+ * session process dies, the master leaves and the workers abandon what
+ * they have not committed (dlv_abandoned): queued delivers it again, so
+ * the crash costs no duplicate.
  */
 #include <errno.h>
 #include <poll.h>
@@ -65,6 +68,19 @@ struct worker {
 
 static struct worker workers[MASTER_MAX_WORKERS];
 static int session_sock = -1, sig_fd = -1;
+static int worker_sock = -1;	/* in a worker: its end */
+
+int (*dlv_abandoned)(void);
+
+/* In a worker: the master closed our socket (it does when lmtpd's
+ * session process is gone). */
+static int
+master_gone(void)
+{
+	char b;
+
+	return recv(worker_sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
 
 /* Whose rights a delivery takes: the table's uid/gid, else (as root)
  * the unprivileged service account, like Postfix's default_privs. */
@@ -185,6 +201,8 @@ worker_main(int sock, uid_t uid, gid_t gid)
 			close(workers[i].sock);
 	close(session_sock);
 	close(sig_fd);
+	worker_sock = sock;
+	dlv_abandoned = master_gone;
 	if (geteuid() == 0 && priv_become(uid, gid) < 0) {
 		log_crit("delivery worker: cannot become uid %u: %s",
 		    (unsigned)uid, strerror(errno));
@@ -359,16 +377,6 @@ workers_retire(void)
 	}
 }
 
-static int
-workers_busy(void)
-{
-	int n = 0;
-
-	for (int i = 0; i < MASTER_MAX_WORKERS; i++)
-		n += workers[i].sock >= 0 && workers[i].busy;
-	return n;
-}
-
 static void
 session_input(int *eof)
 {
@@ -404,7 +412,11 @@ master_loop(void)
 		fatal_sys("signalfd");
 	for (int i = 0; i < MASTER_MAX_WORKERS; i++)
 		workers[i].sock = -1;
-	while (!eof || workers_busy() > 0) {
+	/* At the session's EOF the master leaves at once: lmtpd waits for
+	 * its deliveries before it closes the socket when it stops, so an
+	 * EOF with deliveries running is a crash, and the workers, seeing
+	 * their sockets closed, abandon what they have not committed. */
+	while (!eof) {
 		p[0] = (struct pollfd){ sig_fd, POLLIN, 0 };
 		p[1] = (struct pollfd){ eof ? -1 : session_sock, POLLIN, 0 };
 		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
@@ -421,7 +433,10 @@ master_loop(void)
 		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
 			if (workers[i].sock >= 0 && p[2 + i].revents)
 				worker_input(&workers[i]);
-		if (p[1].revents)
+		if (p[1].revents & (POLLHUP | POLLERR))
+			eof = 1;	/* requests still queued from a dead
+					 * session process are not started */
+		else if (p[1].revents)
 			session_input(&eof);
 		worker_timers();
 	}

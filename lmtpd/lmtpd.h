@@ -74,6 +74,13 @@ enum dlv_status mbox_deliver(const struct dlv_msg *m, const struct dlv_target *t
  * by uid/gid (spool directories the owner cannot write). */
 void mbox_precreate(const char *path, uid_t uid, gid_t gid);
 
+/* 1 when the delivery running is no longer wanted: lmtpd's session
+ * process is gone (a crash), so its result would never reach queued, which
+ * will deliver again. Checked just before the commit point (the link
+ * into new/, keeping an mbox append), so a crash costs no duplicate. Set
+ * by the delivery worker; NULL: always wanted. */
+extern int (*dlv_abandoned)(void);
+
 /* msg_write.c: the message as stored, with Return-Path: and
  * Delivered-To: in front; `mboxrd` quotes ^>*From lines. Returns 0 or an
  * errno; *written gets the bytes written. */

@@ -185,6 +185,12 @@ maildir_deliver(const struct dlv_msg *m, const struct dlv_target *t, struct dlv_
 		st = dlv_errno_status(err);
 		goto out;
 	}
+	if (dlv_abandoned != NULL && dlv_abandoned()) {
+		unlinkat(md.tmp, name, 0);
+		dlv_detailf(d, "abandoned: lmtpd's session process is gone");
+		st = DLV_TEMP;
+		goto out;
+	}
 	snprintf(final, sizeof(final), "%s,S=%lld", name, (long long)size);
 	err = linkat(md.tmp, name, md.new, final, 0) < 0 ? errno : 0;
 	unlinkat(md.tmp, name, 0);

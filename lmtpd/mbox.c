@@ -244,8 +244,9 @@ mbox_deliver(const struct dlv_msg *m, const struct dlv_target *t, struct dlv_det
 		st = DLV_QUOTA;
 		goto out;
 	}
-	if ((err = append(fd, sb.st_size, m)) != 0) {
-		/* leave no half message behind */
+	if ((err = append(fd, sb.st_size, m)) != 0 ||
+	    (dlv_abandoned != NULL && dlv_abandoned() && (err = ECANCELED))) {
+		/* leave no half message (nor an abandoned one) behind */
 		if (ftruncate(fd, sb.st_size) == 0)
 			fsync(fd);
 		dlv_detailf(d, "cannot write mailbox %s: %s", t->path, strerror(err));

@@ -114,3 +114,36 @@ def test_two_owners_one_transaction(hermod):
                 assert (st.st_uid, st.st_gid) == owner, (d, f)
     finally:
         subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_session_crash_abandons_uncommitted(hermod):
+    """kill -9 of lmtpd's session process right after the final dot: the
+    deliveries it handed out are abandoned before their commit (queued
+    will send them again), so hardly any lands after the kill; before,
+    every one in flight (up to lmtpd_process_limit) did."""
+    from test_lmtpd_client import stuff
+    n = 40
+    for i in range(n):
+        hermod.add_user("u%d" % i)
+    start(hermod, conf={"lmtpd_process_limit": "20"})
+    body = (b"y" * 998 + b"\r\n") * 400            # ~400 KB: writes take a while
+    c = Client(hermod.lmtp_socket)
+    assert c.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+    for i in range(n):
+        assert c.cmd("RCPT TO:<u%d@example.test>" % i)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(stuff(msg("crash", body)) + b".\r\n")
+    time.sleep(0.02)
+    hermod.kill("lmtpd")
+
+    def count():
+        return sum(len(hermod.messages("u%d" % i)) for i in range(n))
+    at_kill = count()
+    time.sleep(2)
+    after = count()
+    c.close()
+    assert after - at_kill <= 3, (at_kill, after)
+    assert after < n
+    for i in range(n):                      # nothing half-written is left
+        tmp = hermod.path("mail", "u%d" % i, "tmp")
+        assert not os.path.isdir(tmp) or os.listdir(tmp) == [], tmp
