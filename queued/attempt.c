@@ -160,6 +160,13 @@ sched_leaf_result(struct msg *m, int i, int code, const char *dsn,
 	}
 }
 
+void
+sched_leaf_postpone(struct msg *m, int i)
+{
+	m->leaves[i].busy = 0;
+	m->postponed = 1;
+}
+
 /* ---- begin --------------------------------------------------------------- */
 
 static void
@@ -243,8 +250,13 @@ attempt_end(struct msg *m)
 		msg_remove(m, "removed");
 		return;
 	}
-	m->tries++;
-	m->next_try = next_attempt(m, now);
+	if (m->postponed) {	/* not a try: back when there is room */
+		m->postponed = 0;
+		m->next_try = now + 1;
+	} else {
+		m->tries++;
+		m->next_try = next_attempt(m, now);
+	}
 	sched_put(m);
 }
 

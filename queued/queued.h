@@ -103,6 +103,7 @@ struct msg {
 	int nleaf;
 	/* scheduling */
 	int hold, warned, tries;
+	int postponed;		/* a leaf was put off (no result): retry soon */
 	int attempts_out;	/* transports still working on it */
 	time_t next_try;
 	size_t heap_idx;	/* position in the schedule, or SIZE_MAX */
@@ -193,6 +194,10 @@ void sched_init(struct event_base *base);
 void sched_add(struct msg *m);		/* a new or recovered message */
 void sched_leaf_result(struct msg *m, int leaf, int code, const char *dsn,
     const char *relay, const char *text);
+/* Leaf not attempted after all (its destination has too much waiting):
+ * no result, no log line, no state record; the message comes back in a
+ * second without counting a try. */
+void sched_leaf_postpone(struct msg *m, int leaf);
 void sched_attempt_done(struct transport *t, struct msg *m);
 struct msg *sched_find(const char *id);
 void sched_flush(struct msg *m);	/* NULL: all */

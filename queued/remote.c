@@ -635,12 +635,15 @@ static void
 job_queue(struct rjob *j)
 {
 	struct dest *d = j->d;
-	char text[REASON_MAX];
 
 	if (d->nwait >= remote_transport.limit / 4) {
-		snprintf(text, sizeof(text), "delivery temporarily suspended: "
-		    "too many messages waiting for %s", d->name);
-		fail_rest(j, 451, "4.4.5", NULL, text);
+		/* Not a failure (a burst to one relayhost is normal): the
+		 * message comes back in a second, no try counted. */
+		for (int k = 0; k < j->n; k++)
+			if (j->st[k] == 0) {
+				j->st[k] = 2;
+				sched_leaf_postpone(j->rm->m, j->idx[k]);
+			}
 		job_end(j);
 		return;
 	}

@@ -456,3 +456,26 @@ def test_mx_at_our_own_address_is_a_loop(env, listen):
     submit(env.h, ["a@me.example"])
     _, recs = dsn_of(env.h)
     assert recs[0]["status"] == "5.4.6", recs
+
+
+def test_relayhost_burst_not_deferred(env):
+    """A burst to one relayhost larger than a destination's waiting share
+    (a quarter of the 500 slots) is held back for a second, not deferred:
+    with a five-minute backoff every message still arrives at once."""
+    import threading
+    s3 = env.sink("127.0.0.3")
+    env.h.conf(relayhost="[127.0.0.3]:%d" % env.port, minimal_backoff_time="300s",
+               maximal_backoff_time="600s", default_destination_concurrency_limit="2")
+    env.h.start("lmtpd", "queued")
+    n = 400
+
+    def burst(k):
+        for i in range(n // 8):
+            submit(env.h, ["r%d-%d@anywhere.example" % (k, i)])
+    ts = [threading.Thread(target=burst, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert len(s3.wait(n, timeout=90)) >= n
+    assert "status=deferred" not in env.h.log("queued")
