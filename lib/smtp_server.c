@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <event2/buffer.h>
@@ -40,7 +41,8 @@ struct srv_session {
 	const struct srv_ops *ops;
 	void *udata;
 	struct srv_limits lim;		/* defaults filled in */
-	struct event *timer;		/* command timeout, then close grace */
+	struct event *timer;		/* command timeout, error sleep, close
+					   grace, then linger */
 	struct event *kick;		/* process() or finish from the loop */
 	struct smtp_line_reader lr;
 	struct smtp_data_dec dec;
@@ -51,7 +53,7 @@ struct srv_session {
 	enum srv_close_why why;		/* for closing / dead */
 	struct timeval close_by;	/* closing: give up flushing then */
 	unsigned paused:1, busy:1, dead:1, closing:1, eof:1, want_write:1,
-	    need_input:1, tls:1;
+	    need_input:1, tls:1, sleeping:1, lingering:1;
 };
 
 static void process(struct srv_session *s);
@@ -98,6 +100,14 @@ arm_timer(struct srv_session *s, unsigned sec)
 	evtimer_add(s->timer, &tv);
 }
 
+static void
+arm_timer_ms(struct srv_session *s, unsigned ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	evtimer_add(s->timer, &tv);
+}
+
 /* Mark dead; the session is finished from the loop (on_close, free). */
 static void
 kill_session(struct srv_session *s, enum srv_close_why why)
@@ -126,16 +136,44 @@ out_pending(const struct srv_session *s)
 	return n;
 }
 
+/*
+ * The last reply is written. Closing a socket with unread input makes the
+ * kernel send a reset, which can destroy that reply before the peer reads
+ * it (a 421 after a flood of pipelined junk). So, when configured:
+ * half-close, drop what still comes, close on the peer's EOF or after
+ * linger_ms (a deadline: a trickle cannot extend it). Under TLS no
+ * half-close (that would skip close_notify handling); just drain.
+ */
+static void
+written_out(struct srv_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	if (s->lim.linger_ms == 0 || s->eof || s->why == SRV_CLOSE_ERROR) {
+		kill_session(s, s->why);
+		return;
+	}
+	s->lingering = 1;
+	if (!srv_tls_active(s) && bufferevent_getfd(s->bev) >= 0)
+		shutdown(bufferevent_getfd(s->bev), SHUT_WR);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	arm_timer_ms(s, s->lim.linger_ms);
+	bufferevent_enable(s->bev, EV_READ);
+}
+
 /* While closing: done when all is written, else look again shortly. */
 static void
 close_check(struct srv_session *s)
 {
 	struct timeval tv = { 0, 50000 };
 
-	if (out_pending(s) == 0 || event_base_gettimeofday_cached(
-	    bufferevent_get_base(s->bev), &tv) < 0 ||
-	    evutil_timercmp(&tv, &s->close_by, >=)) {
-		kill_session(s, s->why);
+	if (out_pending(s) == 0) {
+		written_out(s);
+		return;
+	}
+	if (event_base_gettimeofday_cached(bufferevent_get_base(s->bev),
+	    &tv) < 0 || evutil_timercmp(&tv, &s->close_by, >=)) {
+		kill_session(s, s->why);	/* the peer does not read */
 		return;
 	}
 	tv.tv_sec = 0;
@@ -152,10 +190,11 @@ begin_close(struct srv_session *s, enum srv_close_why why)
 	if (s->dead || s->closing)
 		return;
 	s->closing = 1;
+	s->sleeping = 0;
 	s->why = why;
 	bufferevent_disable(s->bev, EV_READ);
 	if (out_pending(s) == 0) {
-		kill_session(s, why);
+		written_out(s);
 		return;
 	}
 	if (grace.tv_sec > (time_t)s->lim.timeout_sec)
@@ -175,11 +214,26 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (s->dead)
 		return;
+	if (s->lingering) {
+		kill_session(s, s->why);
+		return;
+	}
 	if (s->closing) {	/* still flushing, or the peer does not read */
 		close_check(s);
 		return;
 	}
-	srv_reply_id(s, RPL_TIMEOUT);
+	if (s->sleeping) {	/* the error sleep is over */
+		s->sleeping = 0;
+		if (!s->paused)
+			arm_timer(s, s->lim.timeout_sec);
+		poke(s);
+		return;
+	}
+	if (s->lim.hostname != NULL)
+		srv_reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
+		    s->lim.hostname);
+	else
+		srv_reply_id(s, RPL_TIMEOUT);
 	begin_close(s, SRV_CLOSE_TIMEOUT);
 }
 
@@ -188,8 +242,14 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	process(arg);
+	struct srv_session *s = arg;
+
+	if (s->lingering) {
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	process(s);
 }
 
 static void
@@ -218,6 +278,10 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (s->dead)
 		return;
+	if (s->lingering) {	/* EOF or reset: the peer is gone */
+		kill_session(s, s->why);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {	/* TLS handshake done */
 		s->tls = 1;
 		if (s->ops->on_tls != NULL)
@@ -356,9 +420,20 @@ srv_error(struct srv_session *s)
 {
 	if (s->dead || s->closing)
 		return 1;
-	if (++s->errors < s->lim.hard_error_limit)
+	if (++s->errors < s->lim.hard_error_limit) {
+		if (s->lim.error_sleep_ms > 0 && s->lim.soft_error_limit > 0 &&
+		    s->errors > s->lim.soft_error_limit) {
+			/* no command until the timer says so (tarpit) */
+			s->sleeping = 1;
+			arm_timer_ms(s, s->lim.error_sleep_ms);
+		}
 		return 0;
-	srv_reply_id(s, RPL_TOO_MANY_ERRORS);
+	}
+	if (s->lim.hostname != NULL)
+		srv_reply(s, 421, "4.7.0", "%s Error: too many errors",
+		    s->lim.hostname);
+	else
+		srv_reply_id(s, RPL_TOO_MANY_ERRORS);
 	begin_close(s, SRV_CLOSE_ERRORS);
 	return 1;
 }
@@ -369,7 +444,7 @@ void
 srv_pause(struct srv_session *s)
 {
 	s->paused = 1;
-	if (!s->closing)
+	if (!s->closing && !s->sleeping)
 		evtimer_del(s->timer);
 }
 
@@ -379,7 +454,7 @@ srv_resume(struct srv_session *s)
 	if (!s->paused || s->dead)
 		return;
 	s->paused = 0;
-	if (!s->closing)
+	if (!s->closing && !s->sleeping)
 		arm_timer(s, s->lim.timeout_sec);
 	poke(s);
 }
@@ -606,7 +681,7 @@ process(struct srv_session *s)
 		return;
 	s->busy = 1;
 	s->need_input = 0;
-	while (!s->dead && !s->paused && !s->closing) {
+	while (!s->dead && !s->paused && !s->closing && !s->sleeping) {
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
 		    s->lim.output_max) {
 			s->want_write = 1;	/* the peer does not read */
@@ -623,6 +698,6 @@ process(struct srv_session *s)
 	}
 	if (s->eof && s->need_input && !s->paused && !s->closing)
 		begin_close(s, SRV_CLOSE_EOF);
-	else if (progress && !s->paused && !s->closing)
+	else if (progress && !s->paused && !s->closing && !s->sleeping)
 		arm_timer(s, s->lim.timeout_sec);
 }

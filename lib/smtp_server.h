@@ -107,6 +107,19 @@ struct srv_limits {
 	size_t output_max;		/* unsent replies before we stop reading
 					   commands [65536] */
 	unsigned flags;			/* SRV_F_* */
+	/* Soft error limit (Postfix's smtpd_soft_error_limit and
+	 * smtpd_error_sleep_time): each error past the first soft_error_limit
+	 * stops command processing for error_sleep_ms [0: never]. */
+	unsigned soft_error_limit;
+	unsigned error_sleep_ms;
+	/* Lingering close: once the last reply of a closing session is
+	 * written, half-close (not under TLS), read and drop the input for at
+	 * most linger_ms, then close, so that unread input does not make the
+	 * kernel send a reset that destroys the last 421 [0: close at once]. */
+	unsigned linger_ms;
+	/* Put into the engine's own 421 texts ("421 4.4.2 <host> Error:
+	 * timeout exceeded"), as Postfix does [NULL: no name]. Borrowed. */
+	const char *hostname;
 };
 /* Reject command lines ended by a bare LF (500 5.5.2) instead of taking
  * them (Postfix's smtpd_forbid_bare_newline = reject applied to commands). */

@@ -686,6 +686,119 @@ TEST(test_implicit_tls)
 	SSL_CTX_free(cctx);
 }
 
+/* Past the soft limit each error holds the session error_sleep_ms. */
+TEST(test_error_sleep)
+{
+	struct srv_limits lim = { .soft_error_limit = 1,
+	    .error_sleep_ms = 400 };
+	const char *e = "500 5.5.2 Error: command not recognized\r\n";
+	char want[256];
+	struct buf out;
+
+	/* at the bound (2 errors, soft limit 2): no sleep at all */
+	lim.soft_error_limit = 2;
+	snprintf(want, sizeof(want), "%s%s" OK BYE, e, e);
+	script(&lim, "A\r\nB\r\nNOOP\r\nQUIT\r\n", 0, 300, want, 1,
+	    SRV_CLOSE_QUIT);
+	/* one past it: the second error sleeps, then the rest goes on */
+	lim.soft_error_limit = 1;
+	start(&lim);
+	send_str("A\r\nB\r\nNOOP\r\nQUIT\r\n", 19);
+	run(200);
+	transcript(&out);
+	snprintf(want, sizeof(want), "%s%s", e, e);
+	CHECK_STR(out.data, want);
+	CHECK_INT(T.closed, 0);
+	buf_free(&out);
+	run(1000);
+	transcript(&out);
+	CHECK_STR(out.data, OK BYE);
+	CHECK_INT(T.closed, 1);
+	buf_free(&out);
+	stop();
+	/* the peer half-closes during the sleep: the rest is still answered */
+	start(&lim);
+	send_str("A\r\nB\r\nNOOP\r\n", 12);
+	shutdown(T.fd, SHUT_WR);
+	run(1500);
+	transcript(&out);
+	snprintf(want, sizeof(want), "%s%s" OK, e, e);
+	CHECK_STR(out.data, want);
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_EOF);
+	buf_free(&out);
+	stop();
+	/* the hard limit still ends it, sleeping or not */
+	lim.hard_error_limit = 3;
+	snprintf(want, sizeof(want), "%s%s%s421 4.7.0 mx.test Error: too many "
+	    "errors\r\n", e, e, e);
+	lim.hostname = "mx.test";
+	script(&lim, "A\r\nB\r\nC\r\nD\r\n", 0, 2000, want, 1,
+	    SRV_CLOSE_ERRORS);
+}
+
+/* The host name in the engine's own 421 texts. */
+TEST(test_hostname_421)
+{
+	struct srv_limits lim = { .timeout_sec = 1, .hostname = "mx.test" };
+
+	script(&lim, "NOOP\r\n", 0, 3000,
+	    OK "421 4.4.2 mx.test Error: timeout exceeded\r\n", 1,
+	    SRV_CLOSE_TIMEOUT);
+}
+
+/* Lingering close: half-closed after the last reply, input dropped,
+ * closed at the peer's EOF or after linger_ms. */
+TEST(test_linger)
+{
+	struct srv_limits lim = { .linger_ms = 600 };
+	char tmp[64];
+	struct buf out;
+
+	start(&lim);
+	send_str("QUIT\r\nNOOP\r\n", 12);
+	run(200);
+	transcript(&out);
+	CHECK_STR(out.data, BYE);		/* and EOF: half-closed */
+	CHECK(read(T.fd, tmp, sizeof(tmp)) == 0);
+	CHECK_INT(T.closed, 0);
+	send_str("more junk\r\n", 11);	/* dropped, never a reply */
+	run(100);
+	CHECK_INT(T.closed, 0);
+	shutdown(T.fd, SHUT_WR);		/* the peer's EOF ends it */
+	run(500);
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_QUIT);
+	buf_free(&out);
+	stop();
+	/* a peer that never closes: the deadline ends it, trickle or not */
+	start(&lim);
+	send_str("QUIT\r\n", 6);
+	for (int i = 0; i < 4; i++) {
+		run(200);
+		if (T.s == NULL)
+			break;
+		send_str("x", 1);
+	}
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_QUIT);
+	stop();
+	/* the hard error limit's 421 also lingers */
+	lim.hard_error_limit = 1;
+	start(&lim);
+	send_str("A\r\nB\r\n", 6);
+	run(200);
+	transcript(&out);
+	CHECK_STR(out.data, "500 5.5.2 Error: command not recognized\r\n"
+	    "421 4.7.0 Error: too many errors, closing connection\r\n");
+	CHECK_INT(T.closed, 0);
+	run(1000);
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_ERRORS);
+	buf_free(&out);
+	stop();
+}
+
 int
 main(void)
 {
@@ -705,5 +818,8 @@ main(void)
 	RUN(test_starttls_discards_input);
 	RUN(test_starttls_handshake);
 	RUN(test_implicit_tls);
+	RUN(test_error_sleep);
+	RUN(test_hostname_421);
+	RUN(test_linger);
 	return unit_done("smtp_server");
 }
