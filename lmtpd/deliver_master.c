@@ -402,6 +402,7 @@ static void
 master_loop(void)
 {
 	struct pollfd p[2 + MASTER_MAX_WORKERS];
+	int idx[MASTER_MAX_WORKERS];	/* p[2 + k] is workers[idx[k]] */
 	sigset_t mask;
 	int eof = 0;
 
@@ -419,9 +420,15 @@ master_loop(void)
 	while (!eof) {
 		p[0] = (struct pollfd){ sig_fd, POLLIN, 0 };
 		p[1] = (struct pollfd){ eof ? -1 : session_sock, POLLIN, 0 };
+		/* only live workers: the kernel walks every entry (perf:
+		 * a full table cost a few % of lmtpd's CPU per delivery) */
+		int n = 0;
 		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
-			p[2 + i] = (struct pollfd){ workers[i].sock, POLLIN, 0 };
-		if (poll(p, 2 + MASTER_MAX_WORKERS, 1000) < 0 && errno != EINTR)
+			if (workers[i].sock >= 0) {
+				idx[n] = i;
+				p[2 + n++] = (struct pollfd){ workers[i].sock, POLLIN, 0 };
+			}
+		if (poll(p, 2 + (nfds_t)n, 1000) < 0 && errno != EINTR)
 			fatal_sys("poll");
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
@@ -430,9 +437,9 @@ master_loop(void)
 			while (waitpid(-1, NULL, WNOHANG) > 0)
 				;	/* results come by the sockets */
 		}
-		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
-			if (workers[i].sock >= 0 && p[2 + i].revents)
-				worker_input(&workers[i]);
+		for (int k = 0; k < n; k++)
+			if (workers[idx[k]].sock >= 0 && p[2 + k].revents)
+				worker_input(&workers[idx[k]]);
 		if (p[1].revents & (POLLHUP | POLLERR))
 			eof = 1;	/* requests still queued from a dead
 					 * session process are not started */

@@ -1,6 +1,6 @@
 /*
- * One message being received by an LMTP session (spool.c): an unlinked
- * temp file holding the data with LF line ends. The session owns the
+ * One message being received by an LMTP session (spool.c): a memfd, or
+ * past 1 MiB an unlinked temp file, holding the data with LF line ends. The session owns the
  * struct and the descriptor; spool_close() releases it.
  */
 #ifndef HERMOD_LMTPD_SPOOL_H
@@ -11,6 +11,9 @@
 
 struct spool {
 	int fd;
+	int mem;	/* fd is a memfd (moved to a file past 1 MiB) */
+	char *dir;	/* where a file goes */
+	off_t written;	/* bytes in fd */
 	int err;	/* first write error (errno), 0 if none */
 	int cr;		/* a CR is held back: is an LF next? */
 	char last;	/* last byte stored */
@@ -19,7 +22,7 @@ struct spool {
 	char buf[16384];
 };
 
-/* Open an unlinked file in dir. -1 with errno on failure. */
+/* Open a memfd (or an unlinked file in dir). -1 with errno on failure. */
 int spool_open(struct spool *s, const char *dir);
 /* Append message bytes (CRLF becomes LF); errors are kept in s->err. */
 void spool_write(struct spool *s, const char *p, size_t len);

@@ -147,3 +147,25 @@ def test_session_crash_abandons_uncommitted(hermod):
     for i in range(n):                      # nothing half-written is left
         tmp = hermod.path("mail", "u%d" % i, "tmp")
         assert not os.path.isdir(tmp) or os.listdir(tmp) == [], tmp
+
+
+def test_spool_past_memory_bound_moves_to_disk(hermod):
+    """A message starts in a memfd and moves to a file past 1 MiB: a
+    3 MiB one and a small one after it both arrive byte for byte."""
+    import mailbox
+    from test_lmtpd_client import stored
+    start(hermod, conf={"message_size_limit": str(8 << 20)},
+          users=[("alice", None, ""), ("bob", mbox_path(hermod, "bob"), "")])
+    big = msg("big", b"".join(b"%06d " % i + b"b" * 990 + b"\r\n" for i in range(3000)))
+    small = msg("small")
+    with Client(hermod.lmtp_socket) as c:
+        for m in (big, small):
+            _, dr = c.transaction(SENDER, ["alice@example.test", "bob@example.test"], m)
+            assert [r[0] for r in dr] == [250, 250], dr
+    md = hermod.maildir("alice")
+    got = sorted((md.get_bytes(k) for k in md.keys()), key=len)
+    assert got == [stored(SENDER, "alice@example.test", small),
+                   stored(SENDER, "alice@example.test", big)]
+    mb = mailbox.mbox(mbox_path(hermod, "bob"))
+    assert [mb.get_bytes(k) for k in mb.keys()] == [
+        stored(SENDER, "bob@example.test", big), stored(SENDER, "bob@example.test", small)]
