@@ -1,7 +1,7 @@
 /*
- * The message: DATA (dot-stuffed, ended only by CRLF.CRLF) and BDAT
- * (RFC 3030 counted chunks) decoded byte by byte and streamed to queued
- * through handoff.c, after the Received: header. Never held whole: at most
+ * The message: DATA (dot-stuffed, ended only by CRLF.CRLF: lib/smtp_proto's
+ * decoder) and BDAT (RFC 3030 counted chunks, checked here for bare line
+ * ends) streamed to queued through handoff.c, after the Received: header. Never held whole: at most
  * SMTPD_DATA_CHUNK decoded bytes wait here, and reading stops while
  * queued's socket is full.
  *
@@ -73,6 +73,7 @@ start_handoff(struct session *s)
 	buf_init(&tx->out, 2 * SMTPD_DATA_CHUNK);
 	hopcount_init(&tx->hops);
 	tx->ds = D_BOL;
+	smtp_data_dec_init(&tx->dec, 0, 0);	/* the size is checked here */
 	tx->started = 1;
 	tx->phase = P_START;
 	handoff_start(s->ho, &m);
@@ -124,56 +125,59 @@ emit(struct txn *tx, const char *p, size_t n)
 		buf_append(&tx->out, p, n);
 }
 
-/* One input byte. Returns 1 at the end of DATA (the CRLF.CRLF's LF). */
-static int
-decode_byte(struct session *s, struct txn *tx, char c)
+/*
+ * One BDAT byte: the octets are raw (no dot-stuffing), but a bare LF or
+ * bare CR refuses the message as in DATA, so that what queued stores and
+ * relays never holds a line end another server reads differently.
+ */
+static void
+bdat_byte(struct session *s, struct txn *tx, char c)
 {
-	int dot = !tx->bdat;
-
-	switch (tx->ds) {
-	case D_BOL:
-		if (c == '.' && dot) {
-			tx->ds = D_DOT;
-			return 0;
-		}
-		break;
-	case D_DOT:
-		if (c == '\r') {
-			tx->ds = D_DOTCR;
-			return 0;
-		}
-		break;		/* stuffed dot dropped; c is the line's start */
-	case D_DOTCR:
-		if (c == '\n')
-			return 1;
-		reject(s, R_BARE_CR);
-		emit(tx, ".\r", 2);
-		tx->ds = D_MID;
-		break;
-	case D_CR:
+	if (tx->ds == D_CR) {
 		if (c == '\n') {
 			emit(tx, "\r\n", 2);
 			tx->ds = D_BOL;
-			return 0;
+			return;
 		}
 		reject(s, R_BARE_CR);
-		tx->ds = D_MID;
-		break;
-	case D_MID:
-		break;
 	}
 	if (c == '\r') {
 		tx->ds = D_CR;
-	} else if (c == '\n') {
-		/* Not a line end: what follows is no line start either, so
-		 * "\n.\r\n" cannot end the data. */
-		reject(s, R_BARE_LF);
-		tx->ds = D_MID;
-	} else {
-		emit(tx, &c, 1);
-		tx->ds = D_MID;
+		return;
 	}
-	return 0;
+	if (c == '\n')
+		reject(s, R_BARE_LF);
+	else
+		emit(tx, &c, 1);
+	tx->ds = D_MID;
+}
+
+static void
+dec_sink(void *arg, const char *p, size_t n)
+{
+	emit(arg, p, n);
+}
+
+/*
+ * DATA bytes through the shared decoder; 1 at the end (the final dot's
+ * LF consumed). A bare LF or CR refuses the message the moment it is seen
+ * (queued drops its partial file); when one piece holds both, the reply
+ * names the LF.
+ */
+static int
+data_decode(struct session *s, struct txn *tx, const char *p, size_t n,
+    size_t *used)
+{
+	unsigned before = tx->dec.flags, now;
+	int end;
+
+	*used = smtp_data_dec_feed(&tx->dec, p, n, dec_sink, tx, &end);
+	now = tx->dec.flags & ~before;
+	if (now & SMTP_DATA_F_BARE_LF)
+		reject(s, R_BARE_LF);
+	else if (now & SMTP_DATA_F_BARE_CR)
+		reject(s, R_BARE_CR);
+	return end;
 }
 
 /* Hand the decoded bytes on; 1 if queued's socket is full (wait). */
@@ -251,8 +255,11 @@ data_input(struct session *s)
 			return;
 		n = avail < SMTPD_DATA_CHUNK ? avail : SMTPD_DATA_CHUNK;
 		p = evbuffer_pullup(in, (ssize_t)n);
-		for (i = 0; i < n && !end; i++)
-			end = decode_byte(s, tx, (char)p[i]);
+		if (s->mode == IN_DATA)
+			end = data_decode(s, tx, (const char *)p, n, &i);
+		else
+			for (i = 0; i < n; i++)
+				bdat_byte(s, tx, (char)p[i]);
 		evbuffer_drain(in, i);
 		if (s->mode == IN_CHUNK)
 			tx->chunk_left -= i;

@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "handoff.h"
 #include "received.h"
+#include "smtp_proto.h"
 #include "submit.h"
 
 /* Bounds (RFC 5321 4.5.3.1): command line 512 plus room for the ESMTP
@@ -74,8 +75,9 @@ struct rcpt {
 	char *orcpt;		/* NULL or decoded "rfc822;a@b" */
 };
 
-/* Data decoder states (smtp_data.c). */
-enum dstate { D_BOL, D_DOT, D_DOTCR, D_MID, D_CR };
+/* BDAT line-end checker states (smtp_data.c); DATA uses lib/smtp_proto's
+ * decoder. */
+enum dstate { D_BOL, D_MID, D_CR };
 
 /* Where the message stands with queued. */
 enum tphase { P_NONE, P_START, P_DATA, P_END };
@@ -94,7 +96,8 @@ struct txn {
 	enum tphase phase;
 	int failed;			/* queued refused: result kept */
 	char fail_line[320];		/* queued's refusal, as our reply */
-	enum dstate ds;
+	enum dstate ds;			/* BDAT */
+	struct smtp_data_dec dec;	/* DATA */
 	unsigned long long msg_size;	/* bytes after decoding */
 	unsigned long long chunk_left;	/* BDAT octets still to read */
 	int chunk_last;
