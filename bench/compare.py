@@ -21,10 +21,16 @@ Measured, each scenario alternating Postfix and Hermod for ROUNDS rounds
   c. total RSS of the daemons idle and with 1,000 / 10,000 idle sessions;
   d. latency from the final dot to the 250 (p50, p99) at 1 and 100
      clients;
-  e. the disk's rate of 4 KB write + fsync, and messages per flush.
-Not here yet: (f) throughput with 10,000/100,000 deferred messages.
+  e. the disk's rate of 4 KB write + fsync, and messages per flush;
+  f. last: both relay to a dead port (connection refused, next try in an
+     hour), the queue is filled through SMTP with 10,000 (--full: also
+     100,000) deferred messages, and (a) at 100 clients, 1 recipient is
+     run again with them sitting there; then each side is restarted and
+     the time from the start command until a new message is in
+     Maildir/new is taken (start-up recovery).
 
-Usage: /usr/bin/python3 bench/compare.py [--quick] [--rounds N] [--scale F]
+Usage: /usr/bin/python3 bench/compare.py [--quick] [--full] [--rounds N]
+       [--scale F] [--deferred N,...]
 Needs root (Postfix's master, system accounts, delivery as the owner).
 """
 
@@ -44,9 +50,11 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests", "e2e"))
 from hermod import Hermod  # noqa: E402
+from test_queued import stats  # noqa: E402
 
 W = "/var/tmp/hermod-bench"
 PF_PORT, H_PORT, SINK_PORT = 2625, 2725, 2825
+DEAD_RELAY = "[127.0.0.3]:2925"         # (f): nothing listens there
 USERS = ["hb%d" % i for i in range(10)]
 DOMAIN = "bench.test"
 
@@ -179,6 +187,19 @@ maillog_file = {w}/pf/maillog
     def maildir(self, user):
         return os.path.join(W, "home", user, "Maildir")
 
+    def dead_relay(self):
+        """(f): remote mail goes nowhere and waits an hour to be tried again."""
+        sh("postconf", "-c", self.etc, "-e", "relayhost=" + DEAD_RELAY,
+           "minimal_backoff_time=3600s", "maximal_backoff_time=4000s")
+        sh("postfix", "-c", self.etc, "reload", timeout=60)
+        time.sleep(2)
+
+    def deferred(self):
+        n = 0
+        for _, _, files in os.walk(os.path.join(self.spool, "deferred")):
+            n += len(files)
+        return n
+
     def queue_files(self):
         n = 0
         for d in ("incoming", "active", "deferred", "maildrop"):
@@ -194,7 +215,9 @@ class HermodSide:
         self.h = Hermod()
         self.h.conf(smtp_listen="127.0.0.1:%d" % H_PORT, mydestination=DOMAIN,
                     myhostname="h.bench.local", relayhost="[127.0.0.2]:%d" % SINK_PORT,
-                    smtpd_max_connections="20000", log_level="warning")
+                    smtpd_max_connections="20000", log_level="warning",
+                    # Postfix's defaults (the fixture's are for tests)
+                    minimal_backoff_time="300s", maximal_backoff_time="4000s")
         lines = []
         for a, u in rcpt_names():
             pw = pwd.getpwnam(u)
@@ -219,6 +242,17 @@ class HermodSide:
 
     def maildir(self, user):
         return os.path.join(W, "home", user, "HMaildir")
+
+    def dead_relay(self):
+        self.stop()
+        self.h.conf(relayhost=DEAD_RELAY, minimal_backoff_time="3600s",
+                    maximal_backoff_time="4000s")
+        self.start()
+
+    def deferred(self):
+        """Deferrals since queued started (it is not restarted while the
+        queue fills, and nothing is tried twice within the hour)."""
+        return int(stats(self.h)["deferred"])
 
     def queue_files(self):
         n = 0
@@ -339,6 +373,50 @@ def run_relay(side, msgs, clients):
         time.sleep(0.02)
     t_all = time.time() - t0
     return {"rate": msgs / t_all, "cpu_ms": (cpu_seconds(side.pids()) - c0) * 1000 / msgs}
+
+
+def fill_deferred(side, n, total):
+    """n more messages to the dead relay; wait until `total` have been
+    tried once and deferred."""
+    smtp_source(side.port, n, 100, 1, domain="relay.test")
+    end = time.time() + 1800
+    while side.deferred() < total and time.time() < end:
+        time.sleep(0.5)
+    return side.deferred()
+
+
+def recovery(side):
+    """Stop, then time from the start command until the listener is up
+    and until a new message is in Maildir/new."""
+    side.stop()
+    clear_maildirs(side)
+    t0 = time.time()
+    side.start()
+    up = time.time() - t0
+    smtp_source(side.port, 1, 1, 1)
+    end = time.time() + 1800
+    while delivered(side) < 1 and time.time() < end:
+        time.sleep(0.02)
+    return {"up": up, "first": time.time() - t0}
+
+
+def growth(sides, sizes, msgs, rounds, record):
+    for s in sides:
+        s.dead_relay()
+    filled = 0
+    for n in [0] + sizes:
+        for s in sides:
+            if n > filled:
+                got = fill_deferred(s, n - filled, n)
+                record(("fq", n), s, got)
+        filled = n
+        time.sleep(5)
+        for _ in range(rounds):
+            for s in sides:
+                record(("f", n), s, run_local(s, msgs, 100, 1))
+    if sizes:
+        for s in sides:
+            record("frec", s, recovery(s))
 
 
 def latency(side, clients, per_client):
@@ -476,12 +554,21 @@ def main():
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--scale", type=float, default=None,
                     help="message counts relative to the full run (1.0)")
+    ap.add_argument("--full", action="store_true",
+                    help="(f) with 100,000 deferred messages too")
+    ap.add_argument("--deferred", default=None,
+                    help="(f): comma-separated queue sizes (default 10000; "
+                    "--full 10000,100000; --quick 2000)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("compare.py: run as root (Postfix's master, system accounts)")
     # Ctrl-C or a kill still stops both systems (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("compare.py: terminated"))
     rounds = a.rounds or (1 if a.quick else 3)
+    if a.deferred is not None:
+        sizes = [int(x) for x in a.deferred.split(",") if x]
+    else:
+        sizes = [2000] if a.quick else [10000, 100000] if a.full else [10000]
     scale = a.scale or (0.2 if a.quick else 1.0)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     want = 30000 if hard == resource.RLIM_INFINITY else min(30000, hard)
@@ -523,7 +610,9 @@ def main():
                 record(("c", n), s, idle_session_safe(s, n))
         disk = [fsync_rate() for _ in range(rounds)]
         nflush = {s.name: flushes(s, int(2000 * scale)) for s in sides}
+        growth(sides, sizes, int(2000 * scale), rounds, record)
         report(res, idle, disk, nflush, int(2000 * scale), rounds)
+        report_growth(res, sizes, int(2000 * scale))
     finally:
         for s in sides:
             try:
@@ -599,6 +688,34 @@ def report(res, idle, disk, nflush, fmsgs, rounds):
           "all daemons: Postfix %d (%.2f msgs per flush), Hermod %d (%.2f msgs per flush)." % (
               fmsgs, nflush["Postfix"], fmsgs / max(1, nflush["Postfix"]),
               nflush["Hermod"], fmsgs / max(1, nflush["Hermod"])))
+
+
+def report_growth(res, sizes, msgs):
+    print("\n### f. Local delivery with deferred messages in the queue\n")
+    print("%d messages, 100 clients, 1 recipient; remote mail goes to a dead relay "
+          "(next try in an hour); the queue filled through SMTP beforehand.\n" % msgs)
+    print("| deferred | Postfix msg/s | Hermod msg/s | ratio | P / H vs own empty queue "
+          "| CPU ms/msg P / H |\n|---:|---:|---:|---:|---|---|")
+    base = {}
+    for n in [0] + sizes:
+        p, h = res[("f", n)]["Postfix"], res[("f", n)]["Hermod"]
+        pr, hr = [x["rate"] for x in p], [x["rate"] for x in h]
+        base.setdefault("P", med(pr))
+        base.setdefault("H", med(hr))
+        q = ""
+        if n:
+            q = " (queued: %d / %d)" % (res[("fq", n)]["Postfix"][0], res[("fq", n)]["Hermod"][0])
+        lost = sum(x["lost"] for x in p + h)
+        print("| %d%s | %s | %s | %.2f | %+.0f %% / %+.0f %% | %s / %s |%s" % (
+            n, q, fmt(pr), fmt(hr), med(hr) / med(pr),
+            100 * (med(pr) / base["P"] - 1), 100 * (med(hr) / base["H"] - 1),
+            fmt([x["cpu_ms"] for x in p], 2), fmt([x["cpu_ms"] for x in h], 2),
+            " (%d not delivered in time)" % lost if lost else ""))
+    if sizes:
+        p, h = res["frec"]["Postfix"][0], res["frec"]["Hermod"][0]
+        print("\nRestart with %d deferred messages: listening after %.2f s (Postfix) / "
+              "%.2f s (Hermod); first new message in Maildir/new after %.2f s / %.2f s." % (
+                  sizes[-1], p["up"], h["up"], p["first"], h["first"]))
 
 
 if __name__ == "__main__":
