@@ -556,6 +556,8 @@ def main():
                     help="message counts relative to the full run (1.0)")
     ap.add_argument("--full", action="store_true",
                     help="(f) with 100,000 deferred messages too")
+    ap.add_argument("--only-growth", action="store_true",
+                    help="only (f), the longest part, as a run of its own")
     ap.add_argument("--deferred", default=None,
                     help="(f): comma-separated queue sizes (default 10000; "
                     "--full 10000,100000; --quick 2000)")
@@ -591,6 +593,10 @@ def main():
         def record(key, side, r):
             res.setdefault(key, {}).setdefault(side.name, []).append(r)
 
+        if a.only_growth:
+            growth(sides, sizes, int(2000 * scale), rounds, record)
+            report_growth(res, sizes, int(2000 * scale), rounds)
+            return
         idle = {s.name: (rss_mb(s.pids()), rss_mb(s.pids(), "Pss:")) for s in sides}
         for rcpts in (1, 10):
             for clients in (1, 10, 100):
@@ -612,7 +618,7 @@ def main():
         nflush = {s.name: flushes(s, int(2000 * scale)) for s in sides}
         growth(sides, sizes, int(2000 * scale), rounds, record)
         report(res, idle, disk, nflush, int(2000 * scale), rounds)
-        report_growth(res, sizes, int(2000 * scale))
+        report_growth(res, sizes, int(2000 * scale), rounds)
     finally:
         for s in sides:
             try:
@@ -690,9 +696,13 @@ def report(res, idle, disk, nflush, fmsgs, rounds):
               nflush["Hermod"], fmsgs / max(1, nflush["Hermod"])))
 
 
-def report_growth(res, sizes, msgs):
+def report_growth(res, sizes, msgs, rounds):
     print("\n### f. Local delivery with deferred messages in the queue\n")
-    print("%d messages, 100 clients, 1 recipient; remote mail goes to a dead relay "
+    print("Postfix %s, Hermod %s, %s, %d round(s), alternating, median (range)." % (
+        sh("postconf", "-d", "-h", "mail_version").stdout.strip(),
+        sh("git", "-C", TOP, "rev-parse", "--short", "HEAD").stdout.strip(),
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rounds))
+    print("\n%d messages, 100 clients, 1 recipient; remote mail goes to a dead relay "
           "(next try in an hour); the queue filled through SMTP beforehand.\n" % msgs)
     print("| deferred | Postfix msg/s | Hermod msg/s | ratio | P / H vs own empty queue "
           "| CPU ms/msg P / H |\n|---:|---:|---:|---:|---|---|")
