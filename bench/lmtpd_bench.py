@@ -45,7 +45,34 @@ def fsync_rate(directory, seconds):
     return n / (time.monotonic() - t0)
 
 
+def lmtpd_cpu(h):
+    """CPU seconds of lmtpd, its master and workers so far: utime+stime
+    of each live process in lmtpd's tree plus cutime+cstime (the workers
+    already reaped)."""
+    top = h.procs["lmtpd"].pid
+    parent, times = {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            f = open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d)] = int(f[1])
+        times[int(d)] = sum(int(x) for x in f[11:15])
+    total = 0
+    for pid, t in times.items():
+        p = pid
+        while p > 1 and p != top:
+            p = parent.get(p, 0)
+        if p == top:
+            total += t
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def deliveries_per_second(h, sessions, seconds, rcpt):
+    """(deliveries per second, lmtpd CPU ms per delivery)"""
+    cpu0 = lmtpd_cpu(h)
     counts = [0] * sessions
     stop = time.monotonic() + seconds
     errors = []
@@ -71,7 +98,8 @@ def deliveries_per_second(h, sessions, seconds, rcpt):
     if errors:
         bad = [l for l in h.log("lmtpd").splitlines() if "status=sent" not in l][-10:]
         raise RuntimeError("%s\n%s" % (errors[:3], "\n".join(bad)))
-    return sum(counts) / (time.monotonic() - t0)
+    n = sum(counts)
+    return n / (time.monotonic() - t0), (lmtpd_cpu(h) - cpu0) * 1000 / max(n, 1)
 
 
 def fill(path, size):
@@ -132,13 +160,16 @@ def main():
         print("| measure | result |")
         print("|---|---|")
         print("| disk: create+write 4 KiB+fsync+rename+fsync dir, per second | %.0f |" % rate)
-        print("| Maildir deliveries/s, 1 LMTP session | %.0f |" % one)
-        print("| Maildir deliveries/s, 10 LMTP sessions | %.0f |" % ten)
+        print("| Maildir deliveries/s, 1 LMTP session | %.0f |" % one[0])
+        print("| Maildir deliveries/s, 10 LMTP sessions | %.0f |" % ten[0])
+        print("| lmtpd CPU ms per delivery, 1 / 10 sessions | %.2f / %.2f |" % (one[1], ten[1]))
         print("| mbox append, empty mbox (ms per message) | %.2f |" % empty_ms)
         print("| mbox append, %.1f GB mbox (ms per message) | %.2f |" % (a.gb, big_ms))
         if a.tmpfs:
-            print("| Maildir on tmpfs (no disk), 1 session, deliveries/s | %.0f |" % shm1)
-            print("| Maildir on tmpfs (no disk), 10 sessions, deliveries/s | %.0f |" % shm10)
+            print("| Maildir on tmpfs (no disk), 1 session, deliveries/s | %.0f |" % shm1[0])
+            print("| Maildir on tmpfs (no disk), 10 sessions, deliveries/s | %.0f |" % shm10[0])
+            print("| lmtpd CPU ms per delivery on tmpfs, 1 / 10 sessions | %.2f / %.2f |"
+                  % (shm1[1], shm10[1]))
     finally:
         h.close()
         if shm:
