@@ -226,17 +226,25 @@ session_free(struct session *s)
 
 /* ---- input ---------------------------------------------------------------- */
 
-/* One command line from the input; 1 if one was handled, 0 if more input
- * is needed. */
+/*
+ * One command line from the input (lib/smtp_proto's reader: the bound
+ * counts the CRLF, a bare LF ends a line, an over-long line is refused
+ * once and drained up to its LF); 1 if one was handled, 0 if more input
+ * is needed.
+ */
 static int
 read_command(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
 	char line[SMTPD_LINE_MAX + 2];
 	size_t len;
+	unsigned flags;
 
-	if (eol.pos < 0) {
+	switch (smtp_line_read(&s->lr, in, line, &len, &flags)) {
+	case SMTP_LINE_TOO_LONG:
+		session_error(s, "500 5.5.2 Error: line too long");
+		return 1;
+	case SMTP_LINE_MORE:
 		/* A deadline per command line, not per read: a client that
 		 * trickles a byte now and then (slowloris) still times out. */
 		if (evbuffer_get_length(in) > 0 && s->line_start == 0)
@@ -246,30 +254,12 @@ read_command(struct session *s)
 			log_info("timeout after slow command from %s", session_client(s));
 			session_close(s, "421 4.4.2 %s Error: timeout exceeded",
 			    conf_str(C_myhostname));
-			return 0;
-		}
-		if (evbuffer_get_length(in) <= SMTPD_LINE_MAX)
-			return 0;
-		evbuffer_drain(in, evbuffer_get_length(in));
-		if (!s->skip_line) {
-			s->skip_line = 1;
-			session_error(s, "500 5.5.2 Error: line too long");
 		}
 		return 0;
+	case SMTP_LINE_OK:
+		break;
 	}
-	len = (size_t)eol.pos;
 	s->line_start = 0;
-	if (s->skip_line || len > SMTPD_LINE_MAX) {
-		evbuffer_drain(in, len + 1);
-		if (!s->skip_line)
-			session_error(s, "500 5.5.2 Error: line too long");
-		s->skip_line = 0;
-		return 1;
-	}
-	evbuffer_remove(in, line, len + 1);
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	line[len] = '\0';
 	session_command(s, line, len);
 	return 1;
 }
@@ -425,6 +415,8 @@ session_set_bev(struct session *s, struct bufferevent *bev)
 	if (bev == NULL)
 		fatal("smtpd: cannot set up a session");
 	s->bev = bev;
+	/* a new bev (STARTTLS) starts with a new line: nothing carried over */
+	smtp_line_init(&s->lr, SMTPD_LINE_MAX + 1);	/* 2047 + CRLF, as before */
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_MAX);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);

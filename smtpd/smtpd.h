@@ -134,7 +134,7 @@ struct session {
 	struct auth_state *auth;	/* AUTH exchange (smtpd_auth.c) */
 
 	int errors;
-	int skip_line;			/* discarding an over-long line */
+	struct smtp_line_reader lr;	/* command lines (lib/smtp_proto) */
 	time_t line_start;		/* first byte of an unfinished line */
 	unsigned long long skip_left;	/* BDAT octets read and dropped */
 	const char *skip_reply;		/* ... then this reply */

@@ -206,7 +206,6 @@ cmd_starttls(struct session *s, char *arg)
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 	s->state = ST_GREET;
-	s->skip_line = 0;
 	s->line_start = 0;
 	auth_reset(s);
 	if (tls_wrap(s) != 0) {
