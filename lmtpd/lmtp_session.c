@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <bsd/sys/queue.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "conf.h"
@@ -467,6 +468,17 @@ lmtp_sessions_delivering(void)
 		if (srv_state(s->srv) == S_DELIVER)
 			n++;
 	}
+	return n;
+}
+
+unsigned
+lmtp_sessions_unflushed(void)
+{
+	struct session *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &sessions, entry)
+		n += evbuffer_get_length(bufferevent_get_output(srv_bev(s->srv))) > 0;
 	return n;
 }
 

@@ -13,6 +13,8 @@
 void lmtp_session_new(struct event_base *base, evutil_socket_t fd);
 /* Sessions waiting for delivery results (SIGTERM waits for them). */
 unsigned lmtp_sessions_delivering(void);
+/* Sessions with replies not yet written to their socket. */
+unsigned lmtp_sessions_unflushed(void);
 /* At exit: drop every session. */
 void lmtp_sessions_close_all(void);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -33,6 +34,7 @@ struct lmtpd {
 	int nfds;
 	struct event *drain_timer;
 	int stopping;
+	time_t drained_at;	/* stopping: deliveries all reported then */
 };
 
 static void
@@ -107,7 +109,11 @@ listen_all(struct lmtpd *d)
 	}
 }
 
-/* After SIGTERM: exit once the deliveries in progress have reported. */
+#define DRAIN_FLUSH_GRACE	10	/* seconds for the last replies to go out */
+
+/* After SIGTERM: exit once the deliveries in progress have reported and
+ * their replies are written (a client that does not read gets
+ * DRAIN_FLUSH_GRACE seconds). */
 static void
 on_drain(evutil_socket_t fd, short what, void *arg)
 {
@@ -116,7 +122,12 @@ on_drain(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (deliver_pending() > 0 || lmtp_sessions_delivering() > 0) {
+	if (deliver_pending() > 0 || lmtp_sessions_delivering() > 0)
+		d->drained_at = 0;
+	else if (d->drained_at == 0)
+		d->drained_at = time(NULL);
+	if (d->drained_at == 0 || (lmtp_sessions_unflushed() > 0 &&
+	    time(NULL) - d->drained_at < DRAIN_FLUSH_GRACE)) {
 		evtimer_add(d->drain_timer, &tv);
 		return;
 	}
