@@ -585,6 +585,8 @@ step_cmd(struct srv_session *s)
 		break;
 	}
 	s->line_flags = f;
+	if (s->ops->on_line != NULL && s->ops->on_line(s, line, len))
+		return 1;
 	if (f & SMTP_LINE_F_NUL) {
 		srv_reply_id(s, RPL_NUL);
 		srv_error(s);

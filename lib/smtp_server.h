@@ -48,10 +48,16 @@
  * counting -> srv_data_start/srv_bdat_start with on_data writing to the
  * handoff (srv_pause when the handoff says "full", srv_resume on drain)
  * and on_data_end checking SMTP_DATA_F_BARE_LF/TOO_BIG; STARTTLS ->
- * srv_starttls. Missing here for smtpd, to add first: the soft error
- * limit's sleep (smtpd_error_sleep_time: a pause with a timer), the
- * lingering close (half-close and drain input for 2 s so a last 421 is
- * not destroyed by a reset), and the hostname in the 421 texts.
+ * srv_starttls; smtpd_auth.c's auth_continue -> on_line. Done already:
+ * smtpd's DATA goes through lib/smtp_proto's decoder and its command
+ * lines through smtp_line_read; the engine has what smtpd needed on top
+ * (soft_error_limit + error_sleep_ms, linger_ms, hostname in its own 421
+ * texts, on_line). Still to settle when the loop moves: smtpd refuses a
+ * bare LF/CR in DATA the moment it is seen (queued drops the partial
+ * file at once) while on_data_end reports it at the end (same reply,
+ * later abort), and BDAT chunks are checked for bare line ends by smtpd
+ * (keep that in its on_data); the per-line slowloris deadline is the
+ * engine's timer (re-armed only when a command completes).
  */
 #ifndef HERMOD_SMTP_SERVER_H
 #define HERMOD_SMTP_SERVER_H
@@ -158,6 +164,14 @@ struct srv_ops {
 	 * implicit-TLS bufferevent) finished (ok = 1) or failed (0; the
 	 * session is then closed with SRV_CLOSE_ERROR after this). */
 	void (*on_tls)(struct srv_session *s, int ok);
+	/*
+	 * Optional. Every complete command line (no CRLF; len counts NULs,
+	 * which it may hold) before the engine looks at it: return 1 when
+	 * the daemon took it (a line of an AUTH exchange, RFC 4954 4, which
+	 * must never be read as a command), 0 for the normal checks and the
+	 * table. Not counted as an error either way.
+	 */
+	int (*on_line)(struct srv_session *s, char *line, size_t len);
 };
 
 /*

@@ -36,6 +36,7 @@ static struct {
 	size_t max_pending;		/* input buffered while paused */
 	SSL_CTX *tls_ctx;		/* for STARTTLS, or NULL */
 	int tls_done;			/* on_tls: 1 ok, -1 failed */
+	int swallow;			/* lines on_line takes */
 } T;
 
 static void
@@ -171,7 +172,27 @@ on_tls(struct srv_session *s, int ok)
 	T.tls_done = ok ? 1 : -1;
 }
 
+/* Stands in for AUTH: the next two lines belong to the exchange. */
+static void
+c_authx(struct srv_session *s, char *arg)
+{
+	(void)arg;
+	T.swallow = 2;
+	srv_reply(s, 334, NULL, "go");
+}
+
+static int
+on_line(struct srv_session *s, char *line, size_t len)
+{
+	if (T.swallow == 0)
+		return 0;
+	T.swallow--;
+	srv_reply(s, 334, NULL, "got %zu %s", len, line);
+	return 1;
+}
+
 static const struct srv_cmd table[] = {
+	{ "AUTHX", 0, SRV_ARG_NONE, c_authx },
 	{ "HELO", 0, SRV_ARG_NEED, c_helo },
 	{ "MAIL", SRV_STATE(ST_HELO), SRV_ARG_NEED, c_mail },
 	{ "RCPT", SRV_STATE(ST_MAIL) | SRV_STATE(ST_RCPT), SRV_ARG_NEED, c_rcpt },
@@ -232,7 +253,7 @@ on_unknown(struct srv_session *s, char *verb, char *arg)
 
 static const struct srv_ops ops = {
 	.on_data = on_data, .on_data_end = on_data_end, .on_close = on_close,
-	.on_unknown = on_unknown, .on_tls = on_tls,
+	.on_unknown = on_unknown, .on_tls = on_tls, .on_line = on_line,
 };
 
 /* Start a session with these limits; returns the client fd. */
@@ -799,6 +820,16 @@ TEST(test_linger)
 	stop();
 }
 
+/* Lines on_line takes are never commands, NULs and all; then back. */
+TEST(test_on_line)
+{
+	static const char in[] = "AUTHX\r\nQUIT\r\nA\0B\r\nQUIT\r\n";
+
+	script(NULL, in, sizeof(in) - 1, 1000, "334 go\r\n334 got 4 QUIT\r\n"
+	    "334 got 3 A\r\n" BYE, 1, SRV_CLOSE_QUIT);
+	CHECK_INT(T.swallow, 0);
+}
+
 int
 main(void)
 {
@@ -821,5 +852,6 @@ main(void)
 	RUN(test_error_sleep);
 	RUN(test_hostname_421);
 	RUN(test_linger);
+	RUN(test_on_line);
 	return unit_done("smtp_server");
 }
