@@ -537,6 +537,16 @@ def flushes(side, msgs):
 
 # ---- report -------------------------------------------------------------------
 
+def hermod_rev():
+    """The commit measured: $HERMOD_REV when the binaries were built
+    elsewhere ($HERMOD_BIN), else this checkout's HEAD (+ if it is dirty)."""
+    if os.environ.get("HERMOD_REV"):
+        return os.environ["HERMOD_REV"]
+    rev = sh("git", "-C", TOP, "rev-parse", "--short", "HEAD").stdout.strip()
+    dirty = sh("git", "-C", TOP, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return rev + (" + uncommitted edits" if dirty else "")
+
+
 def med(xs):
     return statistics.median(xs)
 
@@ -643,7 +653,7 @@ def idle_session_safe(side, n):
 
 def report(res, idle, disk, nflush, fmsgs, rounds):
     pv = sh("postconf", "-d", "-h", "mail_version").stdout.strip()
-    rev = sh("git", "-C", TOP, "rev-parse", "--short", "HEAD").stdout.strip()
+    rev = hermod_rev()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     print("\n## Side by side with Postfix\n")
     print("`make bench` (bench/compare.py), %s; %d cores, %.0f GiB, kernel %s; "
@@ -700,7 +710,7 @@ def report_growth(res, sizes, msgs, rounds):
     print("\n### f. Local delivery with deferred messages in the queue\n")
     print("Postfix %s, Hermod %s, %s, %d round(s), alternating, median (range)." % (
         sh("postconf", "-d", "-h", "mail_version").stdout.strip(),
-        sh("git", "-C", TOP, "rev-parse", "--short", "HEAD").stdout.strip(),
+        hermod_rev(),
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rounds))
     print("\n%d messages, 100 clients, 1 recipient; remote mail goes to a dead relay "
           "(next try in an hour); the queue filled through SMTP beforehand.\n" % msgs)
