@@ -211,17 +211,51 @@ static void chunk_done(struct session *s);
 static void
 skip_input(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t n = evbuffer_get_length(in);
-
-	if (n > s->skip_left)
-		n = (size_t)s->skip_left;
-	evbuffer_drain(in, n);
-	s->skip_left -= n;
+	smtp_bdat_take(&s->skip_left, bufferevent_get_input(s->bev), NULL,
+	    NULL);
 	if (s->skip_left == 0) {
 		session_reply(s, "%s", s->skip_reply);
 		s->mode = IN_CMD;
 	}
+}
+
+static void
+bdat_sink(void *arg, const char *p, size_t n)
+{
+	struct session *s = arg;
+
+	for (size_t i = 0; i < n; i++)
+		bdat_byte(s, s->tx, p[i]);
+}
+
+/*
+ * At most SMTPD_DATA_CHUNK input bytes decoded into tx->out: 1 at the end
+ * of DATA, 0 otherwise; *took says how many (0: wait for input).
+ */
+static int
+take_piece(struct session *s, struct evbuffer *in, size_t *took)
+{
+	struct txn *tx = s->tx;
+	size_t n = evbuffer_get_length(in);
+	uint64_t want;
+	int end;
+
+	if (s->mode == IN_CHUNK) {
+		want = tx->chunk_left < SMTPD_DATA_CHUNK ? tx->chunk_left :
+		    SMTPD_DATA_CHUNK;
+		*took = smtp_bdat_take(&want, in, bdat_sink, s);
+		tx->chunk_left -= *took;
+		return 0;
+	}
+	if (n > SMTPD_DATA_CHUNK)
+		n = SMTPD_DATA_CHUNK;
+	*took = 0;
+	if (n == 0)
+		return 0;
+	end = data_decode(s, tx, (const char *)evbuffer_pullup(in,
+	    (ssize_t)n), n, took);
+	evbuffer_drain(in, *took);
+	return end;
 }
 
 void
@@ -241,28 +275,16 @@ data_input(struct session *s)
 		return;
 	}
 	while (!tx->waiting_drain) {
-		size_t avail = evbuffer_get_length(in), n, i;
-		int end = 0;
-		unsigned char *p;
+		size_t took;
+		int end;
 
-		if (s->mode == IN_CHUNK && tx->chunk_left < avail)
-			avail = (size_t)tx->chunk_left;
 		if (s->mode == IN_CHUNK && tx->chunk_left == 0) {
 			chunk_done(s);
 			return;
 		}
-		if (avail == 0)
+		end = take_piece(s, in, &took);
+		if (took == 0)
 			return;
-		n = avail < SMTPD_DATA_CHUNK ? avail : SMTPD_DATA_CHUNK;
-		p = evbuffer_pullup(in, (ssize_t)n);
-		if (s->mode == IN_DATA)
-			end = data_decode(s, tx, (const char *)p, n, &i);
-		else
-			for (i = 0; i < n; i++)
-				bdat_byte(s, tx, (char)p[i]);
-		evbuffer_drain(in, i);
-		if (s->mode == IN_CHUNK)
-			tx->chunk_left -= i;
 		if (flush_out(s)) {
 			tx->waiting_drain = 1;
 			bufferevent_disable(s->bev, EV_READ);

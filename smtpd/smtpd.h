@@ -99,7 +99,7 @@ struct txn {
 	enum dstate ds;			/* BDAT */
 	struct smtp_data_dec dec;	/* DATA */
 	unsigned long long msg_size;	/* bytes after decoding */
-	unsigned long long chunk_left;	/* BDAT octets still to read */
+	uint64_t chunk_left;		/* BDAT octets still to read */
 	int chunk_last;
 	const char *reject;		/* the message is refused: reply */
 	struct hopcount hops;
@@ -136,7 +136,7 @@ struct session {
 	int errors;
 	struct smtp_line_reader lr;	/* command lines (lib/smtp_proto) */
 	time_t line_start;		/* first byte of an unfinished line */
-	unsigned long long skip_left;	/* BDAT octets read and dropped */
+	uint64_t skip_left;		/* BDAT octets read and dropped */
 	const char *skip_reply;		/* ... then this reply */
 	int out_full;			/* stopped reading: replies unread */
 	int lingering;			/* last reply out: draining input */
