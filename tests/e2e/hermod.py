@@ -173,8 +173,11 @@ class Hermod:
         not exist yet."""
         if not os.path.isdir(self.path("mail", name, "new")):
             return []
-        md = self.maildir(name)
-        return [md.get_bytes(k) for k in md.keys()]
+        try:
+            md = self.maildir(name)
+            return [md.get_bytes(k) for k in md.keys()]
+        except FileNotFoundError:   # lmtpd is creating tmp/new/cur just now
+            return []
 
     def wait_messages(self, name, n, timeout=30):
         """Wait until `name`'s Maildir holds at least n messages."""
