@@ -41,9 +41,36 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
+_ports_given = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago on host."""
+    """A TCP port that was free a moment ago on host. Taken below the
+    kernel's ephemeral range, so that no outgoing connection (a client
+    of this test, a daemon's) can take it before the daemon binds it,
+    and never handed out twice in one run."""
+    import random
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    top = min(_ephemeral_low(), 32768)
+    for _ in range(200):
+        port = random.randrange(max(1024, top - 12000), top)
+        if port in _ports_given:
+            continue
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
     with socket.socket(fam, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
