@@ -285,6 +285,40 @@ fill(struct addr *out, const char *start, size_t local, size_t dom,
 	return ADDR_OK;
 }
 
+/*
+ * A quoted local part that needs no quotes ("alice", "al\ice") is the
+ * same mailbox as its dot-string (RFC 5321 4.1.2: a sender should not
+ * quote what needs none, and hosts must treat both alike): rewrite it
+ * in that form, so lookups and the queue see one spelling, as Postfix's
+ * internal form does. Quotes that matter ("a b", "x@y", "") stay.
+ */
+static void
+unquote(struct addr *out)
+{
+	char inner[ADDR_PATH_MAX + 1];
+	const char *q = out->local + 1;
+	size_t n = 0;
+
+	while (*q != '"') {
+		if (*q == '\\')
+			q++;
+		inner[n++] = *q++;
+	}
+	inner[n] = '\0';
+	if (n == 0 || dot_string(inner, 0) != n)
+		return;
+	/* shorter than the quoted form, so it fits where that did */
+	memcpy(out->local, inner, n + 1);
+	memcpy(out->mailbox, inner, n);
+	if (out->domain[0] != '\0') {
+		out->mailbox[n++] = '@';
+		memcpy(out->mailbox + n, out->domain, strlen(out->domain) + 1);
+	} else {
+		out->mailbox[n] = '\0';
+	}
+	out->kind &= ~ADDR_K_QUOTED;
+}
+
 /* The mailbox after '<' and the route: local part, '@', domain, '>'. */
 static enum addr_err
 mailbox(const char **pp, unsigned flags, struct addr *out)
@@ -305,6 +339,8 @@ mailbox(const char **pp, unsigned flags, struct addr *out)
 		return ADDR_E_SYNTAX;
 	if ((err = fill(out, p, local, dom, flags)) != ADDR_OK)
 		return err;
+	if (out->kind & ADDR_K_QUOTED)
+		unquote(out);
 	*pp = p + local + (dom ? 1 + dom : 0) + 1;
 	return ADDR_OK;
 }

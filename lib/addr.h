@@ -8,6 +8,10 @@
  * caller allows it. The bounds of 4.5.3.1 (local part 64, domain 255,
  * path 256) are checked while scanning, before anything is copied.
  *
+ * A quoted local part that needs no quotes ("alice", "al\\ice") is
+ * given in its plain form (RFC 5321 4.1.2 makes them the same mailbox),
+ * so lookups, aliases and the queue see one spelling.
+ *
  * Every rejection has its reply line (addr_reply()), the same wherever
  * the address came from. Lookups need no normalised copy: map_lookup()
  * (lib/map.h) lower-cases its keys and local_user/alias_expand compare
@@ -50,7 +54,11 @@
 struct addr {
 	/* "local@domain" as sent, route dropped; "" for the null path */
 	char mailbox[ADDR_PATH_MAX + 1];
-	/* the local part as sent (quotes and backslashes kept) */
+	/*
+	 * the local part as sent, except that quotes around one that needs
+	 * none are dropped ("alice" -> alice, as in mailbox); quotes and
+	 * backslashes that matter are kept
+	 */
 	char local[ADDR_PATH_MAX + 1];
 	/* the domain or "[literal]"; "" for a bare mailbox or "<>" */
 	char domain[ADDR_DOMAIN_MAX + 1];

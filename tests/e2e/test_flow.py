@@ -40,6 +40,29 @@ def test_smtp_to_maildir(hermod):
     assert body == b"first line\n.leading dot\nFrom the start\nlast line\n"
 
 
+def test_quoted_local_part_is_the_same_mailbox(hermod):
+    """RFC 5321 4.1.2: "alice" and alice are one mailbox. A client outside
+    mynetworks is accepted for "alice"@ and "team"@ (an alias) and the
+    mail lands as for the plain form; quotes that matter still make
+    another address ("alice bob"@ is unknown)."""
+    hermod.conf(mynetworks="192.0.2.0/24")
+    start_system(hermod)
+    with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
+        s.ehlo("client.example.org")
+        s.mail("<sender@example.org>")
+        assert s.rcpt('<"alice"@example.test>')[0] == 250
+        code, text = s.rcpt('<"alice bob"@example.test>')
+        assert code == 550 and b"5.1.1" in text
+        assert s.data(BODY)[0] == 250
+        raw = messages(hermod, "alice", 1)[0]
+        assert email.message_from_bytes(raw)["Delivered-To"] == "alice@example.test"
+        s.mail("<sender@example.org>")
+        assert s.rcpt('<"te\\am"@example.test>')[0] == 250
+        assert s.data(BODY)[0] == 250
+    assert len(messages(hermod, "alice", 2)) == 2
+    assert len(messages(hermod, "bob", 1)) == 1
+
+
 def test_alias_list_through_smtp(hermod):
     start_system(hermod)
     with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:

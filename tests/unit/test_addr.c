@@ -178,11 +178,51 @@ TEST(kinds_and_rest)
 	CHECK_INT(addr_parse("<>", NUL, &a, &rest), ADDR_OK);
 	CHECK_STR(rest, "");
 	CHECK_INT(a.kind, ADDR_K_NULL);
-	CHECK_INT(addr_parse("<@r.test:\"x\"@[192.0.2.1]> X", 0, &a, &rest), ADDR_OK);
+	CHECK_INT(addr_parse("<@r.test:\"x y\"@[192.0.2.1]> X", 0, &a, &rest), ADDR_OK);
 	CHECK_INT(a.kind, ADDR_K_ROUTE | ADDR_K_QUOTED | ADDR_K_LITERAL);
 	CHECK_STR(rest, "X");
 	CHECK_INT(addr_parse("<\xc3\xa9@b.test>", U8, &a, NULL), ADDR_OK);
 	CHECK_INT(a.kind, ADDR_K_8BIT);
+}
+
+/* A quoted local part that needs no quotes is rewritten without them. */
+TEST(unquote)
+{
+	static const struct {
+		const char *in;
+		unsigned flags;
+		const char *mailbox, *local;
+		unsigned quoted;
+	} t[] = {
+		{ "<\"alice\"@b.test>", 0, "alice@b.test", "alice", 0 },
+		{ "<\"al\\ice\"@b.test>", 0, "alice@b.test", "alice", 0 },
+		{ "<\"a.b\"@b.test>", 0, "a.b@b.test", "a.b", 0 },
+		{ "<\"Post\"master>", 0, NULL, NULL, 0 },	/* not a quoted-string local part */
+		{ "<\"postmaster\">", BARE, "postmaster", "postmaster", 0 },
+		{ "<\"a b\"@b.test>", 0, "\"a b\"@b.test", "\"a b\"", ADDR_K_QUOTED },
+		{ "<\"x@y.test\"@b.test>", 0, "\"x@y.test\"@b.test", NULL, ADDR_K_QUOTED },
+		{ "<\"\"@b.test>", 0, "\"\"@b.test", "\"\"", ADDR_K_QUOTED },
+		{ "<\"a..b\"@b.test>", 0, "\"a..b\"@b.test", NULL, ADDR_K_QUOTED },
+		{ "<\".a\"@b.test>", 0, "\".a\"@b.test", NULL, ADDR_K_QUOTED },
+		{ "<\"a.\"@b.test>", 0, "\"a.\"@b.test", NULL, ADDR_K_QUOTED },
+		{ "<\"a\\\"b\"@b.test>", 0, "\"a\\\"b\"@b.test", NULL, ADDR_K_QUOTED },
+		{ "<\"j\xc3\xb6rg\"@b.test>", U8, "j\xc3\xb6rg@b.test", "j\xc3\xb6rg", 0 },
+	};
+	struct addr a;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		enum addr_err e = addr_parse(t[i].in, t[i].flags, &a, NULL);
+
+		if (t[i].mailbox == NULL) {
+			CHECK(e != ADDR_OK);
+			continue;
+		}
+		CHECK_INT(e, ADDR_OK);
+		CHECK_STR(a.mailbox, t[i].mailbox);
+		if (t[i].local != NULL)
+			CHECK_STR(a.local, t[i].local);
+		CHECK_INT(a.kind & ADDR_K_QUOTED, t[i].quoted);
+	}
 }
 
 TEST(bounds)
@@ -309,6 +349,7 @@ main(void)
 {
 	RUN(table);
 	RUN(kinds_and_rest);
+	RUN(unquote);
 	RUN(bounds);
 	RUN(literal_bounds);
 	RUN(replies);
