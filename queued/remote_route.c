@@ -176,8 +176,20 @@ if_addrs(struct sockaddr_storage **out)
 	return n;
 }
 
-/* Does ss belong to this host's SMTP listeners (smtp_listen; a wildcard
- * listener means every interface address)? Connecting there loops. */
+static int
+port_of(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET ?
+	    ((const struct sockaddr_in *)ss)->sin_port :
+	    ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+/*
+ * Does ss belong to this host's SMTP listeners (smtp_listen; a wildcard
+ * listener means every interface address)? Connecting there loops. The
+ * port counts: a relayhost or content filter on another port of this
+ * host ([127.0.0.1]:10025) is another program, not us.
+ */
 static int
 is_self_addr(const struct sockaddr_storage *ss)
 {
@@ -187,12 +199,17 @@ is_self_addr(const struct sockaddr_storage *ss)
 
 	for (; l != NULL && *l != NULL; l++) {
 		char host[256];
-		const char *p = *l, *e;
+		const char *p = *l, *e, *colon;
 
-		if (*p == '[' && (e = strchr(p, ']')) != NULL)
+		if (*p == '[' && (e = strchr(p, ']')) != NULL) {
 			snprintf(host, sizeof(host), "%.*s", (int)(e - p - 1), p + 1);
-		else
+			colon = strchr(e, ':');
+		} else {
 			snprintf(host, sizeof(host), "%.*s", (int)strcspn(p, ":"), p);
+			colon = strchr(p, ':');
+		}
+		if (colon == NULL || atoi(colon + 1) != port_of(ss))
+			continue;
 		if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || host[0] == '\0')
 			wild = 1;
 		else if (parse_ip(host, &o) == 0 && same_ip(&o, ss))

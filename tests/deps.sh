@@ -6,7 +6,7 @@ set -e
 PKGS="build-essential pkg-config libssl-dev libevent-dev libc-ares-dev libdb-dev
 libcrypt-dev libbsd-dev clang libclang-rt-14-dev python3 python3-pytest
 python3-aiosmtpd python3-dnslib swaks openssl mandoc man-db procps iproute2
-util-linux e2fsprogs"
+util-linux e2fsprogs postfix"
 [ -n "$HERMOD_EXTRA_PKGS" ] && PKGS="$PKGS $HERMOD_EXTRA_PKGS"
 
 missing=""
@@ -26,5 +26,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+# postfix is a peer for the interoperation tests (tests/e2e/
+# test_interop_postfix.py runs a private instance): installed with "No
+# configuration", so no system instance is set up or started.
+case "$missing" in
+*" postfix"*)
+	echo 'postfix postfix/main_mailer_type select No configuration' |
+	    debconf-set-selections ;;
+esac
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

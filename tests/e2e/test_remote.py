@@ -219,6 +219,26 @@ def test_relayhost(env):
     assert ("anywhere.example", "MX") not in env.dns.queries
 
 
+def test_relayhost_on_our_address_but_another_port(env):
+    """A relayhost (a content filter, a smarthost tunnel) on an address we
+    listen on, at another port, is another program: mail goes there. The
+    same address and port as our listener is a loop (5.4.6)."""
+    s2 = env.sink("127.0.0.2")
+    env.h.conf(smtp_listen="127.0.0.2:%d" % (env.port + 1),
+               relayhost="[127.0.0.2]:%d" % env.port)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@filter.example"])
+    assert s2.wait(1)[0].rcpts == ["a@filter.example"]
+    env.h.stop("queued")
+    env.h.conf(smtp_listen="127.0.0.2:%d" % env.port)
+    env.h.start("queued")
+    submit(env.h, ["b@filter.example"])
+    _, recs = dsn_of(env.h)
+    assert recs[0]["status"] == "5.4.6", recs
+    assert "loops back to myself" in recs[0]["diagnostic-code"]
+    assert len(s2.msgs) == 1
+
+
 def test_size_and_smtputf8_refused_before_sending(env):
     """A server's SIZE limit below the message: 5.3.4; SMTPUTF8 needed
     but not offered: 5.6.7."""
@@ -449,8 +469,8 @@ def test_failed_handshake_under_may_retries_in_plaintext(env):
 def test_mx_at_our_own_address_is_a_loop(env, listen):
     """An exchanger whose address is one we listen on (smtp_listen, or any
     interface address for a wildcard listener) is never connected to."""
-    if listen == "wildcard":
-        env.h.conf(smtp_listen="0.0.0.0:%d" % env.h.smtp_port)
+    host = "0.0.0.0" if listen == "wildcard" else "127.0.0.1"
+    env.h.conf(smtp_listen="%s:%d" % (host, env.port))     # smtp_port: the MX's port
     env.mx("me.example", (10, "127.0.0.1"))
     env.h.start("lmtpd", "queued")
     submit(env.h, ["a@me.example"])
