@@ -6,25 +6,26 @@
  * runs those only when nothing else is active, so under a steady load the
  * commit, and every reply waiting for it, would starve.
  *
- *   1. the data: one file alone is fsync'ed; two or more share one
- *      syncfs() of the spool's file system. Why not fsync each file: on
- *      ext4 and XFS every fsync of a freshly written file is its own
- *      journal commit and its own cache flush, so N files cost N flushes
- *      and "group" commit would group nothing. syncfs() writes back every
- *      dirty inode of the file system and flushes once (Linux >= 5.8
- *      reports writeback errors through it);
- *   2. new messages are renamed from incoming/ into queue/X/ (only after
- *      their data is stable, so a file in queue/ is always whole);
- *   3. the directory entries: one queue/X directory touched is fsync'ed,
- *      several share one more syncfs() (the renames are all in the same
- *      journal transaction: one commit makes them all durable);
- *   4. every waiter is told (the 250s go out from there).
- * A crash before step 3 leaves the message unacknowledged: in incoming/
- * (removed at start-up) or, rarely, renamed but never acknowledged (it is
- * delivered: the submitter may send it again, a duplicate, never a loss).
+ * One flush per pass, whatever it holds:
+ *   - a new queue file is written in its final place, queue/X/ID, sealed
+ *     (hermod-queue(5)); its data and its new directory entry are made
+ *     durable by one syncfs() of the spool's file system. Linux documents
+ *     syncfs(2) as sync(2) for one file system: every pending change to
+ *     file data and to file system metadata (directory entries included)
+ *     is written, and since Linux 5.8 a writeback error is reported. A
+ *     pass with several files shares that one call: on ext4 and XFS an
+ *     fsync of each fresh file would be a journal commit and a cache
+ *     flush of its own, so "group" commit would group nothing;
+ *   - a pass with nothing but one old file's state records (no new
+ *     directory entry) fsyncs that file, which POSIX covers alone;
+ *   - then every waiter is told (the 250s go out from there).
+ * The earlier design wrote in incoming/ and renamed into queue/ after the
+ * data flush, so the rename needed a second flush: two per lone message.
+ * A crash before the flush now leaves a file in queue/ that was never
+ * acknowledged, possibly with only some of its pages on the disk:
+ * recovery finds its seal missing or wrong and removes it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,76 +36,18 @@
 struct commit_stats commit_stats;
 
 static TAILQ_HEAD(commit_list, commit_req) pending = TAILQ_HEAD_INITIALIZER(pending);
-static int dir_fds[QUEUE_HASH_DIRS];
 
+/* The one flush of a pass: 0 or an errno. */
 static int
-hexdigit(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c - 'A' + 10;
-}
-
-static int
-flush_data(struct commit_list *batch, int n)
+flush_batch(struct commit_list *batch, int n)
 {
 	struct commit_req *r = TAILQ_FIRST(batch);
 
 	commit_stats.fsyncs++;
-	if (n == 1)
+	if (n == 1 && !r->new_entry)
 		return fsync(r->fd) < 0 ? errno : 0;
 	commit_stats.syncfs++;
 	return syncfs(spool_fd) < 0 ? errno : 0;
-}
-
-/* Rename each new message into place; returns the dirs touched (bits). */
-static unsigned
-rename_all(struct commit_list *batch, int *errs, int n)
-{
-	struct commit_req *r;
-	unsigned touched = 0;
-	int i = 0;
-
-	TAILQ_FOREACH(r, batch, link) {
-		if (i < n && errs[i] == 0 && r->tmp_path != NULL) {
-			if (renameat(spool_fd, r->tmp_path, spool_fd, r->final_path) < 0) {
-				errs[i] = errno;
-				log_warn("rename %s: %s", r->tmp_path, strerror(errno));
-			} else
-				touched |= 1u << hexdigit(r->final_path[6]);
-		}
-		i++;
-	}
-	return touched;
-}
-
-static int
-sync_dirs(unsigned touched, int *dir_err)
-{
-	int any = 0;
-
-	if (touched & (touched - 1)) {	/* two or more: one syncfs for all */
-		int err = syncfs(spool_fd) < 0 ? errno : 0;
-
-		commit_stats.fsyncs++;
-		commit_stats.syncfs++;
-		for (int d = 0; d < QUEUE_HASH_DIRS; d++)
-			dir_err[d] = err;
-		if (err != 0)
-			log_crit("syncfs (queue directories): %s", strerror(err));
-		return err != 0;
-	}
-	for (int d = 0; d < QUEUE_HASH_DIRS; d++) {
-		dir_err[d] = 0;
-		if (!(touched & (1u << d)))
-			continue;
-		commit_stats.fsyncs++;
-		commit_stats.dir_fsyncs++;
-		if (fsync(dir_fds[d]) < 0) {
-			dir_err[d] = errno;
-			any = 1;
-			log_crit("fsync queue/%X: %s", d, strerror(errno));
-		}
-	}
-	return any;
 }
 
 void
@@ -112,28 +55,20 @@ commit_run(void)
 {
 	struct commit_list batch = TAILQ_HEAD_INITIALIZER(batch);
 	struct commit_req *r;
-	int n = 0, i, err, dir_err[QUEUE_HASH_DIRS];
+	int n = 0, err;
 
 	TAILQ_CONCAT(&batch, &pending, link);
 	TAILQ_FOREACH(r, &batch, link)
 		n++;
 	if (n == 0)
 		return;
-	int errs[n];
-	if ((err = flush_data(&batch, n)) != 0)
+	if ((err = flush_batch(&batch, n)) != 0)
 		log_crit("group commit: %s", strerror(err));
-	for (i = 0; i < n; i++)
-		errs[i] = err;
-	sync_dirs(rename_all(&batch, errs, n), dir_err);
 	commit_stats.passes++;
 	commit_stats.files += (unsigned long long)n;
-	log_debug("group commit: %d files, %llu fsyncs so far", n, commit_stats.fsyncs);
-	i = 0;
+	log_debug("group commit: %d files, %llu flushes so far", n, commit_stats.fsyncs);
 	while ((r = TAILQ_FIRST(&batch)) != NULL) {
 		TAILQ_REMOVE(&batch, r, link);
-		err = errs[i++];
-		if (err == 0 && r->tmp_path != NULL)
-			err = dir_err[hexdigit(r->final_path[6])];
 		r->done(r->arg, err);	/* may free r */
 	}
 }
@@ -153,11 +88,4 @@ commit_pending(void)
 void
 commit_init(void)
 {
-	char dir[16];
-
-	for (int d = 0; d < QUEUE_HASH_DIRS; d++) {
-		snprintf(dir, sizeof(dir), "queue/%X", d);
-		if ((dir_fds[d] = openat(spool_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-			fatal_sys("open %s", dir);
-	}
 }

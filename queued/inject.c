@@ -35,11 +35,11 @@ msg_build(const struct qf_writer *w, const struct qf_env *env,
 	struct msg *m = msg_new();
 
 	memcpy(m->id, w->id, sizeof(m->id));
-	m->path = xstrdup(w->final_path);
+	m->path = xstrdup(w->path);
 	m->arrival = env->arrival;
 	m->data_off = w->data_off;
 	m->size = w->size;
-	m->end = w->data_off + w->size;
+	m->end = w->end;		/* after the seal */
 	m->sender = xstrdup(env->sender);
 	m->envid = dup_or_null(env->envid);
 	m->auth = dup_or_null(env->auth);
@@ -75,8 +75,7 @@ committed(void *arg, int err)
 	struct msg *m = in->m;
 
 	if (err != 0) {
-		unlinkat(spool_fd, in->w.tmp_path, 0);
-		unlinkat(spool_fd, in->w.final_path, 0);
+		unlinkat(spool_fd, in->w.path, 0);
 		log_qwarn(m->id, "not queued: %s", strerror(err));
 		in->done(in->arg, err, m->id);
 		msg_free(m);
@@ -103,8 +102,7 @@ queue_commit(struct qf_writer *w, struct msg *m,
 	in->done = done;
 	in->arg = arg;
 	in->creq.fd = in->w.fd;
-	in->creq.tmp_path = in->w.tmp_path;
-	in->creq.final_path = in->w.final_path;
+	in->creq.new_entry = 1;
 	in->creq.done = committed;
 	in->creq.arg = in;
 	commit_request(&in->creq);

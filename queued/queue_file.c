@@ -1,17 +1,31 @@
 /*
  * Queue files (hermod-queue(5)): one file per message, written by the
- * submission session under incoming/ID and renamed to queue/X/ID by the
- * group commit once durable. Layout:
+ * submission session straight into its final place queue/X/ID and made
+ * durable there by the group commit (commit.c). Layout:
  *
- *   HERMOD-QUEUE 1            magic and version
- *   id: ID                    `key: value` envelope lines (below)
+ *   HERMOD-QUEUE 2            magic and version
  *   size: 000000000001234     fixed width, filled in when DATA ends
+ *   id: ID                    `key: value` envelope lines (below)
  *   ...
  *   rcpt: <a@b> notify=FAILURE orcpt=rfc822;a@b
  *   leaf: 0 local <a@b>
  *   <blank line>
  *   the message, exactly `size` bytes, CRLF lines as received
+ *   e 1A2B3C4D                the seal: CRC-32C of everything from the
+ *                             line after `size:` to the end of the message
  *   the state log: one record per line, appended, never rewritten
+ *
+ * Why a seal instead of writing in incoming/ and renaming once durable:
+ * the rename needed a second flush (the data, then the new directory
+ * entry), so a lone message cost two flushes before its 250. Now the file
+ * is in place from its first byte and one syncfs() covers both its data
+ * and its directory entry. A crash before that flush can leave a file in
+ * queue/ whose pages reached the disk in any order; none of those was
+ * acknowledged, and recovery tells them apart from whole files by the
+ * seal: the size line must hold digits, a seal must stand right after
+ * `size` bytes of message, and its CRC must match. A file that fails is
+ * incomplete and removed (queue_read.c). Version 1 files (renamed into
+ * queue/ only once durable, no seal) are still read.
  *
  * Addresses are xtext (RFC 3461) inside the angle brackets, so a queue
  * file has no spaces or control characters where a parser splits fields.
@@ -30,8 +44,6 @@
 #include "queued.h"
 #include "xalloc.h"
 
-#define QF_MAGIC	"HERMOD-QUEUE 1\n"
-#define QF_SIZE_DIGITS	15
 #define QF_FLUSH_AT	(64 * 1024)
 
 int spool_fd = -1;
@@ -167,9 +179,11 @@ put_header(struct qf_writer *w, const struct qf_env *env,
 {
 	struct buf *b = &w->out;
 
-	buf_printf(b, "%sid: %s\narrival: %.6f\nsize: ", QF_MAGIC, w->id, env->arrival);
+	buf_printf(b, "%ssize: ", QF_MAGIC);
 	w->size_field = (off_t)b->len;
-	buf_printf(b, "%0*d\n", QF_SIZE_DIGITS, 0);
+	for (int i = 0; i < QF_SIZE_DIGITS; i++)
+		buf_putc(b, '-');	/* not digits: "not finished" */
+	buf_printf(b, "\nid: %s\narrival: %.6f\n", w->id, env->arrival);
 	put_addr(b, "sender", env->sender);
 	buf_putc(b, '\n');
 	if (env->envid != NULL) {
@@ -219,10 +233,82 @@ put_header(struct qf_writer *w, const struct qf_env *env,
 	w->data_off = (off_t)b->len;
 }
 
+/* ---- CRC-32C (Castagnoli), for the seal ------------------------------------ */
+
+static uint32_t crc_table[256];
+
+static void
+crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The SSE 4.2 instruction: a 5 KB message in about a microsecond. */
+__attribute__((target("sse4.2"))) static uint32_t
+crc_hw(uint32_t c, const unsigned char *p, size_t n)
+{
+	uint64_t c64 = c;
+
+	for (; n >= 8; n -= 8, p += 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, v);
+	}
+	c = (uint32_t)c64;
+	for (; n > 0; n--)
+		c = __builtin_ia32_crc32qi(c, *p++);
+	return c;
+}
+#define HAVE_CRC_HW 1
+#endif
+
+/* Feed n bytes into a running CRC (start with 0). Called from the loop
+ * only: the table is filled at the first call. */
+uint32_t
+qf_crc32c(uint32_t crc, const void *data, size_t n)
+{
+	static int hw = -1;
+	const unsigned char *p = data;
+	uint32_t c = ~crc;
+
+	if (hw < 0) {
+		crc_init();
+#ifdef HAVE_CRC_HW
+		hw = __builtin_cpu_supports("sse4.2") != 0;
+#else
+		hw = 0;
+#endif
+	}
+#ifdef HAVE_CRC_HW
+	if (hw)
+		return ~crc_hw(c, p, n);
+#endif
+	for (; n > 0; n--)
+		c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
+	return ~c;
+}
+
+/* Write out the pending bytes; the seal's CRC takes in everything from
+ * QF_CRC_FROM on. */
 static void
 qf_flush(struct qf_writer *w)
 {
 	size_t off = 0;
+
+	if (w->written + (off_t)w->out.len > QF_CRC_FROM) {
+		size_t skip = w->written >= QF_CRC_FROM ? 0 : (size_t)(QF_CRC_FROM - w->written);
+
+		w->crc = qf_crc32c(w->crc, w->out.data + skip, w->out.len - skip);
+	}
+	w->written += (off_t)w->out.len;
 
 	while (w->err == 0 && off < w->out.len) {
 		ssize_t n = write(w->fd, w->out.data + off, w->out.len - off);
@@ -248,21 +334,20 @@ qf_begin(struct qf_writer *w, const struct qf_env *env,
 			memcpy(w->id, env->qid, QID_LEN + 1);
 		else
 			qid_new(w->id);
-		free(w->tmp_path);
-		w->tmp_path = xasprintf("incoming/%s", w->id);
-		w->fd = openat(spool_fd, w->tmp_path,
+		free(w->path);
+		w->path = xasprintf("queue/%c/%s", qid_hash(w->id), w->id);
+		w->fd = openat(spool_fd, w->path,
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (w->fd >= 0)
 			break;
 		if (errno != EEXIST || tries > 100) {
 			int err = errno;
 
-			log_warn("cannot create queue file %s: %s", w->tmp_path, strerror(err));
+			log_warn("cannot create queue file %s: %s", w->path, strerror(err));
 			qf_writer_free(w);
 			return err;
 		}
 	}
-	w->final_path = xasprintf("queue/%c/%s", qid_hash(w->id), w->id);
 	put_header(w, env, rcpts, nrcpt, leaves, nleaf);
 	if (w->out.len >= QF_HEADER_MAX) {
 		qf_abort(w);
@@ -288,14 +373,23 @@ qf_write(struct qf_writer *w, const void *p, size_t n)
 	}
 }
 
+/* The rest of the message, the seal after it, then the size in the
+ * header: the file is whole once all of it is on the disk, which is the
+ * group commit's business. */
 int
 qf_finish(struct qf_writer *w)
 {
-	char digits[QF_SIZE_DIGITS + 1];
+	char digits[QF_SIZE_DIGITS + 1], seal[QF_SEAL_LEN + 1];
 
 	qf_flush(w);
 	if (w->err != 0)
 		return w->err;
+	snprintf(seal, sizeof(seal), "e %08X\n", (unsigned)w->crc);
+	if (pwrite(w->fd, seal, QF_SEAL_LEN, w->written) != QF_SEAL_LEN) {
+		w->err = errno != 0 ? errno : EIO;
+		return w->err;
+	}
+	w->end = w->written + QF_SEAL_LEN;
 	snprintf(digits, sizeof(digits), "%0*lld", QF_SIZE_DIGITS, (long long)w->size);
 	if (pwrite(w->fd, digits, QF_SIZE_DIGITS, w->size_field) != QF_SIZE_DIGITS)
 		w->err = errno != 0 ? errno : EIO;
@@ -305,8 +399,8 @@ qf_finish(struct qf_writer *w)
 void
 qf_abort(struct qf_writer *w)
 {
-	if (w->tmp_path != NULL && w->fd >= 0)
-		unlinkat(spool_fd, w->tmp_path, 0);
+	if (w->path != NULL && w->fd >= 0)
+		unlinkat(spool_fd, w->path, 0);
 	qf_writer_free(w);
 }
 
@@ -316,9 +410,8 @@ qf_writer_free(struct qf_writer *w)
 	if (w->fd >= 0)
 		close(w->fd);
 	w->fd = -1;
-	free(w->tmp_path);
-	free(w->final_path);
-	w->tmp_path = w->final_path = NULL;
+	free(w->path);
+	w->path = NULL;
 	buf_free(&w->out);
 }
 

@@ -1,8 +1,12 @@
 /*
- * Reading queue files back (start-up recovery, `show`): the envelope block
- * through one table of `key: value` handlers, then the state log after the
- * message. Anything that does not parse makes the whole file corrupt: the
- * caller moves it to corrupt/ and says why, it never deletes it.
+ * Reading queue files back (start-up recovery): first the seal of a
+ * version 2 file (queue_file.c says why there is one), then the envelope
+ * block through one table of `key: value` handlers, then the state log
+ * after the message. A file whose seal is missing or wrong is incomplete:
+ * written by a submission that crashed before its group commit, so never
+ * acknowledged, and the caller removes it. A whole file that does not
+ * parse is corrupt: the caller moves it to corrupt/ and says why, it never
+ * deletes it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +20,8 @@
 #include "queued.h"
 #include "xalloc.h"
 
-#define QF_MAGIC	"HERMOD-QUEUE 1\n"
 #define QF_READ_FIRST	(64 * 1024)
+#define QF_CRC_CHUNK	(64 * 1024)
 
 /* "<xtext>" -> decoded address; *end past the '>'. NULL if malformed. */
 static char *
@@ -254,7 +258,8 @@ parse_header(const char *data, size_t len, struct msg *m, char *err, size_t errs
 	char *copy, *line, *next;
 	int rc = 0;
 
-	if (len < strlen(QF_MAGIC) || memcmp(data, QF_MAGIC, strlen(QF_MAGIC)) != 0) {
+	if (len < strlen(QF_MAGIC) || (memcmp(data, QF_MAGIC, strlen(QF_MAGIC)) != 0 &&
+	    memcmp(data, QF_MAGIC_V1, strlen(QF_MAGIC_V1)) != 0)) {
 		snprintf(err, errsz, "not a queue file (bad magic)");
 		return -1;
 	}
@@ -332,7 +337,7 @@ log_line(struct msg *m, const char *line)
 
 /* The state log; a last line without its newline is ignored (torn). */
 static int
-parse_log(char *data, size_t len, struct msg *m, char *err, size_t errsz)
+parse_log(char *data, size_t len, off_t log_off, struct msg *m, char *err, size_t errsz)
 {
 	char *p = data, *end = data + len, *nl;
 
@@ -345,7 +350,7 @@ parse_log(char *data, size_t len, struct msg *m, char *err, size_t errsz)
 		}
 		p = nl + 1;
 	}
-	m->end = m->data_off + m->size + (off_t)(p - data);
+	m->end = log_off + (off_t)(p - data);
 	return 0;
 }
 
@@ -405,6 +410,79 @@ read_header(int fd, off_t fsize, size_t *len)
 	}
 }
 
+static int
+incomplete(char *err, size_t errsz, const char *why)
+{
+	snprintf(err, errsz, "incomplete (%s): never acknowledged", why);
+	return QF_INCOMPLETE;
+}
+
+/* The CRC of [from, to): what of it is in data[0..len), then read. */
+static int
+crc_range(int fd, const char *data, size_t len, off_t from, off_t to, uint32_t *crc)
+{
+	char *chunk;
+
+	*crc = 0;
+	if (from < (off_t)len) {
+		size_t upto = to < (off_t)len ? (size_t)to : len;
+
+		*crc = qf_crc32c(0, data + from, upto - (size_t)from);
+		from = (off_t)upto;
+	}
+	if (from >= to)
+		return 0;
+	chunk = xmalloc(QF_CRC_CHUNK);
+	while (from < to) {
+		size_t want = to - from < QF_CRC_CHUNK ? (size_t)(to - from) : QF_CRC_CHUNK;
+
+		if (read_at(fd, chunk, want, from) != (ssize_t)want) {
+			free(chunk);
+			return -1;
+		}
+		*crc = qf_crc32c(*crc, chunk, want);
+		from += (off_t)want;
+	}
+	free(chunk);
+	return 0;
+}
+
+/* A version 2 file is whole when its size line holds digits, a seal
+ * stands right after that many bytes of message, and the seal's CRC is
+ * the file's. 0, QF_INCOMPLETE, or -2 (I/O error). */
+static int
+check_seal(int fd, const char *data, size_t len, off_t fsize, char *err, size_t errsz)
+{
+	const char *p = data + strlen(QF_MAGIC), *blank;
+	char seal[QF_SEAL_LEN], want[QF_SEAL_LEN + 1];
+	off_t size = 0, msg_end;
+	uint32_t crc;
+
+	if (len < (size_t)QF_CRC_FROM || memcmp(p, "size: ", 6) != 0 ||
+	    p[6 + QF_SIZE_DIGITS] != '\n')
+		return incomplete(err, errsz, "no size");
+	for (int i = 6; i < 6 + QF_SIZE_DIGITS; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return incomplete(err, errsz, "no size");
+		size = size * 10 + (p[i] - '0');
+	}
+	if ((blank = memmem(data, len, "\n\n", 2)) == NULL ||
+	    blank - data + 2 < QF_CRC_FROM)
+		return incomplete(err, errsz, "envelope not whole");
+	msg_end = blank - data + 2 + size;
+	if (msg_end + QF_SEAL_LEN > fsize)
+		return incomplete(err, errsz, "shorter than its size");
+	if (crc_range(fd, data, len, QF_CRC_FROM, msg_end, &crc) < 0 ||
+	    read_at(fd, seal, QF_SEAL_LEN, msg_end) != QF_SEAL_LEN) {
+		snprintf(err, errsz, "read: %s", strerror(errno));
+		return -2;
+	}
+	snprintf(want, sizeof(want), "e %08X\n", (unsigned)crc);
+	if (memcmp(seal, want, QF_SEAL_LEN) != 0)
+		return incomplete(err, errsz, "seal missing or wrong");
+	return 0;
+}
+
 int
 qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 {
@@ -412,7 +490,8 @@ qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 	struct stat st;
 	char *data = NULL, *log = NULL;
 	size_t len, loglen;
-	int fd, rc = -1;
+	off_t log_off;
+	int fd, rc = -1, v2;
 
 	*out = NULL;
 	if ((fd = qf_open(dirfd, path, O_RDONLY)) < 0 || fstat(fd, &st) < 0) {
@@ -429,20 +508,37 @@ qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 		rc = -2;
 		goto done;
 	}
+	/* Empty, cut inside the magic, or a first page that never reached
+	 * the disk: a version 2 file torn by a crash (version 1 files were
+	 * only renamed into queue/ once whole). */
+	if (len == 0 || data[0] == '\0' ||
+	    (len < strlen(QF_MAGIC) && memcmp(data, QF_MAGIC, len) == 0)) {
+		rc = incomplete(err, errsz, "no envelope");
+		goto done;
+	}
+	v2 = len >= strlen(QF_MAGIC) && memcmp(data, QF_MAGIC, strlen(QF_MAGIC)) == 0;
+	if (v2 && (rc = check_seal(fd, data, len, st.st_size, err, errsz)) != 0)
+		goto done;
+	rc = -1;
 	if (qf_parse(data, len, st.st_size, m, err, errsz) < 0)
 		goto done;
-	loglen = (size_t)(st.st_size - (m->data_off + m->size));
+	log_off = m->data_off + m->size + (v2 ? QF_SEAL_LEN : 0);
+	if (log_off > st.st_size) {
+		snprintf(err, errsz, "seal past the end of the file");
+		goto done;
+	}
+	loglen = (size_t)(st.st_size - log_off);
 	if (loglen > QF_LOG_MAX) {
 		snprintf(err, errsz, "state log too large");
 		goto done;
 	}
 	log = xmalloc(loglen + 1);
-	if (read_at(fd, log, loglen, m->data_off + m->size) != (ssize_t)loglen) {
+	if (read_at(fd, log, loglen, log_off) != (ssize_t)loglen) {
 		snprintf(err, errsz, "read: %s", strerror(errno));
 		rc = -2;
 		goto done;
 	}
-	if (parse_log(log, loglen, m, err, errsz) < 0)
+	if (parse_log(log, loglen, log_off, m, err, errsz) < 0)
 		goto done;
 	m->path = xstrdup(path);
 	*out = m;

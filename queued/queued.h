@@ -2,8 +2,8 @@
  * queued internals shared by its files.
  *
  * Flow: submit.c speaks LMTP on $run_directory/submit and writes each
- * message with queue_file.c into incoming/; commit.c makes it durable
- * (group commit) and renames it into queue/X/; then the 250s go out and
+ * message with queue_file.c into queue/X/ (sealed, hermod-queue(5));
+ * commit.c makes it durable (group commit); then the 250s go out and
  * the message is handed to scheduler.c. The scheduler keeps every queued
  * message in memory (a heap ordered by next attempt), starts attempts on
  * the transports (local.c: LMTP to lmtpd; the remote transport of another
@@ -77,8 +77,7 @@ struct leaf {
 /* commit.c: group commit. */
 struct commit_req {
 	int fd;			/* the file to make durable */
-	const char *tmp_path;	/* rename from (NULL: no rename) */
-	const char *final_path;	/* rename to */
+	int new_entry;		/* its directory entry is new too */
 	void (*done)(void *arg, int err);	/* err: 0 or errno */
 	void *arg;
 	TAILQ_ENTRY(commit_req) link;
@@ -123,14 +122,23 @@ int qid_valid(const char *s);
 char qid_hash(const char *qid);	/* the hashed subdirectory's name */
 
 /* queue_file.c: the on-disk format (hermod-queue(5)). */
+#define QF_MAGIC	"HERMOD-QUEUE 2\n"
+#define QF_MAGIC_V1	"HERMOD-QUEUE 1\n"	/* read, never written */
+#define QF_SIZE_DIGITS	15
+/* The seal's CRC covers the file from the line after "size: N" (the
+ * second line) to the end of the message; the seal is "e XXXXXXXX\n". */
+#define QF_CRC_FROM	((off_t)(sizeof(QF_MAGIC) - 1 + 6 + QF_SIZE_DIGITS + 1))
+#define QF_SEAL_LEN	11
 struct qf_writer {
 	int fd;
 	char id[QID_LEN + 1];
-	char *tmp_path;		/* incoming/ID, spool-relative */
-	char *final_path;	/* queue/X/ID */
+	char *path;		/* queue/X/ID, spool-relative: written in place */
 	off_t size_field;	/* where the fixed-width size goes */
 	off_t data_off;
 	off_t size;
+	off_t written;		/* bytes handed to write() so far */
+	off_t end;		/* after qf_finish: the end of the seal */
+	uint32_t crc;		/* running CRC-32C from QF_CRC_FROM */
 	int err;		/* first errno seen (ENOSPC...) */
 	struct buf out;		/* pending bytes, written in large blocks */
 };
@@ -144,12 +152,16 @@ struct qf_env {
 int qf_begin(struct qf_writer *w, const struct qf_env *env,
     const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf);
 void qf_write(struct qf_writer *w, const void *p, size_t n);
-int qf_finish(struct qf_writer *w);	/* flush + size; 0 or errno */
-void qf_abort(struct qf_writer *w);	/* remove the temp file */
+int qf_finish(struct qf_writer *w);	/* flush, seal, size; 0 or errno */
+void qf_abort(struct qf_writer *w);	/* remove the unfinished file */
+uint32_t qf_crc32c(uint32_t crc, const void *p, size_t n);
 void qf_writer_free(struct qf_writer *w);
 
 /* Read a queue file: 0; -1 when corrupt; -2 when it cannot be read now
- * (open or I/O error: not the file's fault). Why in err. */
+ * (open or I/O error: not the file's fault); QF_INCOMPLETE when its seal
+ * is missing or wrong (a crash before its commit: never acknowledged).
+ * Why in err. */
+#define QF_INCOMPLETE	(-3)
 int qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz);
 int qf_parse(const char *data, size_t len, off_t file_size, struct msg *m,
     char *err, size_t errsz);

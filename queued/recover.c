@@ -56,6 +56,16 @@ move_corrupt(const char *path, const char *name, const char *why)
 		log_crit("%s: corrupt queue file moved to corrupt/: %s", name, why);
 }
 
+/* A file its submission never finished (a crash before its commit). */
+static void
+remove_incomplete(const char *path, const char *name, const char *why)
+{
+	if (unlinkat(spool_fd, path, 0) < 0)
+		log_crit("%s: %s, and cannot remove it: %s", name, why, strerror(errno));
+	else
+		log_qwarn(name, "%s: removed", why);
+}
+
 static time_t
 retry_time(struct msg *m, time_t now)
 {
@@ -92,6 +102,10 @@ recover_dir(int x, struct recover_count *c, time_t now)
 		else if ((rc = qf_read(spool_fd, path, &m, err, sizeof(err))) == -2) {
 			log_crit("%s: cannot read %s (%s): left in place, read again at "
 			    "the next start", e->d_name, path, err);
+			continue;
+		} else if (rc == QF_INCOMPLETE) {
+			remove_incomplete(path, e->d_name, err);
+			c->unfinished++;
 			continue;
 		} else if (rc == 0) {
 			if (strcmp(m->id, e->d_name) == 0) {

@@ -382,7 +382,7 @@ on_data_end(struct srv_session *srv, unsigned flags)
 		why = "451 4.3.0 Local error: cannot write the queue file";
 	if (why != NULL) {
 		if (err != 0)
-			log_warn("queue file %s: %s", s->w.tmp_path, strerror(err));
+			log_warn("queue file %s: %s", s->w.path, strerror(err));
 		qf_abort(&s->w);
 		for (int i = 0; i < tx->nrcpt; i++)
 			reply(s, why);

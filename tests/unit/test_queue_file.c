@@ -96,8 +96,7 @@ TEST(test_round_trip)
 	CHECK_INT(qf_begin(&w, &env, r, 2, l, 3), 0);
 	qf_write(&w, "Subject: x\r\n\r\n.body\r\n", 21);
 	CHECK_INT(qf_finish(&w), 0);
-	CHECK_INT(renameat(spool_fd, w.tmp_path, spool_fd, w.final_path), 0);
-	CHECK_INT(qf_read(spool_fd, w.final_path, &m, err, sizeof(err)), 0);
+	CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), 0);
 	CHECK_STR(m->id, w.id);
 	CHECK_STR(m->sender, "");
 	CHECK_STR(m->envid, "e 1");
@@ -113,7 +112,7 @@ TEST(test_round_trip)
 	CHECK_STR(m->leaves[2].dsn, "5.3.0");
 	CHECK_STR(m->leaves[2].reason, "not enabled");
 	/* state records, and a torn last one */
-	fd = openat(spool_fd, w.final_path, O_RDWR);
+	fd = openat(spool_fd, w.path, O_RDWR);
 	m->leaves[0].last_try = 1700000001;
 	snprintf(m->leaves[0].dsn, sizeof(m->leaves[0].dsn), "2.0.0");
 	m->leaves[0].reason = xstrdup("250 2.0.0 ok");
@@ -124,14 +123,15 @@ TEST(test_round_trip)
 	CHECK(pwrite(fd, "r 1 f 5.0.0", 11, lseek(fd, 0, SEEK_END)) == 11);
 	close(fd);
 	msg_free(m);
-	CHECK_INT(qf_read(spool_fd, w.final_path, &m, err, sizeof(err)), 0);
+	CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), 0);
 	CHECK_INT(m->leaves[0].state, LS_SENT);
 	CHECK(m->leaves[0].notified);
 	CHECK_STR(m->leaves[0].relay, "lmtpd");
 	CHECK_STR(m->leaves[0].reason, "250 2.0.0 ok");
 	CHECK_INT(m->leaves[1].state, LS_PENDING);	/* the torn record */
 	CHECK(m->hold);
-	CHECK_INT(m->end, m->data_off + m->size + 42 + 4 + 4);	/* the torn record not counted */
+	/* after the seal; the torn record not counted */
+	CHECK_INT(m->end, m->data_off + m->size + QF_SEAL_LEN + 42 + 4 + 4);
 	msg_free(m);
 	qf_writer_free(&w);
 }
@@ -151,8 +151,12 @@ TEST(test_bad_files)
 		{ GOOD_HEAD "x\r\n\nr 9 s 2.0.0 1 - ok\n", -1 },	/* no leaf 9 */
 		{ GOOD_HEAD "x\r\n\nr 0 q 2.0.0 1 - ok\n", -1 },	/* bad code */
 		{ GOOD_HEAD "x\r", -1 },				/* truncated */
-		{ "HERMOD-QUEUE 2\n", -1 },
-		{ "", -1 },
+		{ "HERMOD-QUEUE 2\n", QF_INCOMPLETE },
+		{ "HERMOD-QUEUE 3\n", -1 },
+		{ "", QF_INCOMPLETE },
+		{ "HERMOD-QU", QF_INCOMPLETE },
+		{ "\0\0\0\0", QF_INCOMPLETE },	/* text stops at the NUL: empty */
+		{ "HERMOD-QUX", -1 },
 		{ "HERMOD-QUEUE 1\nid: 6B0B38357A3F1000\n", -1 },	/* no end */
 		{ "HERMOD-QUEUE 1\nid: 6B0B38357A3F1000\narrival: 1.0\nsize: 0\n"
 		  "sender: <a@b>\n\n", -1 },				/* no rcpt */
@@ -180,6 +184,51 @@ TEST(test_bad_files)
 			fprintf(stderr, "case %zu: rc %d (%s)\n", i, rc, err);
 		CHECK_INT(rc, cases[i].rc);
 	}
+}
+
+/* Version 2: a file written by the writer is whole; cut anywhere, with its
+ * size line not yet written, or with one byte changed, it is incomplete. */
+TEST(test_seal)
+{
+	struct env_rcpt r = { .addr = "c@d" };
+	struct leaf l = { .parent = 0, .kind = LEAF_LOCAL, .addr = "c@d" };
+	struct qf_env env = { .sender = "a@b", .arrival = 1700000000.5 };
+	struct qf_writer w;
+	struct msg *m;
+	char err[256], body[3000], *whole;
+	off_t len;
+	int fd;
+
+	memset(body, 'x', sizeof(body));
+	CHECK_INT(qf_begin(&w, &env, &r, 1, &l, 1), 0);
+	qf_write(&w, body, sizeof(body));
+	CHECK_INT(qf_finish(&w), 0);
+	CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), 0);
+	CHECK_INT(m->end, w.end);
+	msg_free(m);
+	len = w.end;
+	whole = xmalloc((size_t)len);
+	fd = openat(spool_fd, w.path, O_RDWR);
+	CHECK(pread(fd, whole, (size_t)len, 0) == len);
+	for (off_t cut = 0; cut < len; cut += 97) {	/* torn anywhere */
+		CHECK_INT(ftruncate(fd, cut), 0);
+		CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), QF_INCOMPLETE);
+	}
+	CHECK(pwrite(fd, whole, (size_t)len, 0) == len);
+	CHECK(pwrite(fd, "---------------", 15, w.size_field) == 15);	/* no size yet */
+	CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), QF_INCOMPLETE);
+	CHECK(pwrite(fd, whole, (size_t)len, 0) == len);
+	CHECK(pwrite(fd, "\0", 1, w.data_off + 1500) == 1);	/* a page never written */
+	CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), QF_INCOMPLETE);
+	CHECK(pwrite(fd, whole, (size_t)len, 0) == len);
+	CHECK(pwrite(fd, "r 0 s 2.0.0 1 - ok\n", 19, len) == 19);	/* records after it */
+	CHECK_INT(qf_read(spool_fd, w.path, &m, err, sizeof(err)), 0);
+	CHECK_INT(m->leaves[0].state, LS_SENT);
+	msg_free(m);
+	close(fd);
+	free(whole);
+	unlinkat(spool_fd, w.path, 0);
+	qf_writer_free(&w);
 }
 
 /* An address at ADDR_MAX and one past it. */
@@ -226,6 +275,7 @@ main(void)
 	RUN(test_xtext);
 	RUN(test_round_trip);
 	RUN(test_bad_files);
+	RUN(test_seal);
 	RUN(test_address_bound);
 	RUN(test_nul_in_envelope);
 	snprintf(cmd, sizeof(cmd), "%s %s", getenv("KEEP") ? "echo" : "rm -rf", spool);

@@ -1,0 +1,157 @@
+"""queued's one-flush commit (hermod-queue(5), "The seal" and
+"Durability"): a queue file is written in its final place and sealed, so
+recovery must tell a whole file from one a crash cut short. Incomplete
+files (never acknowledged) are removed, whole ones delivered, a whole file
+that does not parse still goes to corrupt/; a submission killed in the
+middle of its DATA leaves nothing behind; and each message costs one
+flush, counted by queued's own `stats`."""
+
+import os
+import socket
+import time
+
+from hermod import wait_for
+from test_queued import FakeLmtpd, listing, lmtp_submit, prepare, stats
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+MAGIC = b"HERMOD-QUEUE 2\n"
+
+
+def sealed(qid, body, envelope=None):
+    """A whole version 2 queue file: magic, size line, envelope, message,
+    seal (the CRC of everything after the size line up to the seal)."""
+    env = envelope or ("id: %s\narrival: %d.000000\nsender: <sender@example.test>\n"
+                       "rcpt: <alice@example.test>\nleaf: 0 local <alice@example.test>\n\n"
+                       % (qid, int(time.time()))).encode()
+    rest = env + body
+    return MAGIC + b"size: %015d\n" % len(body) + rest + b"e %08X\n" % crc32c(rest)
+
+
+def put(h, qid, data):
+    p = h.path("spool", "queue", qid[-1], qid)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(data)
+    for root, dirs, files in os.walk(h.path("spool")):   # as root: for `hermod`
+        os.chown(root, h.uid, h.gid)
+        for x in files:
+            os.chown(os.path.join(root, x), h.uid, h.gid)
+    return p
+
+
+def test_incomplete_removed_whole_delivered(hermod):
+    prepare(hermod)
+    body = b"Subject: whole\r\n\r\n" + b"x" * 9000 + b"\r\n"
+    good = sealed("6B0B0000000000A0", body)
+    size_at = len(MAGIC) + len("size: ")
+    cases = {
+        "6B0B0000000000A1": b"",                                 # created, nothing written
+        "6B0B0000000000A2": good[:10],                           # cut inside the magic
+        "6B0B0000000000A3": good[:size_at] + b"-" * 15 + good[size_at + 15:],  # no size yet
+        "6B0B0000000000A4": good[:len(good) // 2],               # cut in the message
+        "6B0B0000000000A5": good[:-12] + b"\n",                  # no seal
+        "6B0B0000000000A6": good[:2000] + b"\0" * 4096 + good[6096:],  # a page never written
+        "6B0B0000000000A7": b"\0" * 4096 + good[4096:],          # the first page never written
+    }
+    put(hermod, "6B0B0000000000A0", good)
+    for qid, data in cases.items():
+        put(hermod, qid, data.replace(b"6B0B0000000000A0", qid.encode()))
+    # whole (the seal matches) but its envelope does not parse: corrupt, kept
+    bad_env = b"id: 6B0B0000000000B1\narrival: 1.0\nsender: <a@b>\nrcpt: <c@d>\nleaf: 7 local <c@d>\n\n"
+    put(hermod, "6B0B0000000000B1", sealed("6B0B0000000000B1", b"x\r\n", bad_env))
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        wait_for(lambda: "spool recovered" in hermod.log("queued"), 30, what="recovery")
+        wait_for(lambda: fake.to("alice@example.test"), 30, what="the whole message")
+        assert len(fake.msgs) == 1 and fake.msgs[0][1] == body
+        log = hermod.log("queued")
+        for qid in cases:
+            assert "%s: incomplete (" % qid in log, qid
+            assert not os.path.exists(hermod.path("spool", "queue", qid[-1], qid)), qid
+        assert os.listdir(hermod.path("spool", "corrupt")) == ["6B0B0000000000B1"]
+        wait_for(lambda: not listing(hermod), 30, what="queue empty")
+    finally:
+        fake.close()
+
+
+def test_kill9_in_the_middle_of_data_leaves_nothing(hermod):
+    """The file of a submission cut short by a crash sits in queue/ from
+    its first byte; it was never acknowledged and the restart removes it."""
+    prepare(hermod)
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(hermod.submit_socket)
+        f = s.makefile("rwb")
+        f.readline()
+        f.write(b"LHLO t\r\nMAIL FROM:<sender@example.test>\r\n"
+                b"RCPT TO:<alice@example.test>\r\nDATA\r\n")
+        f.flush()
+        for _ in range(6):      # LHLO (3 lines), MAIL, RCPT, 354
+            f.readline()
+        f.write(b"Subject: cut\r\n\r\n" + b"y" * 200000 + b"\r\n")   # no final dot
+        f.flush()
+
+        def files():
+            return [n for d in range(16)
+                    for n in os.listdir(hermod.path("spool", "queue", "%X" % d))]
+        wait_for(lambda: files(), 10, what="the file being written")
+        qid = files()[0]
+        hermod.kill("queued")
+        s.close()
+        hermod.start("queued")
+        wait_for(lambda: hermod.log("queued").count("spool recovered") >= 2, 30,
+                 what="recovery")
+        assert "%s: incomplete (" % qid in hermod.log("queued")
+        assert not files()
+        # and the queue works: a new message goes through
+        _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: next\r\n\r\nz\r\n")
+        assert after[0][0] == 250
+        wait_for(lambda: fake.to("alice@example.test"), 30, what="delivery")
+        assert all(b"Subject: cut" not in d for _, d in fake.msgs)
+    finally:
+        fake.close()
+
+
+def test_one_flush_per_message(hermod):
+    """One submitter, one message at a time, each delivered at once: one
+    flush for the submission (data and directory entry together) and none
+    for the delivery's state records (the file is removed right after)."""
+    prepare(hermod)
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        n = 20
+        before = int(stats(hermod)["fsyncs"])
+        for i in range(n):
+            _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: %d\r\n\r\nx\r\n" % i)
+            assert after[0][0] == 250
+        wait_for(lambda: len(fake.msgs) == n and not listing(hermod), 30, what="deliveries")
+        flushes = int(stats(hermod)["fsyncs"]) - before
+        print("%d messages, %d flushes" % (n, flushes))
+        assert flushes <= n
+    finally:
+        fake.close()
