@@ -252,6 +252,26 @@ optval(char **argv, int *i, size_t skip)
 	return argv[++*i];
 }
 
+/*
+ * Flags without a value, alone or clustered as getopt allows ("-ti" is
+ * "-t -i", as cron jobs and scripts write them). -m, -n, -U and -G are
+ * obsolete or no-ops for us. -1 for a letter that is not such a flag.
+ */
+static int
+flags(const char *f, struct submission *sub)
+{
+	for (; *f != '\0'; f++) {
+		switch (*f) {
+		case 't': sub->extract = 1; break;
+		case 'i': sub->ignore_dots = 1; break;
+		case 'v': sub->verbose = 1; break;
+		case 'm': case 'n': case 'U': case 'G': break;
+		default: return -1;
+		}
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -271,9 +291,10 @@ main(int argc, char **argv)
 			break;
 		}
 		switch (a[1]) {
-		case 't': sub.extract = 1; break;
-		case 'i': sub.ignore_dots = 1; break;
-		case 'v': sub.verbose = 1; break;
+		case 't': case 'i': case 'v': case 'm': case 'n': case 'U': case 'G':
+			if (flags(a + 1, &sub) < 0)
+				usage();
+			break;
 		case 'f': case 'r': from = optval(argv, &i, 2); break;
 		case 'F': sub.fullname = xstrdup(optval(argv, &i, 2)); break;
 		case 'N': sub.notify = optval(argv, &i, 2); break;
@@ -289,11 +310,9 @@ main(int argc, char **argv)
 			if (a[2] == 'i')
 				sub.ignore_dots = 1;
 			break;
-		case 'L': case 'O': case 'X':
+		case 'A': case 'h': case 'L': case 'O': case 'X':
 			(void)optval(argv, &i, 2);	/* accepted, ignored */
 			break;
-		case 'm': case 'n': case 'U': case 'G':
-			break;			/* obsolete / no-ops */
 		default:
 			usage();
 		}

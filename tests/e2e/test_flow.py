@@ -63,6 +63,24 @@ def test_quoted_local_part_is_the_same_mailbox(hermod):
     assert len(messages(hermod, "bob", 1)) == 1
 
 
+def test_sendmail_flags_as_programs_write_them(hermod):
+    """Clustered flags ("-ti" is -t -i, as scripts write it) and the
+    sendmail options programs pass that mean nothing here (cron's -B and
+    -oem, -Am, -h, -U) are accepted; an unknown letter is a usage error."""
+    start_system(hermod, daemons=("lmtpd", "queued"))
+    msg = "To: alice@example.test\nSubject: clustered\n\nline\n.\nafter the dot\n"
+    for args in (["-ti"], ["-it", "-oem"], ["-Am", "-h", "5", "-U", "-i", "-t"],
+                 ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice@example.test"]):
+        r = hermod.run("sendmail", *args, input=msg)
+        assert r.returncode == 0, (args, r.stderr)
+    got = messages(hermod, "alice", 4)
+    assert len(got) == 4
+    for raw in got:
+        assert raw.split(b"\n\n", 1)[1] == b"line\n.\nafter the dot\n"
+    r = hermod.run("sendmail", "-tZ", input=msg)
+    assert r.returncode == 64 and "usage" in r.stderr
+
+
 def test_alias_list_through_smtp(hermod):
     start_system(hermod)
     with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
