@@ -113,6 +113,8 @@ struct cli_caps {
 	unsigned long long size;/* SIZE limit; 0: none given */
 	char auth[128];		/* AUTH mechanisms, space separated */
 	char xforward[128];	/* XFORWARD attribute names offered */
+	char name[256];		/* the server's name: the first word of its
+				 * EHLO/HELO reply (loop detection) */
 };
 
 struct cli_conn;

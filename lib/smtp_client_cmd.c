@@ -470,6 +470,8 @@ on_ehlo(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 			caps_parse(c, r->text);
 		else
 			memset(&c->caps, 0, sizeof(c->caps));
+		snprintf(c->caps.name, sizeof(c->caps.name), "%.*s",
+		    (int)strcspn(r->text, " \r\n"), r->text);
 		cli_session_next(c);
 	} else if (k->type == C_EHLO && !c->s.lmtp && r->code / 100 == 5) {
 		cli_send_cmd(c, cli_cmd_new(C_HELO, 0));	/* RFC 5321 §3.2 */

@@ -66,6 +66,7 @@ struct rsess {
 	struct event *idle_ev;
 	int pooled;				/* in its dest's idle list and `idle` */
 	int tls_level, plain;			/* plain: "may" fell back */
+	int loop_now, loops;			/* hops that greeted with our name */
 	char *user, *pass;			/* SASL, or NULL */
 	TAILQ_ENTRY(rsess) link;		/* the destination's idle list */
 	TAILQ_ENTRY(rsess) glink;		/* every idle session, oldest first */
@@ -254,8 +255,12 @@ try_hop(struct rsess *s)
 		struct rjob *j = s->job;
 
 		s->job = NULL;
-		fail_rest(j, s->fcode / 100 == 4 ? s->fcode : 451,
-		    s->fcode / 100 == 4 ? s->fdsn : "4.4.1", NULL, s->ftext);
+		if (s->loops == s->route->n)	/* each one is us: bounce */
+			fail_rest(j, 554, "5.4.6", NULL, s->ftext);
+		else
+			fail_rest(j, s->fcode / 100 == 4 ? s->fcode : 451,
+			    s->fcode / 100 == 4 ? s->fdsn : "4.4.1", NULL,
+			    s->ftext);
 		job_end(j);
 		/* the destination looks dead: no other session, or several
 		 * failed in a row; its waiting mail is deferred, not tried
@@ -435,7 +440,16 @@ on_ready(struct cli_conn *cli, const struct cli_caps *caps, void *arg)
 {
 	struct rsess *s = arg;
 
-	(void)caps;
+	/*
+	 * A server that names itself as we do is us, reached through an
+	 * address we did not know as ours (NAT, a forwarded port): a loop.
+	 * The next address is tried; when every one is us, the mail bounces.
+	 */
+	if (strcasecmp(caps->name, conf_str(C_myhostname)) == 0) {
+		s->loop_now = 1;
+		cli_quit(cli);
+		return;
+	}
 	s->ready = 1;
 	s->d->fails = 0;
 	if (cli_tls_bev(cli) != NULL && s->job != NULL) {
@@ -511,6 +525,20 @@ on_closed(struct cli_conn *cli, const struct cli_reply *r, void *arg)
 	(void)cli;
 	cli_free(s->cli);
 	s->cli = NULL;
+	if (j != NULL && !s->ready && s->loop_now) {
+		s->loop_now = 0;
+		s->loops++;
+		s->fcode = 451;		/* another address may still be right */
+		snprintf(s->fdsn, sizeof(s->fdsn), "4.4.6");
+		snprintf(s->ftext, sizeof(s->ftext), "mail for %s loops back to "
+		    "myself (%s greeted me with my own hostname)", s->d->name,
+		    s->relay);
+		log_qwarn(j->rm->m->id, "%s", s->ftext);
+		s->plain = 0;
+		s->hop++;
+		try_hop(s);
+		return;
+	}
 	if (j != NULL && !s->ready) {
 		s->fcode = r->code;
 		snprintf(s->fdsn, sizeof(s->fdsn), "%s", r->status[0] ? r->status : "4.4.1");

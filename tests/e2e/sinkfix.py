@@ -136,7 +136,7 @@ class _Handler:
 
 class Sink:
     def __init__(self, host, port, rcpt=None, data=None, size=None, smtputf8=True,
-                 ident="sink", tls=False, auth=None, dsn=False):
+                 ident="sink", tls=False, auth=None, dsn=False, name="sink.test"):
         self.host, self.port = host, port
         self.rcpt, self.data, self.dsn = rcpt or {}, data, dsn
         self.msgs, self.seen = [], {}
@@ -155,7 +155,7 @@ class Sink:
                 return AuthResult(success=ok, auth_data=data)
             kw.update(authenticator=check, auth_required=True, auth_require_tls=True)
         self.ctl = (DsnController if dsn else Controller)(_Handler(self), hostname=host, port=port,
-                              ready_timeout=10, server_hostname="sink.test", **kw)
+                              ready_timeout=10, server_hostname=name, **kw)
         self.ctl.start()
 
     def wait(self, n, timeout=30):

@@ -239,6 +239,26 @@ def test_relayhost_on_our_address_but_another_port(env):
     assert len(s2.msgs) == 1
 
 
+def test_server_greeting_with_our_name_is_a_loop(env):
+    """An exchanger that answers EHLO with our own myhostname is us under
+    an address we did not know (NAT, a forwarded port): the next one is
+    tried; when every exchanger is us, the mail bounces 5.4.6 at once."""
+    env.mx("half.example", (10, "127.0.0.2"), (20, "127.0.0.3"))
+    env.mx("all.example", (10, "127.0.0.4"))
+    me2 = env.sink("127.0.0.2", name="MX.example.test")
+    ok3 = env.sink("127.0.0.3")
+    me4 = env.sink("127.0.0.4", name="mx.example.test")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@half.example"])
+    assert ok3.wait(1)[0].rcpts == ["a@half.example"]
+    submit(env.h, ["b@all.example"])
+    _, recs = dsn_of(env.h)
+    assert recs[0]["status"] == "5.4.6", recs
+    assert "loops back to myself" in recs[0]["diagnostic-code"]
+    assert me2.msgs == [] and me4.msgs == [] and me2.seen == {} and me4.seen == {}
+    assert "greeted me with my own hostname" in env.h.log("queued")
+
+
 def test_size_and_smtputf8_refused_before_sending(env):
     """A server's SIZE limit below the message: 5.3.4; SMTPUTF8 needed
     but not offered: 5.6.7."""
