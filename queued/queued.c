@@ -1,8 +1,9 @@
 /*
  * queued: start-up, the event loop and signals. The order matters: as
  * root the sockets are bound and the spool created before the privilege
- * drop; the spool is recovered before the submission socket takes its
- * first message; SIGTERM stops the listeners, lets every submission that
+ * drop; the spool is scanned before the submission socket takes its
+ * first message, and read back in slices while new mail flows
+ * (recover.c); SIGTERM stops the listeners, lets every submission that
  * is writing or waiting for its group commit finish, then exits (a
  * delivery still in flight is simply tried again after the restart).
  */
@@ -135,7 +136,7 @@ main(int argc, char **argv)
 	sched_init(queued_base);
 	local_init(queued_base);
 	remote_init(queued_base);
-	recover_spool();
+	recover_spool(queued_base);
 	if (submit_init(queued_base, submit_fd) < 0 ||
 	    control_init(queued_base, control_fd) < 0)
 		fatal("cannot listen");

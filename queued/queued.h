@@ -260,8 +260,9 @@ int submit_busy(void);		/* sessions writing or waiting for a commit */
 int control_init(struct event_base *base, int fd);
 void control_stop(void);
 
-/* recover.c */
-void recover_spool(void);
+/* recover.c: lists the spool now, reads it from the loop in slices. */
+void recover_spool(struct event_base *base);
+int recover_pending(void);	/* files listed but not read yet */
 
 /* queued.c */
 extern struct event_base *queued_base;

@@ -1,27 +1,69 @@
 /*
- * Start-up recovery of the spool. incoming/ holds only files that were
- * never acknowledged (a file leaves it by the group commit's rename, and
- * the 250 comes after): they are removed. Every file in queue/X/ is read
- * back and scheduled; one that does not parse is moved to corrupt/ with a
- * log line saying why, never deleted. A message that was tried before is
- * retried minimal_backoff_time after its last attempt, so a restart does
- * not send a burst of retries for a large deferred queue.
+ * Start-up recovery of the spool, in two steps so that queued serves new
+ * mail at once even with a large queue:
+ *
+ *   scan   before the submission socket opens: incoming/ (left by versions
+ *          that wrote there until the commit; never acknowledged) is
+ *          emptied, and the names in queue/X/ are listed. Listing 100,000
+ *          names takes a few tens of milliseconds; reading the files took
+ *          seconds, during which nothing new was delivered;
+ *   read   then, from the event loop, the listed files are read and
+ *          scheduled in slices of at most RECOVER_SLICE_FILES files or
+ *          RECOVER_SLICE_MS, one slice per turn of the loop (a timer of
+ *          zero: the loop polls its sockets between two slices), so a new
+ *          submission waits for one slice at most.
+ *
+ * Files written after the scan are new submissions, never in the list. A
+ * file whose seal is missing or wrong was cut short by a crash before its
+ * commit, so never acknowledged: it is removed with a log line. One that
+ * is whole but does not parse is moved to corrupt/ with a log line saying
+ * why, never deleted. A message that was tried before is retried
+ * minimal_backoff_time after its last attempt, so a restart does not send
+ * a burst of retries for a large deferred queue. Expiry, delay warnings
+ * and bounces are decided when a message is attempted, as before, so a
+ * message read late in the recovery is treated exactly as one read early.
+ * Until the last slice, the control socket's list shows the messages read
+ * so far (and show, hold, delete find only those).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "conf.h"
 #include "log.h"
 #include "queued.h"
+#include "xalloc.h"
+
+#define RECOVER_SLICE_FILES	1000
+#define RECOVER_SLICE_MS	10
 
 struct recover_count {
 	unsigned long ok, corrupt, unfinished;
 };
+
+static struct {
+	char (*ids)[QID_LEN + 1];	/* listed by the scan, read in order */
+	size_t n, cap, next;
+	struct recover_count count;
+	struct timespec t0;
+	struct event *ev;
+} rec;
+
+static double
+since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
+}
 
 static void
 clean_incoming(struct recover_count *c)
@@ -80,14 +122,15 @@ retry_time(struct msg *m, time_t now)
 	return last > now ? last : now;
 }
 
+/* ---- scan ------------------------------------------------------------- */
+
 static void
-recover_dir(int x, struct recover_count *c, time_t now)
+scan_dir(int x)
 {
-	char dir[16], path[64 + 256], err[256];
-	int fd, rc;
+	char dir[16], path[64 + 256];
+	int fd;
 	DIR *d;
 	struct dirent *e;
-	struct msg *m;
 
 	snprintf(dir, sizeof(dir), "queue/%X", x);
 	if ((fd = openat(spool_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
@@ -96,46 +139,114 @@ recover_dir(int x, struct recover_count *c, time_t now)
 	while ((e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (!qid_valid(e->d_name))
-			snprintf(err, sizeof(err), "not a queue id");
-		else if ((rc = qf_read(spool_fd, path, &m, err, sizeof(err))) == -2) {
-			log_crit("%s: cannot read %s (%s): left in place, read again at "
-			    "the next start", e->d_name, path, err);
+		if (!qid_valid(e->d_name)) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			move_corrupt(path, e->d_name, "not a queue id");
+			rec.count.corrupt++;
 			continue;
-		} else if (rc == QF_INCOMPLETE) {
-			remove_incomplete(path, e->d_name, err);
-			c->unfinished++;
-			continue;
-		} else if (rc == 0) {
-			if (strcmp(m->id, e->d_name) == 0) {
-				m->next_try = retry_time(m, now);
-				sched_add(m);
-				c->ok++;
-				continue;
-			}
-			snprintf(err, sizeof(err), "id %s in the file", m->id);
-			msg_free(m);
 		}
-		move_corrupt(path, e->d_name, err);
-		c->corrupt++;
+		if (rec.n == rec.cap) {
+			rec.cap = rec.cap ? rec.cap * 2 : 1024;
+			rec.ids = xrealloc(rec.ids, rec.cap * sizeof(*rec.ids));
+		}
+		memcpy(rec.ids[rec.n++], e->d_name, QID_LEN + 1);
 	}
 	closedir(d);
 }
 
-void
-recover_spool(void)
-{
-	struct recover_count c = { 0 };
-	struct timespec t0, t1;
-	time_t now = time(NULL);
+/* ---- read ------------------------------------------------------------- */
 
+static void
+recover_one(const char *id, time_t now)
+{
+	char path[64], err[256];
+	struct msg *m;
+	int rc;
+
+	snprintf(path, sizeof(path), "queue/%c/%s", qid_hash(id), id);
+	rc = qf_read(spool_fd, path, &m, err, sizeof(err));
+	if (rc == -2) {
+		log_crit("%s: cannot read %s (%s): left in place, read again at "
+		    "the next start", id, path, err);
+		return;
+	}
+	if (rc == QF_INCOMPLETE) {
+		remove_incomplete(path, id, err);
+		rec.count.unfinished++;
+		return;
+	}
+	if (rc == 0 && strcmp(m->id, id) == 0) {
+		m->next_try = retry_time(m, now);
+		sched_add(m);
+		rec.count.ok++;
+		return;
+	}
+	if (rc == 0) {
+		snprintf(err, sizeof(err), "id %s in the file", m->id);
+		msg_free(m);
+	}
+	move_corrupt(path, id, err);
+	rec.count.corrupt++;
+}
+
+static void
+recover_done(void)
+{
+	if (rec.next < rec.n)	/* stopping: the rest is read at the next start */
+		log_info("spool recovery stopped: %zu of %zu queue files read",
+		    rec.next, rec.n);
+	else
+		log_info("spool recovered: %lu messages, %lu corrupt moved aside, "
+		    "%lu unfinished removed, %.3fs", rec.count.ok, rec.count.corrupt,
+		    rec.count.unfinished, since(&rec.t0));
+	free(rec.ids);
+	rec.ids = NULL;
+	rec.n = rec.cap = rec.next = 0;
+	if (rec.ev != NULL)
+		event_free(rec.ev);
+	rec.ev = NULL;
+}
+
+/* One slice; the next one after the loop has polled its sockets. */
+static void
+recover_slice(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval zero = { 0, 0 };
+	struct timespec t0;
+	time_t now = time(NULL);
+	int done = 0;
+
+	(void)fd, (void)what, (void)arg;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	clean_incoming(&c);
+	while (rec.next < rec.n && done++ < RECOVER_SLICE_FILES &&
+	    since(&t0) * 1000 < RECOVER_SLICE_MS)
+		recover_one(rec.ids[rec.next++], now);
+	if (rec.next < rec.n && !queued_stopping)
+		evtimer_add(rec.ev, &zero);
+	else
+		recover_done();
+}
+
+void
+recover_spool(struct event_base *base)
+{
+	struct timeval zero = { 0, 0 };
+
+	clock_gettime(CLOCK_MONOTONIC, &rec.t0);
+	clean_incoming(&rec.count);
 	for (int x = 0; x < QUEUE_HASH_DIRS; x++)
-		recover_dir(x, &c, now);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	log_info("spool recovered: %lu messages, %lu corrupt moved aside, "
-	    "%lu unfinished removed, %.3fs", c.ok, c.corrupt, c.unfinished,
-	    (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+		scan_dir(x);
+	log_info("spool scanned: %zu queue files to read, %.3fs", rec.n, since(&rec.t0));
+	if (rec.n == 0) {
+		recover_done();
+		return;
+	}
+	rec.ev = evtimer_new(base, recover_slice, NULL);
+	evtimer_add(rec.ev, &zero);
+}
+
+int
+recover_pending(void)
+{
+	return rec.ev != NULL;
 }

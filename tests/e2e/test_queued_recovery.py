@@ -171,3 +171,39 @@ def test_many_due_messages_wait_without_holding_files(hermod):
         assert "Too many open files" not in hermod.log("queued")
     finally:
         fake.close()
+
+
+def test_new_mail_flows_while_a_big_queue_is_read(hermod):
+    """20,000 deferred messages on disk: queued lists them, then reads them
+    in slices from its loop, so a message submitted right after the start
+    is acknowledged and delivered while the recovery is still going on;
+    every old message is still recovered."""
+    n = 20000
+    prepare(hermod, minimal_backoff_time="1h", maximal_backoff_time="2h")
+    write_spool(hermod, n)
+    rec = "r 0 d 4.4.1 %d - lmtpd was down\n" % int(time.time())
+    for d in range(16):
+        sub = hermod.path("spool", "queue", "%X" % d)
+        for f in os.listdir(sub):
+            with open(os.path.join(sub, f), "a") as fp:
+                fp.write(rec)       # tried before: not due for an hour
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        t0 = time.monotonic()
+        hermod.start("queued")
+        _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: new\r\n\r\nx\r\n")
+        assert after[0][0] == 250
+        qid = after[0][1].split()[1].decode()
+        wait_for(lambda: fake.to("alice@example.test"), 20, what="the new message")
+        took = time.monotonic() - t0
+        wait_for(lambda: "spool recovered" in hermod.log("queued"), 60, what="recovery")
+        log = hermod.log("queued")
+        print("new message delivered %.2fs after the start; %s" % (
+            took, re.search(r"spool recovered.*", log).group(0)))
+        assert re.search(r"spool recovered: %d messages, 0 corrupt" % n, log)
+        # delivered before the recovery ended, not after it
+        assert log.index("%s: to=<alice@example.test>" % qid) < log.index("spool recovered")
+        wait_for(lambda: len(listing(hermod)) == n, 30, what="all listed")
+        assert len(fake.msgs) == 1
+    finally:
+        fake.close()
