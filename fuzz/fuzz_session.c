@@ -1,14 +1,15 @@
 /*
  * Fuzz target for smtpd's session state machine: the input is what a
- * client sends, fed through a socketpair into a real session (smtpd's
- * session_io.c, smtp_session.c, smtp_data.c, smtp_parse.c, policy.c,
- * received.c, submit.c and the AUTH and STARTTLS code are compiled in;
- * with no certificate STARTTLS and AUTH are refused as not offered) on a
- * libevent loop; queued is replaced by a deterministic no-op sink (below) whose behaviour the first input byte
+ * client sends, fed through a socketpair into a real session on
+ * lib/smtp_server (smtpd's session_io.c, smtp_session.c, smtp_data.c,
+ * smtp_parse.c, policy.c, received.c, submit.c and the AUTH and STARTTLS
+ * code are compiled in; with no certificate STARTTLS and AUTH are refused
+ * as not offered) on a libevent loop; queued is replaced by a
+ * deterministic no-op sink (below) whose behaviour the first input byte
  * picks: trusted client or not, queued refusing at the start or at the
  * end, flow control on every write. The loop runs until the session is
- * gone (EOF after the input) with a bound on turns; nothing may crash,
- * leak or hang.
+ * gone (EOF after the input) with a bound on turns, then what is left is
+ * closed; nothing may crash, leak or hang.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -231,8 +232,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		event_base_loop(fuzz_base, EVLOOP_NONBLOCK);
 		drain_peer(sv[1]);
 	}
-	while (!TAILQ_EMPTY(&sessions))		/* stuck waiting: bounded */
-		session_free(TAILQ_FIRST(&sessions));
+	while (!TAILQ_EMPTY(&sessions)) {	/* stuck waiting: bounded */
+		struct session *s;
+
+		TAILQ_FOREACH(s, &sessions, entry)
+			srv_close(s->srv);	/* freed from the loop */
+		event_base_loop(fuzz_base, EVLOOP_NONBLOCK);
+	}
 	close(sv[1]);
 	return 0;
 }

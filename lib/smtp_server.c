@@ -44,6 +44,7 @@ struct srv_session {
 	struct event *timer;		/* command timeout, error sleep, close
 					   grace, then linger */
 	struct event *kick;		/* process() or finish from the loop */
+	const struct srv_cmd *cur;	/* the row being dispatched */
 	struct smtp_line_reader lr;
 	struct smtp_data_dec dec;
 	uint64_t bdat_left;
@@ -364,6 +365,8 @@ struct bufferevent *srv_bev(const struct srv_session *s) { return s->bev; }
 unsigned srv_state(const struct srv_session *s) { return s->state; }
 unsigned srv_line_flags(const struct srv_session *s) { return s->line_flags; }
 unsigned srv_errors(const struct srv_session *s) { return s->errors; }
+const struct srv_cmd *srv_command(const struct srv_session *s) { return s->cur; }
+unsigned srv_data_flags(const struct srv_session *s) { return s->dec.flags; }
 int srv_paused(const struct srv_session *s) { return s->paused; }
 
 void
@@ -562,7 +565,20 @@ dispatch(struct srv_session *s, char *line)
 		srv_error(s);
 		return;
 	}
+	s->cur = c;
 	c->fn(s, arg);
+	s->cur = NULL;
+}
+
+/* A line refused before dispatch: the daemon's text or the table's. */
+static void
+bad_line(struct srv_session *s, enum smtp_reply_id why)
+{
+	if (s->ops->on_bad_line != NULL)
+		s->ops->on_bad_line(s, why);
+	else
+		srv_reply_id(s, why);
+	srv_error(s);
 }
 
 /* One command line; 1 when something was done, 0 when input is short. */
@@ -578,8 +594,7 @@ step_cmd(struct srv_session *s)
 	case SMTP_LINE_MORE:
 		return 0;
 	case SMTP_LINE_TOO_LONG:
-		srv_reply_id(s, RPL_LINE_TOO_LONG);
-		srv_error(s);
+		bad_line(s, RPL_LINE_TOO_LONG);
 		return 1;
 	case SMTP_LINE_OK:
 		break;
@@ -587,16 +602,13 @@ step_cmd(struct srv_session *s)
 	s->line_flags = f;
 	if (s->ops->on_line != NULL && s->ops->on_line(s, line, len))
 		return 1;
-	if (f & SMTP_LINE_F_NUL) {
-		srv_reply_id(s, RPL_NUL);
-		srv_error(s);
-	} else if ((f & SMTP_LINE_F_BARE_LF) &&
-	    (s->lim.flags & SRV_F_REJECT_BARE_LF)) {
-		srv_reply_id(s, RPL_BARE_LF);
-		srv_error(s);
-	} else {
+	if (f & SMTP_LINE_F_NUL)
+		bad_line(s, RPL_NUL);
+	else if ((f & SMTP_LINE_F_BARE_LF) &&
+	    (s->lim.flags & SRV_F_REJECT_BARE_LF))
+		bad_line(s, RPL_BARE_LF);
+	else
 		dispatch(s, line);
-	}
 	return 1;
 }
 

@@ -172,6 +172,12 @@ struct srv_ops {
 	 * table. Not counted as an error either way.
 	 */
 	int (*on_line)(struct srv_session *s, char *line, size_t len);
+	/*
+	 * Optional. A line refused before dispatch, why being RPL_LINE_TOO_LONG,
+	 * RPL_NUL or RPL_BARE_LF (with SRV_F_REJECT_BARE_LF): the daemon's own
+	 * reply text; the default is that table reply. Counted either way.
+	 */
+	void (*on_bad_line)(struct srv_session *s, enum smtp_reply_id why);
 };
 
 /*
@@ -194,6 +200,12 @@ void srv_set_state(struct srv_session *s, unsigned state);	/* 0..31 */
 unsigned srv_line_flags(const struct srv_session *s);
 /* Errors counted so far. */
 unsigned srv_errors(const struct srv_session *s);
+/* The table row whose fn is running (NULL outside a command fn), for a
+ * daemon whose rows share one fn (counting, a check after each command). */
+const struct srv_cmd *srv_command(const struct srv_session *s);
+/* SMTP_DATA_F_* seen so far in the DATA being decoded (or last decoded):
+ * lets on_data refuse a message at its first bare LF instead of at the end. */
+unsigned srv_data_flags(const struct srv_session *s);
 
 /* Replies, buffered (pipelining) and written by the loop. */
 void srv_reply(struct srv_session *s, int code, const char *esc,

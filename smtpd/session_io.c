@@ -1,23 +1,24 @@
 /*
- * The session's input and output: command lines read from the bufferevent
- * one after the other (pipelining, RFC 2920) while the session is not
- * waiting for queued, replies written, the idle timeout (smtpd_timeout),
- * the error counter (soft limit: each further error slows the session by
- * smtpd_error_sleep_time; hard limit: 421 and the end), and a polite
- * close once the last reply is out. Bounds: a command line of
- * SMTPD_LINE_MAX, SMTPD_INPUT_MAX read ahead, SMTPD_OUTPUT_MAX of replies
- * the client has not read (then we stop reading until it does).
+ * The session's life on lib/smtp_server (the protocol engine shared with
+ * queued and lmtpd): a client connection becomes an srv_session with
+ * smtpd's command table (smtp_session.c), its DATA/BDAT hooks
+ * (smtp_data.c) and TLS hook (smtpd_tls.c). The engine reads command
+ * lines (pipelining, RFC 2920), keeps the bounds (SMTPD_LINE_MAX,
+ * SMTPD_INPUT_MAX read ahead, SMTPD_OUTPUT_MAX of replies the client has
+ * not read), the command timeout (smtpd_timeout), the error counter (soft
+ * limit: each further error waits smtpd_error_sleep_time; hard limit: 421)
+ * and the lingering close. Here: the session struct, smtpd's replies
+ * (given as "DDD x.y.z text" lines) and the log line at the end.
  */
 #include <arpa/inet.h>
-#include <errno.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 
 #include "conf.h"
 #include "log.h"
@@ -26,11 +27,14 @@
 #include "smtpd_tls.h"
 #include "xalloc.h"
 
-#define LINGER_SEC	2	/* input drained after the last reply */
+#define LINGER_MS	2000	/* input drained after the last reply */
 
 struct session_list sessions = TAILQ_HEAD_INITIALIZER(sessions);
 
-static void session_input(struct session *s);
+/* The engine borrows these: one copy, refreshed for each new session
+ * (after SIGHUP the old config strings are gone; this array stays). */
+static char hostname[256];
+static struct srv_limits limits;
 
 const char *
 session_client(const struct session *s)
@@ -43,22 +47,67 @@ session_client(const struct session *s)
 	return buf[which];
 }
 
+unsigned
+session_st(const struct session *s)
+{
+	return SRV_STATE(srv_state(s->srv));
+}
+
+void
+session_set_state(struct session *s, enum smtp_state st)
+{
+	srv_set_state(s->srv, st);
+}
+
+/* "2.1.5" at p, followed by a space or the end: its length (RFC 3463),
+ * else 0. */
+static size_t
+esc_len(const char *p)
+{
+	size_t n = 1;
+
+	if (p[0] != '2' && p[0] != '4' && p[0] != '5')
+		return 0;
+	for (int part = 0; part < 2; part++) {
+		size_t d = 0;
+
+		if (p[n++] != '.')
+			return 0;
+		for (; isdigit((unsigned char)p[n]) && d < 3; n++)
+			d++;
+		if (d == 0)
+			return 0;
+	}
+	return p[n] == ' ' || p[n] == '\0' ? n : 0;
+}
+
+/* One "DDD[ x.y.z] text" line into the engine's reply writer. A code
+ * that is not 2xx..5xx (a broken text from elsewhere) becomes 451. */
 static void
 vreply(struct session *s, const char *fmt, va_list ap)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev), *one;
+	char line[1024], esc[16];
+	const char *text = line + 4;
+	int code;
+	size_t n;
 
-	/* A TLS filter encrypts each addition at once: one addition per
-	 * reply makes one TLS record of it, not two. */
-	if (s->tls && (one = evbuffer_new()) != NULL) {
-		evbuffer_add_vprintf(one, fmt, ap);
-		evbuffer_add(one, "\r\n", 2);
-		evbuffer_add_buffer(out, one);
-		evbuffer_free(one);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	code = atoi(line);
+	if (code < 200 || code > 599 || !isdigit((unsigned char)line[2]) ||
+	    (line[3] != ' ' && line[3] != '\0')) {
+		srv_reply(s->srv, 451, "4.3.0", "Error: %s", line);
 		return;
 	}
-	evbuffer_add_vprintf(out, fmt, ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (line[3] == '\0')
+		text = line + 3;
+	if ((n = esc_len(text)) > 0 && n < sizeof(esc)) {
+		memcpy(esc, text, n);
+		esc[n] = '\0';
+		text += n + (text[n] == ' ');
+		srv_reply(s->srv, code, esc, "%s", text);
+		return;
+	}
+	srv_reply(s->srv, code, NULL, "%s", text);
 }
 
 void
@@ -72,64 +121,6 @@ session_reply(struct session *s, const char *fmt, ...)
 }
 
 void
-session_close(struct session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (s->mode == IN_CLOSING)
-		return;
-	if (fmt != NULL) {
-		va_start(ap, fmt);
-		vreply(s, fmt, ap);
-		va_end(ap);
-	}
-	s->mode = IN_CLOSING;
-	bufferevent_disable(s->bev, EV_READ);
-	if (s->ho != NULL)
-		handoff_abort(s->ho);	/* an unfinished message is dropped */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_linger(s);
-	/* else the write callback does once the reply is out */
-}
-
-/*
- * The last reply is out. Closing a socket that still has unread input
- * makes the kernel send a reset, and the reset can destroy our last
- * replies before the client reads them (a 421 after a flood of pipelined
- * junk would never arrive). So: half-close, read and throw away what
- * still comes for a moment, then free.
- */
-void
-session_linger(struct session *s)
-{
-	struct timeval tv = { LINGER_SEC, 0 };
-
-	if (s->lingering)
-		return;
-	/* Under TLS the reply is already encrypted into the socket
-	 * bufferevent below the filter: freeing now would lose it, so a TLS
-	 * session always lingers. */
-	if (s->in_input && !s->tls && !s->tls_handshake) {
-		s->free_me = 1;		/* session_input frees it */
-		return;
-	}
-	s->lingering = 1;
-	/* Under TLS the last reply may still sit encrypted in the socket
-	 * bufferevent below the filter: no half-close, the linger time or
-	 * the client's close ends the session. */
-	if (!s->tls && !s->tls_handshake)
-		shutdown(bufferevent_getfd(s->bev), SHUT_WR);
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	/* a deadline, not a read timeout: a trickle cannot extend it */
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
-	event_del(s->sleep_ev);
-	s->sleeping = 0;
-	event_add(s->sleep_ev, &tv);
-	bufferevent_enable(s->bev, EV_READ);
-}
-
-void
 session_error(struct session *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -137,50 +128,37 @@ session_error(struct session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vreply(s, fmt, ap);
 	va_end(ap);
-	s->errors++;
-	if (s->errors >= conf_num(C_smtpd_hard_error_limit)) {
-		log_info("too many errors from %s", session_client(s));
-		session_close(s, "421 4.7.0 %s Error: too many errors",
-		    conf_str(C_myhostname));
-		return;
-	}
-	if (s->errors > conf_num(C_smtpd_soft_error_limit) &&
-	    conf_num(C_smtpd_error_sleep_time) > 0 && s->mode == IN_CMD) {
-		struct timeval tv = { conf_num(C_smtpd_error_sleep_time), 0 };
+	srv_error(s->srv);
+}
 
-		s->sleeping = 1;
-		bufferevent_disable(s->bev, EV_READ);
-		event_add(s->sleep_ev, &tv);
+void
+session_close(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->closing)
+		return;
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vreply(s, fmt, ap);
+		va_end(ap);
 	}
+	s->closing = 1;
+	if (s->ho != NULL)
+		handoff_abort(s->ho);	/* an unfinished message is dropped */
+	srv_close_after_flush(s->srv);
 }
 
 void
 session_pause(struct session *s)
 {
-	s->mode = IN_WAIT;
-	bufferevent_disable(s->bev, EV_READ);
-}
-
-/* Run the input loop again from the event loop, not from inside a
- * callback that the input loop itself may have called. */
-void
-session_kick(struct session *s)
-{
-	struct timeval tv = { 0, 0 };
-
-	if (!s->sleeping)
-		event_add(s->sleep_ev, &tv);
+	srv_pause(s->srv);
 }
 
 void
-session_resume(struct session *s, enum input_mode m)
+session_resume(struct session *s)
 {
-	s->mode = m;
-	if (s->sleeping)
-		return;
-	if (!s->out_full)
-		bufferevent_enable(s->bev, EV_READ);
-	session_kick(s);	/* pipelined input may be waiting */
+	srv_resume(s->srv);
 }
 
 static const char *const cmd_names[CMD_NIDS] = {
@@ -188,18 +166,22 @@ static const char *const cmd_names[CMD_NIDS] = {
 	"vrfy", "expn", "help", "starttls", "auth", "unknown",
 };
 
-void
-session_free(struct session *s)
+static void
+log_end(struct session *s, enum srv_close_why why)
 {
 	char counts[400];
 	size_t n = 0;
 	unsigned total = 0;
 
-	if (s->in_input) {
-		s->free_me = 1;
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		return;
-	}
+	if (why == SRV_CLOSE_TIMEOUT)
+		log_info("timeout after %s from %s", s->tx != NULL &&
+		    s->tx->phase == P_DATA ? "DATA" : "command",
+		    session_client(s));
+	else if (why == SRV_CLOSE_ERRORS)
+		log_info("too many errors from %s", session_client(s));
+	else if ((why == SRV_CLOSE_EOF || why == SRV_CLOSE_ERROR) &&
+	    s->tx != NULL && s->tx->started)
+		log_info("lost connection after DATA from %s", session_client(s));
 	counts[0] = '\0';
 	for (int i = 0; i < CMD_NIDS; i++) {
 		total += s->counts[i];
@@ -209,217 +191,58 @@ session_free(struct session *s)
 	}
 	log_info("disconnect from %s%s commands=%u", session_client(s), counts,
 	    total);
+}
+
+/* The engine's on_close: exactly once, the srv_session goes right after. */
+static void
+on_close(struct srv_session *srv, enum srv_close_why why)
+{
+	struct session *s = srv_udata(srv);
+
+	session_tls_closed(s);
+	log_end(s, why);
 	TAILQ_REMOVE(&sessions, s, entry);
 	if (s->counted)
 		policy_conn_close((struct sockaddr *)&s->sa);
 	txn_free(s);
 	handoff_free(s->ho);
 	auth_free(s);
-	session_tls_free(s);
-	event_free(s->sleep_ev);
-	bufferevent_free(s->bev);
 	free(s->auth_user);
 	free(s);
 	if (smtpd_stopping && TAILQ_EMPTY(&sessions))
 		smtpd_all_gone();
 }
 
-/* ---- input ---------------------------------------------------------------- */
-
-/*
- * One command line from the input (lib/smtp_proto's reader: the bound
- * counts the CRLF, a bare LF ends a line, an over-long line is refused
- * once and drained up to its LF); 1 if one was handled, 0 if more input
- * is needed.
- */
-static int
-read_command(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	char line[SMTPD_LINE_MAX + 2];
-	size_t len;
-	unsigned flags;
-
-	switch (smtp_line_read(&s->lr, in, line, &len, &flags)) {
-	case SMTP_LINE_TOO_LONG:
-		session_error(s, "500 5.5.2 Error: line too long");
-		return 1;
-	case SMTP_LINE_MORE:
-		/* A deadline per command line, not per read: a client that
-		 * trickles a byte now and then (slowloris) still times out. */
-		if (evbuffer_get_length(in) > 0 && s->line_start == 0)
-			s->line_start = time(NULL);
-		else if (s->line_start != 0 &&
-		    time(NULL) - s->line_start > conf_num(C_smtpd_timeout)) {
-			log_info("timeout after slow command from %s", session_client(s));
-			session_close(s, "421 4.4.2 %s Error: timeout exceeded",
-			    conf_str(C_myhostname));
-		}
-		return 0;
-	case SMTP_LINE_OK:
-		break;
-	}
-	s->line_start = 0;
-	session_command(s, line, len);
-	return 1;
-}
-
-/* The client went away: what it left half-done is dropped (a message
- * without its final dot is never queued). */
-static void
-session_lost(struct session *s)
-{
-	if (s->tx != NULL && s->tx->started)
-		log_info("lost connection after DATA from %s", session_client(s));
-	if (s->in_input)
-		s->free_me = 1;
-	else
-		session_free(s);
-}
-
-static void
-session_input(struct session *s)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	int ncmd = 0, stalled = 0;
-
-	s->in_input++;
-	while (!s->free_me && !s->sleeping) {
-		if (s->mode == IN_CMD && ++ncmd > SMTPD_CMDS_PER_TURN) {
-			session_kick(s);	/* fair to the other sessions */
-			break;
-		}
-		if (s->mode == IN_CMD) {
-			if (evbuffer_get_length(out) > SMTPD_OUTPUT_MAX) {
-				/* a pipelining client that does not read */
-				s->out_full = 1;
-				bufferevent_disable(s->bev, EV_READ);
-				break;
-			}
-			if (!read_command(s)) {
-				stalled = 1;
-				break;
-			}
-		} else if (s->mode == IN_DATA || s->mode == IN_CHUNK) {
-			enum input_mode before = s->mode;
-
-			data_input(s);
-			if (s->mode == before) {
-				stalled = 1;
-				break;
-			}
-		} else
-			break;
-	}
-	s->in_input--;
-	if (stalled && s->peer_eof && !s->free_me) {
-		session_lost(s);	/* all it sent before the FIN is done */
-		return;			/* s may be gone */
-	}
-	if (s->free_me && s->in_input == 0)
-		session_free(s);
-}
-
-static void
-on_read(struct bufferevent *bev, void *arg)
-{
-	struct session *s = arg;
-
-	if (s->lingering) {
-		evbuffer_drain(bufferevent_get_input(bev),
-		    evbuffer_get_length(bufferevent_get_input(bev)));
-		return;
-	}
-	session_input(s);
-}
-
-static void
-on_write(struct bufferevent *bev, void *arg)
-{
-	struct session *s = arg;
-
-	(void)bev;
-	if (s->mode == IN_CLOSING) {
-		session_linger(s);
-		return;
-	}
-	if (s->out_full) {
-		s->out_full = 0;
-		if (s->mode == IN_CMD && !s->sleeping) {
-			bufferevent_enable(s->bev, EV_READ);
-			session_kick(s);
-		}
-	}
-}
-
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session *s = arg;
-
-	(void)bev;
-	if (session_tls_event(s, what))	/* TLS handshake done or failed */
-		return;
-	if (s->lingering) {		/* EOF, error or the linger time */
-		session_free(s);
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("timeout after %s from %s",
-		    s->mode == IN_DATA || s->mode == IN_CHUNK ? "DATA" : "command",
-		    session_client(s));
-		if (s->mode == IN_CLOSING) {
-			session_free(s);
-			return;
-		}
-		session_close(s, "421 4.4.2 %s Error: timeout exceeded",
-		    conf_str(C_myhostname));
-		return;
-	}
-	/* A client may pipeline its commands and half-close at once
-	 * (sendmail -bs < script): finish what it sent first, as a server
-	 * that reads until EOF does. */
-	if ((what & BEV_EVENT_EOF) && (s->mode == IN_WAIT || s->sleeping ||
-	    s->out_full || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)) {
-		s->peer_eof = 1;
-		return;
-	}
-	session_lost(s);
-}
-
-static void
-on_sleep(evutil_socket_t fd, short ev, void *arg)
-{
-	struct session *s = arg;
-
-	(void)fd;
-	(void)ev;
-	if (s->lingering) {
-		session_free(s);
-		return;
-	}
-	s->sleeping = 0;
-	if ((s->mode == IN_CMD || s->mode == IN_DATA || s->mode == IN_CHUNK) &&
-	    !s->out_full)
-		bufferevent_enable(s->bev, EV_READ);
-	session_input(s);
-}
+static const struct srv_ops ops = {
+	.on_data = data_on_data,
+	.on_data_end = data_on_end,
+	.on_close = on_close,
+	.on_unknown = session_on_unknown,
+	.on_bad_state = session_on_bad_state,
+	.on_tls = session_on_tls,
+	.on_line = session_on_line,
+	.on_bad_line = session_on_bad_line,
+};
 
 /* ---- a new client ---------------------------------------------------------- */
 
-void
-session_set_bev(struct session *s, struct bufferevent *bev)
+static const struct srv_limits *
+session_limits(void)
 {
-	struct timeval tv = { conf_num(C_smtpd_timeout), 0 };
-
-	if (bev == NULL)
-		fatal("smtpd: cannot set up a session");
-	s->bev = bev;
-	/* a new bev (STARTTLS) starts with a new line: nothing carried over */
-	smtp_line_init(&s->lr, SMTPD_LINE_MAX + 1);	/* 2047 + CRLF, as before */
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_INPUT_MAX);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	snprintf(hostname, sizeof(hostname), "%s", conf_str(C_myhostname));
+	limits = (struct srv_limits){
+		.line_max = SMTPD_LINE_MAX + 1,	/* 2047 + CRLF, as before */
+		.pipeline_max = SMTPD_CMDS_PER_TURN,
+		.hard_error_limit = (unsigned)conf_num(C_smtpd_hard_error_limit),
+		.timeout_sec = (unsigned)conf_num(C_smtpd_timeout),
+		.input_max = SMTPD_INPUT_MAX,
+		.output_max = SMTPD_OUTPUT_MAX,
+		.soft_error_limit = (unsigned)conf_num(C_smtpd_soft_error_limit),
+		.error_sleep_ms = (unsigned)conf_num(C_smtpd_error_sleep_time) * 1000,
+		.linger_ms = LINGER_MS,
+		.hostname = hostname,
+	};
+	return &limits;
 }
 
 static void
@@ -445,12 +268,33 @@ format_addr(struct session *s, const struct sockaddr *sa)
 	snprintf(s->port, sizeof(s->port), "%u", port);
 }
 
+/* The socket's bufferevent: plain, or TLS accepting for smtps (RFC 8314:
+ * TLS first, the 220 after the handshake). */
+static struct bufferevent *
+session_bev(struct session *s, evutil_socket_t fd, int tls)
+{
+	struct bufferevent *bev;
+
+	if (tls) {
+		bev = session_tls_bev(s, fd);	/* smtpd_tls.c */
+		if (bev != NULL)
+			return bev;
+		log_warn("TLS: cannot set up a session for %s", session_client(s));
+		return NULL;
+	}
+	if ((bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		fatal("smtpd: cannot set up a session");
+	return bev;
+}
+
 struct session *
 session_new(struct event_base *base, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen, enum listen_kind kind)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
+	struct bufferevent *bev;
 	char why[POLICY_REPLY_MAX];
+	int refused;
 
 	s->base = base;
 	s->kind = kind;
@@ -460,24 +304,25 @@ session_new(struct event_base *base, evutil_socket_t fd,
 	format_addr(s, sa);
 	s->name = "unknown";
 	s->trusted = policy_trusted(sa);
-	s->state = ST_GREET;
-	s->mode = IN_CMD;
-	s->sleep_ev = evtimer_new(base, on_sleep, s);
-	if (s->sleep_ev == NULL)
-		fatal("smtpd: cannot set up a session");
-	session_set_bev(s, bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE));
-	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	log_info("connect from %s", session_client(s));
-	if (policy_conn_open(sa, s->trusted, why, sizeof(why)) != 0) {
+	refused = policy_conn_open(sa, s->trusted, why, sizeof(why)) != 0;
+	/* a refusal goes out in plaintext, even on smtps */
+	if ((bev = session_bev(s, fd, kind == LK_SMTPS && !refused)) == NULL) {
+		if (!refused)
+			policy_conn_close(sa);
+		free(s);
+		return NULL;
+	}
+	s->counted = !refused;
+	s->srv = srv_session_new(bev, smtpd_commands, session_limits(), &ops, s);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	if (refused) {
 		log_warn("refused %s: %s", session_client(s), why);
 		session_close(s, "%s", why);
 		return NULL;
 	}
-	s->counted = 1;
-	if (kind == LK_SMTPS)		/* RFC 8314: TLS first, then the 220 */
-		return session_tls_accept(s) == 0 ? s : NULL;
-	bufferevent_enable(s->bev, EV_READ);
-	session_greet(s);
+	if (kind != LK_SMTPS)
+		session_greet(s);
 	return s;
 }
 
@@ -486,7 +331,7 @@ session_new(struct event_base *base, evutil_socket_t fd,
 void
 session_shutdown(struct session *s)
 {
-	if (s->mode == IN_CMD && s->tx == NULL)
+	if (s->tx == NULL && !srv_paused(s->srv) && !s->tls_handshake)
 		session_close(s, "421 4.3.2 %s Service shutting down",
 		    conf_str(C_myhostname));
 }

@@ -1,9 +1,10 @@
 /*
- * The message: DATA (dot-stuffed, ended only by CRLF.CRLF: lib/smtp_proto's
- * decoder) and BDAT (RFC 3030 counted chunks, checked here for bare line
- * ends) streamed to queued through handoff.c, after the Received: header. Never held whole: at most
- * SMTPD_DATA_CHUNK decoded bytes wait here, and reading stops while
- * queued's socket is full.
+ * The message: DATA (dot-stuffed, ended only by CRLF.CRLF: decoded by
+ * lib/smtp_server with lib/smtp_proto's decoder) and BDAT (RFC 3030
+ * counted chunks, read by lib/smtp_server, checked here for bare line
+ * ends) streamed to queued through handoff.c, after the Received: header.
+ * Never held whole: less than 2 * SMTPD_DATA_CHUNK decoded bytes wait
+ * here, and the session is paused while queued's socket is full.
  *
  * SMTP smuggling (2023): a bare LF or a bare CR anywhere in the data gets
  * the whole message refused (550 5.5.2, Postfix 3.9's
@@ -18,8 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-#include <event2/buffer.h>
 
 #include "conf.h"
 #include "log.h"
@@ -73,7 +72,6 @@ start_handoff(struct session *s)
 	buf_init(&tx->out, 2 * SMTPD_DATA_CHUNK);
 	hopcount_init(&tx->hops);
 	tx->ds = D_BOL;
-	smtp_data_dec_init(&tx->dec, 0, 0);	/* the size is checked here */
 	tx->started = 1;
 	tx->phase = P_START;
 	handoff_start(s->ho, &m);
@@ -87,33 +85,31 @@ data_begin(struct session *s)
 }
 
 /* BDAT n [LAST]: the octets are read whatever the state, so that none
- * of them is ever taken for a command. */
+ * of them is ever taken for a command; out of place, they are dropped
+ * and the 503 comes after them. */
 void
 data_bdat(struct session *s, unsigned long long n, int last)
 {
-	const char *wrong = NULL;
+	unsigned st = session_st(s);
 
-	if (s->state == ST_GREET)
-		wrong = "503 5.5.1 Error: send HELO/EHLO first";
-	else if (!(s->state & (ST_RCPT | ST_BDAT)))
-		wrong = s->state == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
+	if (st == ST_GREET)
+		s->skip_reply = "503 5.5.1 Error: send HELO/EHLO first";
+	else if (!(st & (ST_RCPT | ST_BDAT)))
+		s->skip_reply = st == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
 		    "503 5.5.1 Error: need MAIL command";
-	if (wrong != NULL) {
-		s->skip_left = n;
-		s->skip_reply = wrong;
-		s->errors++;
-		s->mode = IN_CHUNK;
+	if (s->skip_reply != NULL) {
+		srv_bdat_start(s->srv, n, SRV_BDAT_DISCARD);
 		return;
 	}
-	s->tx->chunk_left = n;
-	s->tx->chunk_last = last;
-	if (!(s->state & ST_BDAT)) {
-		s->state = ST_BDAT;
+	if (!(st & ST_BDAT)) {
+		session_set_state(s, S_BDAT);
 		s->tx->bdat = 1;
-		start_handoff(s);
+		s->tx->chunk_left = n;
+		s->tx->chunk_last = last;
+		start_handoff(s);	/* the chunk is read once queued is ready */
 		return;
 	}
-	s->mode = IN_CHUNK;
+	srv_bdat_start(s->srv, n, last ? SRV_BDAT_LAST : 0);
 }
 
 /* ---- decoding ------------------------------------------------------------- */
@@ -152,34 +148,6 @@ bdat_byte(struct session *s, struct txn *tx, char c)
 	tx->ds = D_MID;
 }
 
-static void
-dec_sink(void *arg, const char *p, size_t n)
-{
-	emit(arg, p, n);
-}
-
-/*
- * DATA bytes through the shared decoder; 1 at the end (the final dot's
- * LF consumed). A bare LF or CR refuses the message the moment it is seen
- * (queued drops its partial file); when one piece holds both, the reply
- * names the LF.
- */
-static int
-data_decode(struct session *s, struct txn *tx, const char *p, size_t n,
-    size_t *used)
-{
-	unsigned before = tx->dec.flags, now;
-	int end;
-
-	*used = smtp_data_dec_feed(&tx->dec, p, n, dec_sink, tx, &end);
-	now = tx->dec.flags & ~before;
-	if (now & SMTP_DATA_F_BARE_LF)
-		reject(s, R_BARE_LF);
-	else if (now & SMTP_DATA_F_BARE_CR)
-		reject(s, R_BARE_CR);
-	return end;
-}
-
 /* Hand the decoded bytes on; 1 if queued's socket is full (wait). */
 static int
 flush_out(struct session *s)
@@ -205,117 +173,102 @@ flush_out(struct session *s)
 }
 
 static void finish_message(struct session *s);
-static void chunk_done(struct session *s);
 
-/* Octets of a BDAT that is refused as a whole (wrong state). */
+/* Decoded bytes into tx->out, handed on every SMTPD_DATA_CHUNK; reading
+ * stops while queued's socket is full. */
 static void
-skip_input(struct session *s)
+take(struct session *s, const char *p, size_t n, int bdat)
 {
-	smtp_bdat_take(&s->skip_left, bufferevent_get_input(s->bev), NULL,
-	    NULL);
-	if (s->skip_left == 0) {
-		session_reply(s, "%s", s->skip_reply);
-		s->mode = IN_CMD;
+	struct txn *tx = s->tx;
+
+	if (bdat)
+		for (size_t i = 0; i < n; i++)
+			bdat_byte(s, tx, p[i]);
+	else
+		emit(tx, p, n);
+	if (tx->out.len >= SMTPD_DATA_CHUNK && flush_out(s) &&
+	    !tx->waiting_drain) {
+		tx->waiting_drain = 1;
+		session_pause(s);
 	}
-}
-
-static void
-bdat_sink(void *arg, const char *p, size_t n)
-{
-	struct session *s = arg;
-
-	for (size_t i = 0; i < n; i++)
-		bdat_byte(s, s->tx, p[i]);
 }
 
 /*
- * At most SMTPD_DATA_CHUNK input bytes decoded into tx->out: 1 at the end
- * of DATA, 0 otherwise; *took says how many (0: wait for input).
+ * The engine's on_data: DATA bytes decoded by lib/smtp_proto (a bare LF
+ * or CR refuses the message the moment the decoder has seen it, and
+ * queued drops its partial file; when one piece holds both, the reply
+ * names the LF), or BDAT octets, raw, checked here.
  */
-static int
-take_piece(struct session *s, struct evbuffer *in, size_t *took)
-{
-	struct txn *tx = s->tx;
-	size_t n = evbuffer_get_length(in);
-	uint64_t want;
-	int end;
-
-	if (s->mode == IN_CHUNK) {
-		want = tx->chunk_left < SMTPD_DATA_CHUNK ? tx->chunk_left :
-		    SMTPD_DATA_CHUNK;
-		*took = smtp_bdat_take(&want, in, bdat_sink, s);
-		tx->chunk_left -= *took;
-		return 0;
-	}
-	if (n > SMTPD_DATA_CHUNK)
-		n = SMTPD_DATA_CHUNK;
-	*took = 0;
-	if (n == 0)
-		return 0;
-	end = data_decode(s, tx, (const char *)evbuffer_pullup(in,
-	    (ssize_t)n), n, took);
-	evbuffer_drain(in, *took);
-	return end;
-}
-
 void
-data_input(struct session *s)
+data_on_data(struct srv_session *srv, const char *p, size_t n)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct txn *tx = s->tx;
+	struct session *s = srv_udata(srv);
+	unsigned f = srv_data_flags(srv);
+	int bdat;
 
-	if (s->skip_reply != NULL) {	/* a refused BDAT, even BDAT 0 */
-		skip_input(s);
-		if (s->mode == IN_CMD)
-			s->skip_reply = NULL;
-		return;
-	}
-	if (tx == NULL) {		/* cannot happen: read commands */
-		s->mode = IN_CMD;
-		return;
-	}
-	while (!tx->waiting_drain) {
-		size_t took;
-		int end;
+	if (s->tx == NULL)
+		return;		/* cannot happen */
+	bdat = session_st(s) == ST_BDAT;
+	if (!bdat && (f & SMTP_DATA_F_BARE_LF))
+		reject(s, R_BARE_LF);
+	else if (!bdat && (f & SMTP_DATA_F_BARE_CR))
+		reject(s, R_BARE_CR);
+	while (n > 0) {
+		size_t k = n < SMTPD_DATA_CHUNK ? n : SMTPD_DATA_CHUNK;
 
-		if (s->mode == IN_CHUNK && tx->chunk_left == 0) {
-			chunk_done(s);
-			return;
-		}
-		end = take_piece(s, in, &took);
-		if (took == 0)
-			return;
-		if (flush_out(s)) {
-			tx->waiting_drain = 1;
-			bufferevent_disable(s->bev, EV_READ);
-		}
-		if (end) {
-			finish_message(s);
-			return;
-		}
+		take(s, p, k, bdat);
+		p += k;
+		n -= k;
 	}
 }
 
 static void
-chunk_done(struct session *s)
+chunk_done(struct session *s, int last)
 {
 	struct txn *tx = s->tx;
 
-	if (tx->chunk_last) {
+	if (last) {
 		if (tx->ds == D_CR)
 			reject(s, R_BARE_CR);
 		else if (tx->ds != D_BOL)	/* no CRLF at the end */
 			emit(tx, "\r\n", 2);
-		flush_out(s);
 		finish_message(s);
 		return;
 	}
-	s->mode = IN_CMD;
 	if (tx->reject != NULL || tx->failed) {
 		session_reply(s, "%s", tx->reject ? tx->reject : tx->fail_line);
 		return;
 	}
+	flush_out(s);
+	if (tx->reject != NULL) {
+		session_reply(s, "%s", tx->reject);
+		return;
+	}
 	session_reply(s, "250 2.0.0 Ok: %llu bytes", tx->msg_size);
+}
+
+/* The engine's on_data_end: the final dot, or the end of a chunk. */
+void
+data_on_end(struct srv_session *srv, unsigned flags)
+{
+	struct session *s = srv_udata(srv);
+
+	if (flags & SRV_END_DISCARDED) {	/* a BDAT out of place */
+		session_error(s, "%s", s->skip_reply);
+		s->skip_reply = NULL;
+		return;
+	}
+	if (s->tx == NULL)
+		return;		/* cannot happen */
+	if (flags & SRV_END_BDAT) {
+		chunk_done(s, (flags & SRV_END_LAST) != 0);
+		return;
+	}
+	if (flags & SMTP_DATA_F_BARE_LF)
+		reject(s, R_BARE_LF);
+	else if (flags & SMTP_DATA_F_BARE_CR)
+		reject(s, R_BARE_CR);
+	finish_message(s);
 }
 
 /* ---- the end of the message ------------------------------------------------ */
@@ -328,7 +281,7 @@ end_transaction(struct session *s)
 		session_close(s, "421 4.3.2 %s Service shutting down",
 		    conf_str(C_myhostname));
 	else
-		session_resume(s, IN_CMD);
+		session_resume(s);
 }
 
 static void
@@ -382,11 +335,14 @@ on_ready(void *arg, const char *qid)
 	    handoff_write(s->ho, tx->out.data, tx->out.len) == 1)
 		tx->waiting_drain = 1;
 	buf_reset(&tx->out);
-	if (!tx->bdat)
+	if (!tx->bdat) {
 		session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	session_resume(s, tx->bdat ? IN_CHUNK : IN_DATA);
-	if (tx->waiting_drain)
-		bufferevent_disable(s->bev, EV_READ);
+		srv_data_start(s->srv, 0);	/* the size is checked here */
+	} else
+		srv_bdat_start(s->srv, tx->chunk_left, tx->chunk_last ?
+		    SRV_BDAT_LAST : 0);
+	if (!tx->waiting_drain)
+		session_resume(s);
 }
 
 static void
@@ -397,7 +353,8 @@ on_drain(void *arg)
 	if (s->tx == NULL || !s->tx->waiting_drain)
 		return;
 	s->tx->waiting_drain = 0;
-	session_resume(s, s->mode);
+	if (s->tx->phase != P_START && s->tx->phase != P_END)
+		session_resume(s);	/* else queued's answer resumes */
 }
 
 static void
@@ -444,12 +401,15 @@ on_result(void *arg, const struct handoff_result *r)
 		end_transaction(s);
 		return;
 	}
-	if (was == P_START)		/* BDAT: read and drop the chunk */
-		session_resume(s, IN_CHUNK);
+	if (was == P_START) {	/* BDAT: read and drop the chunk */
+		srv_bdat_start(s->srv, tx->chunk_left, tx->chunk_last ?
+		    SRV_BDAT_LAST : 0);
+		session_resume(s);
+	}
 	/* P_DATA: the rest is read and dropped; the reply comes at the end */
 	if (tx->waiting_drain) {
 		tx->waiting_drain = 0;
-		session_resume(s, s->mode);
+		session_resume(s);
 	}
 }
 

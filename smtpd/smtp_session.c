@@ -2,10 +2,11 @@
  * The SMTP session's state machine (RFC 5321 with PIPELINING, SIZE,
  * 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, DSN and CHUNKING): one table
  * row per command with the states it may run in and what to say when it
- * may not, then its handler. Every reply carries an enhanced status code.
- * Policy (relay, recipients) is in policy.c, the message itself in
- * smtp_data.c. STARTTLS and AUTH (issue 8) get their rows here; until
- * then they are not offered.
+ * may not (checked by lib/smtp_server, which dispatches), then its
+ * handler; the 503 texts by what is missing, the answers to unknown and
+ * non-SMTP input. Every reply carries an enhanced status code. Policy
+ * (relay, recipients) is in policy.c, the message itself in smtp_data.c,
+ * STARTTLS in smtpd_tls.c, AUTH in smtpd_auth.c.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -59,14 +60,14 @@ txn_free(struct session *s)
 	buf_free(&tx->out);
 	free(tx);
 	s->tx = NULL;
-	if (s->state & (ST_MAIL | ST_RCPT | ST_BDAT))
-		s->state = ST_READY;
+	if (session_st(s) & (ST_MAIL | ST_RCPT | ST_BDAT))
+		session_set_state(s, S_READY);
 }
 
 void
 session_greet(struct session *s)
 {
-	session_reply(s, "220 %s", conf_str(C_smtpd_banner));
+	srv_reply(s->srv, 220, NULL, "%s", conf_str(C_smtpd_banner));
 }
 
 /* ---- commands ------------------------------------------------------------- */
@@ -111,21 +112,18 @@ static const struct {
 static void
 ehlo_reply(struct session *s)
 {
-	const char *kws[sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0])];
 	struct buf b;
-	size_t n = 0;
 
-	for (size_t i = 0; i < sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]); i++)
-		if (ehlo_keywords[i].offer == NULL || ehlo_keywords[i].offer(s))
-			kws[n++] = ehlo_keywords[i].kw;
 	buf_init(&b, 4096);
-	buf_printf(&b, "250%c%s", n ? '-' : ' ', conf_str(C_myhostname));
-	for (size_t i = 0; i < n; i++) {
-		buf_printf(&b, "\r\n250%c%s", i + 1 < n ? '-' : ' ', kws[i]);
-		if (strcmp(kws[i], "SIZE") == 0)
+	buf_puts(&b, conf_str(C_myhostname));
+	for (size_t i = 0; i < sizeof(ehlo_keywords) / sizeof(ehlo_keywords[0]); i++) {
+		if (ehlo_keywords[i].offer != NULL && !ehlo_keywords[i].offer(s))
+			continue;
+		buf_printf(&b, "\n%s", ehlo_keywords[i].kw);
+		if (strcmp(ehlo_keywords[i].kw, "SIZE") == 0)
 			buf_printf(&b, " %lld", conf_num(C_message_size_limit));
 	}
-	session_reply(s, "%s", b.data);
+	srv_reply(s->srv, 250, NULL, "%s", b.data);	/* one line each */
 	buf_free(&b);
 }
 
@@ -139,7 +137,7 @@ do_helo(struct session *s, char *arg, int esmtp)
 	txn_free(s);		/* RFC 5321 4.1.4: like RSET */
 	snprintf(s->helo, sizeof(s->helo), "%s", arg);
 	s->esmtp = esmtp;
-	s->state = ST_READY;
+	session_set_state(s, S_READY);
 	if (esmtp)
 		ehlo_reply(s);
 	else
@@ -193,7 +191,7 @@ cmd_mail(struct session *s, char *arg)
 		session_error(s, "%s", err);
 		return;
 	}
-	s->state = ST_MAIL;
+	session_set_state(s, S_MAIL);
 	session_reply(s, "250 2.1.0 Ok");
 }
 
@@ -233,7 +231,7 @@ cmd_rcpt(struct session *s, char *arg)
 	if ((err = parse_path(arg + 3, 0, 1, path, sizeof(path), &rest)) == NULL &&
 	    (err = parse_rcpt_params(s, rest, &r)) == NULL &&
 	    (err = add_rcpt(s, path, &r)) == NULL) {
-		s->state = ST_RCPT;
+		session_set_state(s, S_RCPT);
 		session_reply(s, "250 2.1.5 Ok");
 		return;
 	}
@@ -324,102 +322,143 @@ static void
 cmd_help(struct session *s, char *arg)
 {
 	(void)arg;
-	session_reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET\r\n"
-	    "214 2.0.0 NOOP QUIT VRFY HELP");
+	srv_reply(s->srv, 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT "
+	    "RSET\nNOOP QUIT VRFY HELP");
 }
 
-static const struct command {
-	const char *name;
-	enum cmd_id id;
-	unsigned states;	/* where it may run */
-	const char *wrong;	/* the 503 reply elsewhere */
-	void (*fn)(struct session *, char *);
-} commands[] = {
-	{ "EHLO", CMD_EHLO, ST_ANY & ~ST_BDAT, "503 5.5.1 Error: BDAT in progress", cmd_ehlo },
-	{ "HELO", CMD_HELO, ST_ANY & ~ST_BDAT, "503 5.5.1 Error: BDAT in progress", cmd_helo },
-	{ "MAIL", CMD_MAIL, ST_READY, NULL, cmd_mail },
-	{ "RCPT", CMD_RCPT, ST_MAIL | ST_RCPT, NULL, cmd_rcpt },
-	{ "DATA", CMD_DATA, ST_RCPT, NULL, cmd_data },
-	{ "BDAT", CMD_BDAT, ST_ANY, NULL, cmd_bdat },
-	{ "RSET", CMD_RSET, ST_ANY, NULL, cmd_rset },
-	{ "NOOP", CMD_NOOP, ST_ANY, NULL, cmd_noop },
-	{ "QUIT", CMD_QUIT, ST_ANY, NULL, cmd_quit },
-	{ "VRFY", CMD_VRFY, ST_ANY, NULL, cmd_vrfy },
-	{ "EXPN", CMD_EXPN, ST_ANY, NULL, cmd_expn },
-	{ "HELP", CMD_HELP, ST_ANY, NULL, cmd_help },
-	{ "STARTTLS", CMD_STARTTLS, ST_ANY, NULL, cmd_starttls },	/* smtpd_tls.c */
-	{ "AUTH", CMD_AUTH, ST_ANY, NULL, cmd_auth },		/* smtpd_auth.c */
+/*
+ * The engine's table: every row runs run(), which counts the command,
+ * calls its act[] entry (same index: enum cmd_id) and ends the session
+ * after it when smtpd is stopping. The engine checks the states.
+ */
+static void run(struct srv_session *srv, char *arg);
+
+#define ROW(id, verb, states)	[id] = { verb, states, SRV_ARG_ANY, run }
+const struct srv_cmd smtpd_commands[CMD_UNKNOWN + 1] = {
+	ROW(CMD_EHLO, "EHLO", ST_ANY & ~ST_BDAT),
+	ROW(CMD_HELO, "HELO", ST_ANY & ~ST_BDAT),
+	ROW(CMD_MAIL, "MAIL", ST_READY),
+	ROW(CMD_RCPT, "RCPT", ST_MAIL | ST_RCPT),
+	ROW(CMD_DATA, "DATA", ST_RCPT),
+	ROW(CMD_BDAT, "BDAT", 0),	/* its octets are read in any state */
+	ROW(CMD_RSET, "RSET", 0),
+	ROW(CMD_NOOP, "NOOP", 0),
+	ROW(CMD_QUIT, "QUIT", 0),
+	ROW(CMD_VRFY, "VRFY", 0),
+	ROW(CMD_EXPN, "EXPN", 0),
+	ROW(CMD_HELP, "HELP", 0),
+	ROW(CMD_STARTTLS, "STARTTLS", 0),
+	ROW(CMD_AUTH, "AUTH", 0),
+	[CMD_UNKNOWN] = { NULL, 0, 0, NULL },
 };
 
-/* The 503 for a command out of place, by what is missing. */
-static const char *
-wrong_state(const struct session *s, const struct command *c)
+static const struct {
+	void (*fn)(struct session *, char *);
+	const char *wrong;	/* the 503 reply out of place, if fixed */
+} act[CMD_UNKNOWN] = {
+	[CMD_EHLO] = { cmd_ehlo, "503 5.5.1 Error: BDAT in progress" },
+	[CMD_HELO] = { cmd_helo, "503 5.5.1 Error: BDAT in progress" },
+	[CMD_MAIL] = { cmd_mail, NULL }, [CMD_RCPT] = { cmd_rcpt, NULL },
+	[CMD_DATA] = { cmd_data, NULL }, [CMD_BDAT] = { cmd_bdat, NULL },
+	[CMD_RSET] = { cmd_rset, NULL }, [CMD_NOOP] = { cmd_noop, NULL },
+	[CMD_QUIT] = { cmd_quit, NULL }, [CMD_VRFY] = { cmd_vrfy, NULL },
+	[CMD_EXPN] = { cmd_expn, NULL }, [CMD_HELP] = { cmd_help, NULL },
+	[CMD_STARTTLS] = { cmd_starttls, NULL },	/* smtpd_tls.c */
+	[CMD_AUTH] = { cmd_auth, NULL },		/* smtpd_auth.c */
+};
+
+static void
+run(struct srv_session *srv, char *arg)
 {
-	if (c->wrong != NULL)
-		return c->wrong;
-	if (s->state & ST_BDAT)
-		return "503 5.5.1 Error: BDAT in progress";
-	if (s->state == ST_GREET)
-		return "503 5.5.1 Error: send HELO/EHLO first";
-	if (c->id == CMD_MAIL)
-		return "503 5.5.1 Error: nested MAIL command";
-	if (c->id == CMD_RCPT)
-		return "503 5.5.1 Error: need MAIL command";
-	return s->state == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
-	    "503 5.5.1 Error: need MAIL command";
+	struct session *s = srv_udata(srv);
+	size_t id = (size_t)(srv_command(srv) - smtpd_commands);
+
+	s->counts[id]++;
+	act[id].fn(s, arg);
+	/* SIGTERM: a session leaves as soon as it holds no message. */
+	if (smtpd_stopping && s->tx == NULL && !srv_paused(srv) &&
+	    !s->tls_handshake)
+		session_close(s, "421 4.3.2 %s Service shutting down",
+		    conf_str(C_myhostname));
+}
+
+/* The 503 for a command out of place, by what is missing. */
+void
+session_on_bad_state(struct srv_session *srv, const struct srv_cmd *c)
+{
+	struct session *s = srv_udata(srv);
+	size_t id = (size_t)(c - smtpd_commands);
+	unsigned st = session_st(s);
+	const char *r;
+
+	s->counts[id]++;
+	if (act[id].wrong != NULL)
+		r = act[id].wrong;
+	else if (st & ST_BDAT)
+		r = "503 5.5.1 Error: BDAT in progress";
+	else if (st == ST_GREET)
+		r = "503 5.5.1 Error: send HELO/EHLO first";
+	else if (id == CMD_MAIL)
+		r = "503 5.5.1 Error: nested MAIL command";
+	else if (id == CMD_RCPT)
+		r = "503 5.5.1 Error: need MAIL command";
+	else
+		r = st == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
+		    "503 5.5.1 Error: need MAIL command";
+	session_reply(s, "%s", r);	/* the engine counts the error */
 }
 
 /* An HTTP request (or header) sent to port 25, as from a web page that
  * makes a browser talk to us: nothing else it sends should be answered
  * (cross-protocol attacks), so the session ends, as Postfix does. */
 static int
-non_smtp(const char *line, size_t n)
+non_smtp(const char *verb)
 {
 	static const char *const verbs[] = { "GET", "POST", "PUT", "HEAD",
 	    "CONNECT", "OPTIONS", "DELETE" };
+	size_t n = strcspn(verb, " ");	/* not a word: the whole line */
 
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-		if (strlen(verbs[i]) == n && strncmp(line, verbs[i], n) == 0)
+		if (strlen(verbs[i]) == n && strncmp(verb, verbs[i], n) == 0)
 			return 1;
-	return n > 0 && line[n - 1] == ':';	/* "Host:", "User-Agent:" */
+	return n > 0 && verb[n - 1] == ':';	/* "Host:", "User-Agent:" */
 }
 
-void
-session_command(struct session *s, char *line, size_t len)
+int
+session_on_unknown(struct srv_session *srv, char *verb, char *arg)
 {
-	size_t n = strcspn(line, " ");
-	char *arg = line[n] ? line + n + 1 : line + n;
+	struct session *s = srv_udata(srv);
 
-	if (auth_continue(s, line, len))	/* a line of an AUTH exchange */
-		return;
-	if (strlen(line) != len) {	/* a NUL byte */
-		s->counts[CMD_UNKNOWN]++;
-		session_error(s, "500 5.5.2 Error: bad syntax");
-		return;
+	s->counts[CMD_UNKNOWN]++;
+	if (non_smtp(verb)) {
+		log_warn("non-SMTP command from %s: %.100s%s%.100s",
+		    session_client(s), verb, *arg ? " " : "", arg);
+		session_close(s, "421 4.7.0 %s Error: not an SMTP client",
+		    conf_str(C_myhostname));
+		return 1;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		const struct command *c = &commands[i];
+	session_reply(s, "500 5.5.2 Error: command not recognized");
+	return 1;
+}
 
-		if (strlen(c->name) != n || strncasecmp(line, c->name, n) != 0)
-			continue;
-		s->counts[c->id]++;
-		if (!(c->states & s->state)) {
-			session_error(s, "%s", wrong_state(s, c));
-			return;
-		}
-		c->fn(s, arg);
-		/* SIGTERM: a session leaves as soon as it holds no message. */
-		if (smtpd_stopping && s->tx == NULL && s->mode == IN_CMD)
-			session_close(s, "421 4.3.2 %s Service shutting down",
-			    conf_str(C_myhostname));
+/* A line of an AUTH exchange is never a command (RFC 4954 4). */
+int
+session_on_line(struct srv_session *srv, char *line, size_t len)
+{
+	return auth_continue(srv_udata(srv), line, len);
+}
+
+/* A line refused before dispatch: a NUL byte counts as an unknown
+ * command and gets Postfix's text; a too-long line the table's. */
+void
+session_on_bad_line(struct srv_session *srv, enum smtp_reply_id why)
+{
+	struct session *s = srv_udata(srv);
+
+	if (why != RPL_NUL) {
+		srv_reply_id(srv, why);
 		return;
 	}
 	s->counts[CMD_UNKNOWN]++;
-	if (non_smtp(line, n)) {
-		log_warn("non-SMTP command from %s: %.100s", session_client(s), line);
-		session_close(s, "421 4.7.0 %s Error: not an SMTP client",
-		    conf_str(C_myhostname));
-		return;
-	}
-	session_error(s, "500 5.5.2 Error: command not recognized");
+	session_reply(s, "500 5.5.2 Error: bad syntax");
 }

@@ -1,12 +1,14 @@
 /*
  * smtpd's internal interface: the session (one per client connection, all
  * on one libevent loop), shared by smtpd.c (listeners, signals),
- * session_io.c (reading, replies, timeouts, error counting),
+ * session_io.c (the session's life on lib/smtp_server, which does the
+ * reading, pipelining, timeouts and error counting; replies),
  * smtp_session.c (the command table and state machine), smtp_data.c
  * (DATA and BDAT streamed to queued) and smtp_parse.c (paths and ESMTP
  * parameters).
  *
- * Memory: an idle session is this struct and its bufferevent; the
+ * Memory: an idle session is this struct, lib/smtp_server's session and
+ * its bufferevent; the
  * transaction (struct txn) exists from MAIL to its end, the queued
  * connection (handoff) from the first message to the end of the session.
  */
@@ -27,6 +29,7 @@
 #include "handoff.h"
 #include "received.h"
 #include "smtp_proto.h"
+#include "smtp_server.h"
 #include "submit.h"
 
 /* Bounds (RFC 5321 4.5.3.1): command line 512 plus room for the ESMTP
@@ -43,31 +46,23 @@
 
 enum listen_kind { LK_SMTP, LK_SUBMISSION, LK_SMTPS };
 
-/* Session states, as bits so that a command row lists where it may run. */
-enum {
-	ST_GREET = 1 << 0,	/* before HELO/EHLO */
-	ST_READY = 1 << 1,	/* after HELO/EHLO, no transaction */
-	ST_MAIL = 1 << 2,	/* MAIL accepted */
-	ST_RCPT = 1 << 3,	/* at least one RCPT accepted */
-	ST_BDAT = 1 << 4,	/* BDAT chunks under way */
-	ST_ANY = 0x1f,
-};
-
-/* What the input is being read as. */
-enum input_mode {
-	IN_CMD,		/* command lines */
-	IN_DATA,	/* DATA until CRLF.CRLF */
-	IN_CHUNK,	/* BDAT octets */
-	IN_WAIT,	/* waiting for queued: not reading */
-	IN_CLOSING,	/* last reply going out, then close */
-};
+/* Session states (lib/smtp_server's srv_state()); a command row lists
+ * where it may run as ST_* bits. */
+enum smtp_state { S_GREET, S_READY, S_MAIL, S_RCPT, S_BDAT };
+#define ST_GREET	SRV_STATE(S_GREET)	/* before HELO/EHLO */
+#define ST_READY	SRV_STATE(S_READY)	/* after HELO/EHLO, no transaction */
+#define ST_MAIL		SRV_STATE(S_MAIL)	/* MAIL accepted */
+#define ST_RCPT		SRV_STATE(S_RCPT)	/* at least one RCPT accepted */
+#define ST_BDAT		SRV_STATE(S_BDAT)	/* BDAT chunks under way */
+#define ST_ANY		0x1fu
 
 /* Commands counted for the disconnect log line. */
 enum cmd_id {
 	CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT, CMD_RSET,
 	CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_STARTTLS,
 	CMD_AUTH, CMD_UNKNOWN, CMD_NIDS
-};
+};	/* CMD_UNKNOWN ends the real commands: the table's rows are indexed
+	   by these ids */
 
 struct rcpt {
 	char *addr;
@@ -97,9 +92,8 @@ struct txn {
 	int failed;			/* queued refused: result kept */
 	char fail_line[320];		/* queued's refusal, as our reply */
 	enum dstate ds;			/* BDAT */
-	struct smtp_data_dec dec;	/* DATA */
 	unsigned long long msg_size;	/* bytes after decoding */
-	uint64_t chunk_left;		/* BDAT octets still to read */
+	uint64_t chunk_left;		/* first BDAT: its size, until queued is ready */
 	int chunk_last;
 	const char *reject;		/* the message is refused: reply */
 	struct hopcount hops;
@@ -112,39 +106,26 @@ struct txn {
 struct session {
 	TAILQ_ENTRY(session) entry;
 	struct event_base *base;
-	struct bufferevent *bev;
+	struct srv_session *srv;		/* lib/smtp_server: the I/O */
 	enum listen_kind kind;
 	struct sockaddr_storage sa;
 	char addr[INET6_ADDRSTRLEN + 8];	/* "192.0.2.1", "2001:db8::1" */
 	char addr_lit[INET6_ADDRSTRLEN + 16];	/* "IPv6:2001:db8::1" */
 	char port[8];
 	const char *name;			/* reverse name: "unknown" */
-	int trusted;				/* mynetworks */
-	int counted;				/* in the connection limits */
+	unsigned trusted:1;			/* mynetworks */
+	unsigned counted:1;			/* in the connection limits */
+	unsigned esmtp:1;
+	unsigned tls:1;				/* TLS is up */
+	unsigned tls_handshake:1;		/* TLS being set up */
+	unsigned closing:1;			/* last reply given */
 
-	unsigned state;			/* ST_* */
-	enum input_mode mode;
-	int esmtp;
 	char helo[SMTPD_HELO_MAX + 1];
-	/* issue 8 slots in here: TLS on the connection, AUTH user */
-	int tls;
 	char *auth_user;
-	int tls_handshake;		/* TLS being set up: input waits */
 	struct event *tls_timer;	/* handshake deadline (smtpd_tls.c) */
 	struct auth_state *auth;	/* AUTH exchange (smtpd_auth.c) */
 
-	int errors;
-	struct smtp_line_reader lr;	/* command lines (lib/smtp_proto) */
-	time_t line_start;		/* first byte of an unfinished line */
-	uint64_t skip_left;		/* BDAT octets read and dropped */
-	const char *skip_reply;		/* ... then this reply */
-	int out_full;			/* stopped reading: replies unread */
-	int lingering;			/* last reply out: draining input */
-	int in_input;			/* inside the input loop */
-	int free_me;			/* free when the loop unwinds */
-	int peer_eof;			/* client half-closed: finish its input */
-	struct event *sleep_ev;		/* error sleep, deferred input */
-	int sleeping;
+	const char *skip_reply;		/* a refused BDAT: its reply at the end */
 	unsigned counts[CMD_NIDS];
 	unsigned nmsg;
 
@@ -161,24 +142,11 @@ void smtpd_all_gone(void);	/* the last session ended while stopping */
 /* smtpd -s: one session on stdin/stdout (smtpd_stdio.c); exit status */
 int smtpd_stdio(struct event_base *base);
 
-/*
- * Issue 8 (TLS, AUTH) slots in like this: STARTTLS (a row in
- * smtp_session.c's table, offered by offer_starttls()) checks that the
- * input buffer is empty (else everything pipelined after it is thrown
- * away), replies 220, wraps s->bev in bufferevent_openssl_filter_new() and
- * hands the result to session_set_bev(); then txn_free(), s->helo[0] = 0,
- * s->state = ST_GREET and s->tls = 1 (the session starts over). smtps
- * listeners (LK_SMTPS) do the same wrapping in session_new before the
- * greeting. AUTH sets s->auth_user; relay permission, the Received:
- * protocol name (ESMTPA/ESMTPSA) and the log lines already follow it, and
- * MAIL on a submission listener already requires it (530 5.7.0).
- */
-
 /* session_io.c */
-/* Take over a (new) bufferevent: callbacks, watermarks, timeouts. */
-void session_set_bev(struct session *s, struct bufferevent *bev);
 struct session *session_new(struct event_base *base, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen, enum listen_kind kind);
+/* A reply given as one line "DDD x.y.z text" (or "DDD text"); it goes out
+ * through lib/smtp_server (buffered, written by the loop). */
 void session_reply(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* An error reply: counted; past the soft limit the session sleeps, past
@@ -188,28 +156,32 @@ void session_error(struct session *s, const char *fmt, ...)
 /* Send the reply (if any), then close once it is out. */
 void session_close(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Half-close once the last reply is out, drain input briefly, free. */
-void session_linger(struct session *s);
-void session_pause(struct session *s);		/* stop reading (IN_WAIT) */
-void session_resume(struct session *s, enum input_mode m);
-void session_free(struct session *s);
+void session_pause(struct session *s);	/* no command nor data is read */
+void session_resume(struct session *s);
 /* "name[addr]" for log lines (static buffer per call site is fine). */
 const char *session_client(const struct session *s);
 /* The session's client stops at its next command (SIGTERM). */
 void session_shutdown(struct session *s);
-void session_kick(struct session *s);	/* process input after a pause */
+/* The session's state as an ST_* bit; set it by enum smtp_state. */
+unsigned session_st(const struct session *s);
+void session_set_state(struct session *s, enum smtp_state st);
 
-/* smtp_session.c */
-void session_command(struct session *s, char *line, size_t len);
+/* smtp_session.c: the command table and the engine's hooks for commands */
+extern const struct srv_cmd smtpd_commands[];
+int session_on_line(struct srv_session *srv, char *line, size_t len);
+int session_on_unknown(struct srv_session *srv, char *verb, char *arg);
+void session_on_bad_state(struct srv_session *srv, const struct srv_cmd *c);
+void session_on_bad_line(struct srv_session *srv, enum smtp_reply_id why);
 void session_greet(struct session *s);
 void txn_free(struct session *s);
 void session_log_reject(struct session *s, const char *cmd, const char *rcpt,
     const char *reply);
 
-/* smtp_data.c */
-void data_begin(struct session *s);		/* after DATA or first BDAT */
-void data_input(struct session *s);		/* IN_DATA / IN_CHUNK input */
+/* smtp_data.c: DATA and BDAT (the engine's on_data, on_data_end) */
+void data_begin(struct session *s);		/* after DATA */
 void data_bdat(struct session *s, unsigned long long n, int last);
+void data_on_data(struct srv_session *srv, const char *p, size_t n);
+void data_on_end(struct srv_session *srv, unsigned flags);
 extern const struct handoff_cb data_handoff_cb;
 
 /* smtp_parse.c: each returns NULL or the reply line to send (addr_has_8bit

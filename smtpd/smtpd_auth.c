@@ -219,7 +219,7 @@ on_delay(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	a->step = A_NONE;
-	s->mode = IN_CMD;
+	session_resume(s);
 	if (fail_count(s->addr) >= conf_num(C_smtpd_auth_failure_limit)) {
 		log_warn("too many AUTH failures from %s", session_client(s));
 		session_close(s, "421 4.7.0 %s Error: too many failed "
@@ -227,8 +227,6 @@ on_delay(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	session_error(s, "535 5.7.8 Error: authentication failed");
-	if (s->mode == IN_CMD)
-		session_resume(s, IN_CMD);
 }
 
 static void
@@ -265,7 +263,7 @@ on_checked(void *arg, int ok)
 	log_info("%s: sasl_method=%s, sasl_username=%s", session_client(s),
 	    a->mech, a->user);
 	session_reply(s, "235 2.7.0 Authentication successful");
-	session_resume(s, IN_CMD);
+	session_resume(s);
 }
 
 static void
@@ -372,7 +370,7 @@ auth_refusal(const struct session *s)
 {
 	if (!conf_bool(C_smtpd_sasl_auth_enable))
 		return "503 5.5.1 Error: authentication not enabled";
-	if (s->state == ST_GREET || !s->esmtp)
+	if (session_st(s) == ST_GREET || !s->esmtp)
 		return "503 5.5.1 Error: send EHLO first";
 	if (s->auth_user != NULL)
 		return "503 5.5.1 Error: already authenticated";

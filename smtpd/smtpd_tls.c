@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -88,80 +87,87 @@ on_handshake_timeout(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	log_info("timeout during TLS handshake from %s", session_client(s));
-	session_free(s);
+	s->tls_handshake = 0;
+	srv_close(s->srv);
 }
 
-/* Wrap the session's socket bufferevent; the session waits (IN_WAIT)
- * until session_tls_event sees the handshake end. */
-static int
-tls_wrap(struct session *s)
+/* The handshake has its own deadline (smtpd_starttls_timeout). */
+static void
+handshake_begin(struct session *s)
 {
 	struct timeval tv = { conf_num(C_smtpd_starttls_timeout), 0 };
-	struct bufferevent *nbev;
-	SSL *ssl = SSL_new(server_ctx);
 
-	if (ssl == NULL)
-		return -1;
-	nbev = bufferevent_openssl_filter_new(s->base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (nbev == NULL) {
-		SSL_free(ssl);
-		return -1;
-	}
-	/* Many clients drop TCP without close_notify: an EOF, not an error. */
-	bufferevent_openssl_set_allow_dirty_shutdown(nbev, 1);
-	session_set_bev(s, nbev);
-	bufferevent_set_timeouts(nbev, NULL, NULL);	/* our deadline instead */
 	if (s->tls_timer == NULL &&
 	    (s->tls_timer = evtimer_new(s->base, on_handshake_timeout, s)) == NULL)
 		fatal("smtpd: cannot set up a timer");
 	evtimer_add(s->tls_timer, &tv);
 	s->tls_handshake = 1;
-	s->mode = IN_WAIT;
-	bufferevent_enable(nbev, EV_READ);
-	return 0;
 }
 
-int
-session_tls_event(struct session *s, short what)
+struct bufferevent *
+session_tls_bev(struct session *s, evutil_socket_t fd)
 {
-	struct timeval tv = { conf_num(C_smtpd_timeout), 0 };
+	struct bufferevent *under, *bev;
+	SSL *ssl = server_ctx != NULL ? SSL_new(server_ctx) : NULL;
+
+	/* A filter over a socket bufferevent, as after STARTTLS (a greeting
+	 * written on an OpenSSL socket bufferevent right at the handshake's
+	 * end was seen lost to a client that closes at once). */
+	if (ssl == NULL ||
+	    (under = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	bev = bufferevent_openssl_filter_new(s->base, under, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		bufferevent_free(under);	/* closes fd */
+		return NULL;
+	}
+	/* Many clients drop TCP without close_notify: an EOF, not an error. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	handshake_begin(s);
+	return bev;
+}
+
+/* The engine's on_tls: the handshake is done (ok) or failed. */
+void
+session_on_tls(struct srv_session *srv, int ok)
+{
+	struct session *s = srv_udata(srv);
 	char why[256];
 
 	if (!s->tls_handshake)
-		return 0;
-	if (!(what & BEV_EVENT_CONNECTED)) {
-		unsigned long e = bufferevent_get_openssl_error(s->bev);
+		return;
+	s->tls_handshake = 0;
+	evtimer_del(s->tls_timer);
+	if (!ok) {
+		unsigned long e = bufferevent_get_openssl_error(srv_bev(srv));
 
 		if (e != 0)
 			ERR_error_string_n(e, why, sizeof(why));
 		log_info("TLS handshake failed with %s: %s", session_client(s),
-		    e ? why : (what & BEV_EVENT_EOF) ? "connection closed" :
-		    "connection error");
-		session_free(s);
-		return 1;
+		    e ? why : "connection error");
+		return;		/* the engine closes the session */
 	}
-	s->tls_handshake = 0;
 	s->tls = 1;
-	evtimer_del(s->tls_timer);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	log_info("TLS established with %s: %s", session_client(s),
 	    session_tls_info(s));
-	if (s->kind == LK_SMTPS && s->state == ST_GREET && !s->esmtp)
+	if (s->kind == LK_SMTPS && session_st(s) == ST_GREET && !s->esmtp)
 		session_greet(s);	/* implicit TLS: the greeting comes now */
-	session_resume(s, IN_CMD);
-	return 1;
 }
 
-int
-session_tls_accept(struct session *s)
+void
+session_tls_closed(struct session *s)
 {
-	if (server_ctx == NULL || tls_wrap(s) != 0) {
-		log_warn("TLS: cannot set up a session for %s", session_client(s));
-		session_free(s);
-		return -1;
-	}
-	return 0;
+	if (s->tls_handshake)
+		log_info("TLS handshake failed with %s: connection closed",
+		    session_client(s));
+	if (s->tls_timer != NULL)
+		event_free(s->tls_timer);
+	s->tls_timer = NULL;
 }
 
 /* ---- STARTTLS ---------------------------------------------------------------- */
@@ -173,7 +179,7 @@ starttls_refusal(const struct session *s, const char *arg)
 		return "503 5.5.1 Error: TLS already active";
 	if (server_ctx == NULL)
 		return "502 5.5.1 Error: command not implemented";
-	if (s->state == ST_GREET)
+	if (session_st(s) == ST_GREET)
 		return "503 5.5.1 Error: send EHLO first";
 	if (s->tx != NULL)
 		return "503 5.5.1 Error: MAIL transaction in progress";
@@ -185,33 +191,34 @@ starttls_refusal(const struct session *s, const char *arg)
 void
 cmd_starttls(struct session *s, char *arg)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
 	const char *no = starttls_refusal(s, arg);
 	size_t stray;
+	SSL *ssl;
 
 	if (no != NULL) {
 		session_error(s, "%s", no);
 		return;
 	}
 	/* Anything pipelined after STARTTLS is plaintext an attacker may
-	 * have injected: dropped, never executed (RFC 3207 5, CVE-2011-0411). */
-	if ((stray = evbuffer_get_length(in)) > 0) {
+	 * have injected: the engine drops it, never executed (RFC 3207 5,
+	 * CVE-2011-0411). */
+	if ((stray = srv_input_pending(s->srv)) > 0)
 		log_warn("discarding %zu byte(s) pipelined after STARTTLS from %s",
 		    stray, session_client(s));
-		evbuffer_drain(in, stray);
-	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
 	/* the session starts over: RFC 3207 4.2 */
 	txn_free(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
-	s->state = ST_GREET;
-	s->line_start = 0;
+	session_set_state(s, S_GREET);
 	auth_reset(s);
-	if (tls_wrap(s) != 0) {
+	if ((ssl = SSL_new(server_ctx)) == NULL ||
+	    srv_starttls(s->srv, ssl) != 0) {	/* srv_starttls owns ssl */
 		log_warn("TLS: cannot set up a session for %s", session_client(s));
 		session_close(s, NULL);
+		return;
 	}
+	handshake_begin(s);
 }
 
 const char *
@@ -221,13 +228,6 @@ session_tls_info(struct session *s)
 
 	if (!s->tls)
 		return NULL;
-	return tls_describe(bufferevent_openssl_get_ssl(s->bev), buf, sizeof(buf));
-}
-
-void
-session_tls_free(struct session *s)
-{
-	if (s->tls_timer != NULL)
-		event_free(s->tls_timer);
-	s->tls_timer = NULL;
+	return tls_describe(bufferevent_openssl_get_ssl(srv_bev(s->srv)), buf,
+	    sizeof(buf));
 }

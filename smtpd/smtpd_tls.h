@@ -8,7 +8,10 @@
 
 #include <stddef.h>
 
+#include <event2/bufferevent.h>
+
 struct session;
+struct srv_session;
 
 /* Start-up: the server context from tls_cert_file/tls_key_file. 0 (also
  * when no certificate is configured), -1 with the reason logged. */
@@ -19,15 +22,17 @@ int smtpd_tls_available(void);		/* a certificate is loaded */
 
 /* The STARTTLS command (RFC 3207). */
 void cmd_starttls(struct session *s, char *arg);
-/* Implicit TLS (smtps): wrap the new session; the greeting follows the
- * handshake. -1: the session was freed. */
-int session_tls_accept(struct session *s);
-/* A bufferevent event while TLS is being set up: 1 if handled here
- * (the session may have been freed). */
-int session_tls_event(struct session *s, short what);
+/* Implicit TLS (smtps): an OpenSSL bufferevent accepting on fd (owned
+ * from then on: closed on failure), the handshake deadline armed; NULL if
+ * none can be made.
+ * The greeting follows the handshake. */
+struct bufferevent *session_tls_bev(struct session *s, evutil_socket_t fd);
+/* lib/smtp_server's on_tls: the handshake is done (ok = 1) or failed. */
+void session_on_tls(struct srv_session *srv, int ok);
+/* The session ends: a handshake still running is logged, timer freed. */
+void session_tls_closed(struct session *s);
 /* "TLSv1.3 with cipher ..." for Received:, NULL without TLS. */
 const char *session_tls_info(struct session *s);
-void session_tls_free(struct session *s);
 
 /* smtpd_auth.c */
 int auth_offered(const struct session *s);

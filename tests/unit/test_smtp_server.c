@@ -37,7 +37,9 @@ static struct {
 	SSL_CTX *tls_ctx;		/* for STARTTLS, or NULL */
 	int tls_done;			/* on_tls: 1 ok, -1 failed */
 	int swallow;			/* lines on_line takes */
+	unsigned data_flags;		/* srv_data_flags() seen in on_data */
 } T;
+static const struct srv_ops *T_ops;	/* start() with these, when set */
 
 static void
 c_helo(struct srv_session *s, char *arg)
@@ -208,7 +210,7 @@ static const struct srv_cmd table[] = {
 static void
 on_data(struct srv_session *s, const char *p, size_t n)
 {
-	(void)s;
+	T.data_flags |= srv_data_flags(s);
 	buf_append(&T.data, p, n);
 }
 
@@ -256,9 +258,10 @@ static const struct srv_ops ops = {
 	.on_unknown = on_unknown, .on_tls = on_tls, .on_line = on_line,
 };
 
-/* Start a session with these limits; returns the client fd. */
+/* Start a session with this table, limits and hooks. */
 static void
-start(const struct srv_limits *lim)
+start_with(const struct srv_cmd *t, const struct srv_limits *lim,
+    const struct srv_ops *o)
 {
 	int sv[2];
 
@@ -269,9 +272,15 @@ start(const struct srv_limits *lim)
 	evutil_make_socket_nonblocking(sv[1]);
 	T.fd = sv[1];
 	T.s = srv_session_new(bufferevent_socket_new(T.base, sv[0],
-	    BEV_OPT_CLOSE_ON_FREE), table, lim, &ops, NULL);
+	    BEV_OPT_CLOSE_ON_FREE), t, lim, o, NULL);
 	T.resume_ev = evtimer_new(T.base, resume_cb, NULL);
 	buf_init(&T.data, 1 << 20);
+}
+
+static void
+start(const struct srv_limits *lim)
+{
+	start_with(table, lim, T_ops ? T_ops : &ops);
 }
 
 static void
@@ -830,6 +839,92 @@ TEST(test_on_line)
 	CHECK_INT(T.swallow, 0);
 }
 
+/* A daemon's own texts for lines refused before dispatch; counted. */
+static void
+on_bad_line(struct srv_session *s, enum smtp_reply_id why)
+{
+	srv_reply(s, 500, "5.5.2", "mine %s", why == RPL_NUL ? "nul" :
+	    why == RPL_LINE_TOO_LONG ? "long" : why == RPL_BARE_LF ? "lf" : "?");
+}
+
+TEST(test_on_bad_line)
+{
+	struct srv_ops o = ops;
+	struct srv_limits lim = { .line_max = 20, .hard_error_limit = 4,
+	    .flags = SRV_F_REJECT_BARE_LF };
+	static const char in[] = "A\0B\r\nNOOP 01234567890123\r\n"
+	    "NOOP 0123456789012\r\nNOOP\nNOOP\r\nNOOP\n";
+
+	o.on_bad_line = on_bad_line;
+	T_ops = &o;
+	/* 18 bytes + CRLF are at the bound of 20 and pass; 19 + 2 do not */
+	script(&lim, in, sizeof(in) - 1, 1000, "500 5.5.2 mine nul\r\n"
+	    "500 5.5.2 mine long\r\n" OK "500 5.5.2 mine lf\r\n" OK
+	    "500 5.5.2 mine lf\r\n"
+	    "421 4.7.0 Error: too many errors, closing connection\r\n", 1,
+	    SRV_CLOSE_ERRORS);
+	T_ops = NULL;
+}
+
+/* A row's fn sees its own row; outside a fn there is none. */
+static void
+c_who(struct srv_session *s, char *arg)
+{
+	const struct srv_cmd *c = srv_command(s);
+
+	(void)arg;
+	srv_reply(s, 250, "2.0.0", "%s", c != NULL ? c->verb : "none");
+}
+
+static int
+on_unknown_who(struct srv_session *s, char *verb, char *arg)
+{
+	(void)verb;
+	(void)arg;
+	srv_reply(s, 500, "5.5.2", "row %s", srv_command(s) ? "set" : "none");
+	return 1;
+}
+
+TEST(test_command_row)
+{
+	static const struct srv_cmd who_table[] = {
+		{ "WHO", 0, SRV_ARG_ANY, c_who },
+		{ "WHOM", 0, SRV_ARG_ANY, c_who },
+		{ "QUIT", 0, SRV_ARG_NONE, c_quit },
+		{ NULL, 0, 0, NULL },
+	};
+	struct srv_ops o = ops;
+	struct buf out;
+
+	o.on_unknown = on_unknown_who;
+	start_with(who_table, &deflim, &o);
+	send_str("WHOM x\r\nWHO\r\nWHAT\r\nQUIT\r\n", 25);
+	run(1000);
+	CHECK_INT(T.closed, 1);
+	transcript(&out);
+	CHECK_STR(out.data, "250 2.0.0 WHOM\r\n250 2.0.0 WHO\r\n"
+	    "500 5.5.2 row none\r\n" BYE);
+	buf_free(&out);
+	stop();
+}
+
+/* srv_data_flags: what the decoder saw so far, from on_data on; a new
+ * DATA starts clean. */
+TEST(test_data_flags)
+{
+	const char *pre = "HELO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n";
+	char in[256];
+
+	snprintf(in, sizeof(in), "%sa\nbc\r\n.\r\nQUIT\r\n", pre);
+	script(NULL, in, 0, 1000, "250 test\r\n" OK OK GO "550 5.5.2 Error: "
+	    "message contains bare <LF> or <CR>\r\n" BYE, 1, SRV_CLOSE_QUIT);
+	CHECK_INT(T.data_flags & SMTP_DATA_F_BARE_LF, SMTP_DATA_F_BARE_LF);
+	snprintf(in, sizeof(in), "%sabc\r\n.\r\nQUIT\r\n", pre);
+	script(NULL, in, 0, 1000, "250 test\r\n" OK OK GO "250 2.0.0 got 5\r\n"
+	    BYE, 1, SRV_CLOSE_QUIT);
+	CHECK_INT(T.data_flags, 0);
+}
+
 int
 main(void)
 {
@@ -853,5 +948,8 @@ main(void)
 	RUN(test_hostname_421);
 	RUN(test_linger);
 	RUN(test_on_line);
+	RUN(test_on_bad_line);
+	RUN(test_command_row);
+	RUN(test_data_flags);
 	return unit_done("smtp_server");
 }
