@@ -43,6 +43,8 @@ CONF_KEY(lmtpd_process_limit, CONF_INT, "20", 1, 256, "mailbox deliveries runnin
 CONF_KEY(lmtpd_delivery_timeout, CONF_TIME, "300s", 1, 3600, "a mailbox write running longer is killed and deferred (lmtpd)")
 CONF_KEY(lmtpd_worker_max_idle, CONF_TIME, "10s", 1, 3600, "an idle delivery worker (one mailbox owner's process) exits after this long (lmtpd)")
 CONF_KEY(lmtpd_worker_max_use, CONF_INT, "1000", 1, 1000000, "deliveries a delivery worker makes before a fresh one replaces it (lmtpd)")
+CONF_KEY(lmtpd_delivery_batch_limit, CONF_INT, "32", 1, 32, "Maildir deliveries of one owner a worker writes together and makes durable with two shared flushes (lmtpd; 1: each alone)")
+CONF_KEY(lmtpd_maildir_one_flush, CONF_BOOL, "no", 0, 1, "trust the file system (ext4, XFS) to make a file's new/ entry durable with its fsync: one flush per Maildir delivery or batch instead of two, beyond what POSIX promises (lmtpd)")
 CONF_KEY(log_level, CONF_STR, "info", 0, 0, "lowest level logged: debug, info, warning, crit")
 /* Remote delivery */
 CONF_KEY(relayhost, CONF_STR, "", 0, 0, "[host]:port smarthost for all remote mail (empty: MX lookup)")

@@ -8,19 +8,29 @@
  * the mailbox owner.
  *
  * Workers are kept: one is forked for an owner (uid, gid), drops to it
- * for good, and then serves that owner's deliveries one at a time over
- * its own socket until it has been idle for lmtpd_worker_max_idle or has
- * made lmtpd_worker_max_use deliveries. Several may run for one owner (virtual users usually share
- * one uid). A fork per delivery cost about 8 ms of CPU (the copy of the
- * address space, page faults, lazy symbol binding again in every child),
- * more than the rest of the delivery together. The number of deliveries
- * at the master is bounded by lmtpd_process_limit (deliver.c), at most
- * MASTER_MAX_WORKERS, so a busy worker per request always fits: an idle
- * worker of another owner is retired to make room.
+ * for good (deliver_worker.c), and then serves that owner's deliveries
+ * over its own socket until it has been idle for lmtpd_worker_max_idle
+ * or has made lmtpd_worker_max_use deliveries. A fork per delivery cost
+ * about 8 ms of CPU (the copy of the address space, page faults, lazy
+ * symbol binding again in every child), more than the rest of the
+ * delivery together.
+ *
+ * Group commit: a worker takes a batch, not one delivery. Every mbox
+ * delivery starts at once, alone, in an idle or new worker of its owner
+ * (several may run for one owner: a locked mbox must not hold the
+ * others). Maildir deliveries run one batch at a time per owner (virtual
+ * users usually share one uid): what arrives for the owner while its
+ * batch runs waits here and goes out as the next batch, up to
+ * lmtpd_delivery_batch_limit, whose data and links the worker makes
+ * durable with two flushes in all. The number of deliveries at the
+ * master is bounded by lmtpd_process_limit (deliver.c), at most
+ * MASTER_MAX_WORKERS, so a worker per batch always fits: an idle worker
+ * of another owner is retired to make room.
  *
  * A worker that dies or overruns lmtpd_delivery_timeout (killed) gives a
- * 4.3.0 result for its delivery, and its slot is free again. When lmtpd's
- * session process dies, the master leaves and the workers abandon what
+ * 4.3.0 result for each delivery of its batch not yet answered, and its
+ * slot is free again. When lmtpd's session process dies, the master
+ * leaves (what waits here is never started) and the workers abandon what
  * they have not committed (dlv_abandoned): queued delivers it again, so
  * the crash costs no duplicate.
  */
@@ -39,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bsd/sys/queue.h>
+
 #include "conf.h"
 #include "daemon.h"
 #include "local_user.h"
@@ -47,40 +59,32 @@
 
 #define MASTER_MAX_WORKERS	256
 
-/* Master -> worker: one delivery, decided by the master. */
-struct wjob {
-	struct dlv_req req;
-	char path[LU_PATH_MAX];
-	int32_t maildir;
-	int64_t quota;
-};
-
 struct worker {
 	pid_t pid;
 	int sock;		/* the master's end; -1: a free slot */
 	uid_t uid;
 	gid_t gid;
 	int busy, killed, retire;
-	uint32_t id;		/* the request being delivered */
+	int maildir;		/* busy with a Maildir batch */
+	int n, left;		/* deliveries in the batch; not yet answered */
+	uint32_t answered;	/* bit i: the batch's delivery i is answered */
+	uint32_t ids[DLV_BATCH_MAX];	/* the requests of the batch */
 	time_t since;		/* busy: started; idle: last result */
 	unsigned jobs;
 };
 
 static struct worker workers[MASTER_MAX_WORKERS];
 static int session_sock = -1, sig_fd = -1;
-static int worker_sock = -1;	/* in a worker: its end */
 
-int (*dlv_abandoned)(void);
-
-/* In a worker: the master closed our socket (it does when lmtpd's
- * session process is gone). */
-static int
-master_gone(void)
-{
-	char b;
-
-	return recv(worker_sock, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
-}
+/* Resolved deliveries waiting for a worker, in arrival order. */
+struct pend {
+	TAILQ_ENTRY(pend) entry;
+	struct dlv_wjob j;
+	int fd;			/* the spooled message */
+	uid_t uid;
+	gid_t gid;
+};
+static TAILQ_HEAD(, pend) pending = TAILQ_HEAD_INITIALIZER(pending);
 
 /* Whose rights a delivery takes: the table's uid/gid, else (as root)
  * the unprivileged service account, like Postfix's default_privs. */
@@ -113,7 +117,7 @@ owner_of(const struct local_user *lu, uid_t *uid, gid_t *gid)
 /* In the master: whose mailbox, where, with whose rights; a missing mbox
  * created while still root. */
 static enum dlv_status
-resolve(const struct dlv_req *r, struct wjob *j, uid_t *uid, gid_t *gid,
+resolve(const struct dlv_req *r, struct dlv_wjob *j, uid_t *uid, gid_t *gid,
     struct dlv_detail *d)
 {
 	struct local_user lu;
@@ -144,30 +148,6 @@ resolve(const struct dlv_req *r, struct wjob *j, uid_t *uid, gid_t *gid,
 	return DLV_OK;
 }
 
-/* In a worker, with the owner's rights: write the message. */
-static enum dlv_status
-deliver_job(const struct wjob *j, int msgfd, struct dlv_detail *d)
-{
-	struct dlv_target t = { j->path, j->maildir, geteuid(), getegid(),
-				j->quota };
-	struct stat st;
-	int loop;
-
-	if (msgfd < 0 || fstat(msgfd, &st) < 0) {
-		dlv_detailf(d, "spooled message: %s", msgfd < 0 ?
-		    "not passed" : strerror(errno));
-		return DLV_TEMP;
-	}
-	struct dlv_msg m = { msgfd, st.st_size, j->req.sender, j->req.rcpt,
-			     j->req.qid };
-	if ((loop = msg_delivered_to(&m)) != 0) {
-		dlv_detailf(d, loop > 0 ? "mail forwarding loop for %s" :
-		    "cannot read spooled message", j->req.rcpt);
-		return loop > 0 ? DLV_LOOP : DLV_TEMP;
-	}
-	return t.maildir ? maildir_deliver(&m, &t, d) : mbox_deliver(&m, &t, d);
-}
-
 static void
 send_result(int sock, uint32_t id, enum dlv_status st, const char *detail)
 {
@@ -179,50 +159,6 @@ send_result(int sock, uint32_t id, enum dlv_status st, const char *detail)
 	snprintf(res.detail, sizeof(res.detail), "%s", detail);
 	while (send(sock, &res, sizeof(res), MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
-}
-
-/* ---- a worker ---------------------------------------------------------------- */
-
-static void
-worker_main(int sock, uid_t uid, gid_t gid)
-{
-	struct wjob j;
-	int fd;
-	ssize_t n;
-
-	prctl(PR_SET_NAME, "lmtpd-deliver", 0, 0, 0);
-	signal(SIGTERM, SIG_IGN);	/* a delivery finishes, bounded by its timeout */
-	signal(SIGHUP, SIG_IGN);
-	/* Nothing of the master's stays: not the users table (it holds
-	 * every password hash), not the other sockets. */
-	local_user_close();
-	for (int i = 0; i < MASTER_MAX_WORKERS; i++)
-		if (workers[i].sock >= 0)
-			close(workers[i].sock);
-	close(session_sock);
-	close(sig_fd);
-	worker_sock = sock;
-	dlv_abandoned = master_gone;
-	if (geteuid() == 0 && priv_become(uid, gid) < 0) {
-		log_crit("delivery worker: cannot become uid %u: %s",
-		    (unsigned)uid, strerror(errno));
-		_exit(1);
-	}
-	while ((n = fd_recv(sock, &j, sizeof(j), &fd)) > 0) {
-		struct dlv_detail d = { "" };
-		enum dlv_status st = DLV_TEMP;
-
-		if (n != (ssize_t)sizeof(j))
-			dlv_detailf(&d, "malformed request");
-		else {
-			j.path[sizeof(j.path) - 1] = '\0';
-			st = deliver_job(&j, fd, &d);
-		}
-		if (fd >= 0)
-			close(fd);
-		send_result(sock, j.req.id, st, d.text);
-	}
-	_exit(0);
 }
 
 /* ---- the master's pool --------------------------------------------------------- */
@@ -248,8 +184,20 @@ worker_spawn(struct worker *w, uid_t uid, gid_t gid)
 		return NULL;
 	}
 	if (pid == 0) {
+		/* Nothing of the master's stays: not the users table (it
+		 * holds every password hash), not the other sockets, not the
+		 * messages waiting for other owners. */
 		close(sv[0]);
-		worker_main(sv[1], uid, gid);
+		local_user_close();
+		for (int i = 0; i < MASTER_MAX_WORKERS; i++)
+			if (workers[i].sock >= 0)
+				close(workers[i].sock);
+		struct pend *p;
+		TAILQ_FOREACH(p, &pending, entry)
+			close(p->fd);
+		close(session_sock);
+		close(sig_fd);
+		deliver_worker_main(sv[1], uid, gid);
 	}
 	close(sv[1]);
 	*w = (struct worker){ .pid = pid, .sock = sv[0], .uid = uid, .gid = gid,
@@ -284,62 +232,183 @@ worker_for(uid_t uid, gid_t gid)
 	return free_slot != NULL ? worker_spawn(free_slot, uid, gid) : NULL;
 }
 
-static void
-dispatch(const struct dlv_req *r, int msgfd)
+/*
+ * Maildir batches running for this owner. One at a time per owner: what
+ * arrives for the owner meanwhile waits and becomes the next batch, so
+ * the deliveries that come together share their two flushes (with a
+ * worker each, every delivery paid both). Its cost: an owner's long
+ * batch (a huge message) delays that owner's next Maildir deliveries,
+ * not other owners' and not mbox deliveries.
+ */
+#define OWNER_BATCHES 1	/* 2 measured no faster (bench/RESULTS.md) */
+static int
+maildir_busy(uid_t uid, gid_t gid)
 {
-	struct dlv_detail d = { "" };
-	struct wjob j;
-	struct worker *w;
-	uid_t uid;
-	gid_t gid;
-	enum dlv_status st;
+	int n = 0;
 
-	memset(&j, 0, sizeof(j));
-	if ((st = resolve(r, &j, &uid, &gid, &d)) != DLV_OK) {
-		send_result(session_sock, r->id, st, d.text);
-		return;
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++) {
+		const struct worker *w = &workers[i];
+		if (w->sock >= 0 && w->busy && w->maildir && w->uid == uid && w->gid == gid)
+			n++;
 	}
-	if ((w = worker_for(uid, gid)) == NULL) {
-		send_result(session_sock, r->id, DLV_TEMP,
-		    "cannot start a delivery process");
-		return;
-	}
-	if (fd_send(w->sock, &j, sizeof(j), msgfd, 0) < 0) {
-		send_result(session_sock, r->id, DLV_TEMP,
-		    "cannot reach the delivery process");
-		worker_close(w);
-		return;
-	}
-	w->busy = 1;
-	w->killed = 0;
-	w->id = r->id;
-	w->since = time(NULL);
+	return n >= OWNER_BATCHES;
 }
 
-/* A worker's socket is readable: its result, or it is gone. */
+static void
+pend_free(struct pend *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	free(p);
+}
+
+/* Send b[0..n) to one worker as a batch; each gets an answer, now (when
+ * that fails) or from the worker. The pends are freed. */
+static void
+start_batch(struct pend **b, int n)
+{
+	struct worker *w = worker_for(b[0]->uid, b[0]->gid);
+	const char *fail = w == NULL ? "cannot start a delivery process" : NULL;
+
+	for (int i = 0; i < n && fail == NULL; i++) {
+		b[i]->j.index = (uint32_t)i;
+		b[i]->j.count = (uint32_t)n;
+		if (fd_send(w->sock, &b[i]->j, sizeof(b[i]->j), b[i]->fd, 0) < 0) {
+			fail = "cannot reach the delivery process";
+			worker_close(w);
+		}
+	}
+	if (fail == NULL) {
+		w->busy = 1;
+		w->killed = 0;
+		w->maildir = b[0]->j.maildir;
+		w->n = w->left = n;
+		w->answered = 0;
+		w->since = time(NULL);
+	}
+	for (int i = 0; i < n; i++) {
+		if (fail != NULL)
+			send_result(session_sock, b[i]->j.req.id, DLV_TEMP, fail);
+		else
+			w->ids[i] = b[i]->j.req.id;
+		pend_free(b[i]);
+	}
+}
+
+/* The batch that starts with p: an mbox delivery alone; a Maildir one
+ * with the owner's other waiting Maildir deliveries, in arrival order, up
+ * to lmtpd_delivery_batch_limit. */
+static void
+take_batch(struct pend *p)
+{
+	struct pend *b[DLV_BATCH_MAX], *q, *next;
+	int n = 0, limit = (int)conf_num(C_lmtpd_delivery_batch_limit);
+
+	if (limit > DLV_BATCH_MAX)
+		limit = DLV_BATCH_MAX;
+	for (q = p; q != NULL && n < (p->j.maildir ? limit : 1); q = next) {
+		next = TAILQ_NEXT(q, entry);
+		if (q == p || (q->j.maildir && q->uid == p->uid && q->gid == p->gid)) {
+			TAILQ_REMOVE(&pending, q, entry);
+			b[n++] = q;
+		}
+	}
+	start_batch(b, n);
+}
+
+/* Start every delivery that can start: mbox ones at once, Maildir ones
+ * when their owner has no batch running. */
+static void
+schedule(void)
+{
+	struct pend *p;
+
+	for (;;) {
+		TAILQ_FOREACH(p, &pending, entry) {
+			if (!p->j.maildir || !maildir_busy(p->uid, p->gid))
+				break;
+		}
+		if (p == NULL)
+			return;
+		take_batch(p);
+	}
+}
+
+/* A request resolved: it waits for schedule(). */
+static void
+enqueue(const struct dlv_req *r, int msgfd)
+{
+	struct dlv_detail d = { "" };
+	struct pend *p = calloc(1, sizeof(*p));
+	enum dlv_status st;
+
+	if (p == NULL) {
+		send_result(session_sock, r->id, DLV_TEMP, "out of memory");
+		return;
+	}
+	if ((st = resolve(r, &p->j, &p->uid, &p->gid, &d)) != DLV_OK) {
+		send_result(session_sock, r->id, st, d.text);
+		free(p);
+		return;
+	}
+	p->fd = dup(msgfd);
+	TAILQ_INSERT_TAIL(&pending, p, entry);
+}
+
+/* The worker is done with its batch. */
+static void
+worker_idle(struct worker *w)
+{
+	w->busy = 0;
+	w->since = time(NULL);
+	w->jobs += (unsigned)w->n;
+	if (w->jobs >= (unsigned)conf_num(C_lmtpd_worker_max_use) || w->retire)
+		worker_close(w);
+}
+
+/* Pass one result on, as the request's: the worker has no say in whose.
+ * Returns 0 for a result that is not one of its batch's. */
+static int
+relay(struct worker *w, struct dlv_res *res)
+{
+	uint32_t i = res->id;
+
+	if (!w->busy || i >= (uint32_t)w->n || (w->answered & (1u << i)))
+		return 0;
+	w->answered |= 1u << i;
+	res->id = w->ids[i];
+	res->detail[sizeof(res->detail) - 1] = '\0';
+	while (send(session_sock, res, sizeof(*res), MSG_NOSIGNAL) < 0 && errno == EINTR)
+		;
+	if (--w->left == 0)
+		worker_idle(w);
+	return 1;
+}
+
+/* A worker's socket is readable: results, or it is gone (every delivery
+ * of its batch not yet answered gets 4.3.0). */
 static void
 worker_input(struct worker *w)
 {
 	struct dlv_res res;
 	ssize_t n;
 
-	while ((n = recv(w->sock, &res, sizeof(res), 0)) < 0 && errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof(res) && w->busy) {
-		res.id = w->id;		/* the worker has no say in whose */
-		res.detail[sizeof(res.detail) - 1] = '\0';
-		while (send(session_sock, &res, sizeof(res), MSG_NOSIGNAL) < 0 &&
-		    errno == EINTR)
-			;
-		w->busy = 0;
-		w->since = time(NULL);
-		if (++w->jobs >= (unsigned)conf_num(C_lmtpd_worker_max_use) || w->retire)
-			worker_close(w);
-		return;
+	for (;;) {
+		n = recv(w->sock, &res, sizeof(res), MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n != (ssize_t)sizeof(res) || !relay(w, &res))
+			break;
+		if (w->sock < 0)
+			return;		/* retired after its batch */
 	}
-	if (w->busy)
-		send_result(session_sock, w->id, DLV_TEMP, w->killed ?
-		    "delivery timed out" : "delivery process failed");
+	for (int i = 0; w->busy && i < w->n; i++)
+		if (!(w->answered & (1u << i)))
+			send_result(session_sock, w->ids[i], DLV_TEMP, w->killed ?
+			    "delivery timed out" : "delivery process failed");
+	w->busy = 0;
 	worker_close(w);
 }
 
@@ -377,25 +446,34 @@ workers_retire(void)
 	}
 }
 
+/* Everything the session process has sent (a bounded number per turn),
+ * so that deliveries arriving together can go out as one batch. */
 static void
 session_input(int *eof)
 {
-	struct dlv_req r;
-	int fd;
-	ssize_t n = fd_recv(session_sock, &r, sizeof(r), &fd);
+	for (int k = 0; k < 256 && !*eof; k++) {
+		struct dlv_req r;
+		int fd;
+		ssize_t n = fd_recv(session_sock, &r, sizeof(r), &fd, MSG_DONTWAIT);
 
-	if (n <= 0)
-		*eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-	else if (n == (ssize_t)sizeof(r) && r.type == DLV_REQ_RELOAD) {
-		daemon_reload_config();
-		workers_retire();
-	} else if (n == (ssize_t)sizeof(r)) {
-		r.sender[sizeof(r.sender) - 1] = r.rcpt[sizeof(r.rcpt) - 1] = '\0';
-		r.qid[sizeof(r.qid) - 1] = '\0';
-		dispatch(&r, fd);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+			*eof = 1;
+		else if (n == (ssize_t)sizeof(r) && r.type == DLV_REQ_RELOAD) {
+			daemon_reload_config();
+			workers_retire();
+		} else if (n == (ssize_t)sizeof(r)) {
+			r.sender[sizeof(r.sender) - 1] = r.rcpt[sizeof(r.rcpt) - 1] = '\0';
+			r.qid[sizeof(r.qid) - 1] = '\0';
+			if (fd < 0)
+				send_result(session_sock, r.id, DLV_TEMP, "spooled message not passed");
+			else
+				enqueue(&r, fd);
+		}
+		if (fd >= 0)
+			close(fd);
 	}
-	if (fd >= 0)
-		close(fd);
 }
 
 static void
@@ -416,10 +494,11 @@ master_loop(void)
 	/* At the session's EOF the master leaves at once: lmtpd waits for
 	 * its deliveries before it closes the socket when it stops, so an
 	 * EOF with deliveries running is a crash, and the workers, seeing
-	 * their sockets closed, abandon what they have not committed. */
+	 * their sockets closed, abandon what they have not committed; what
+	 * still waits here is never started. */
 	while (!eof) {
 		p[0] = (struct pollfd){ sig_fd, POLLIN, 0 };
-		p[1] = (struct pollfd){ eof ? -1 : session_sock, POLLIN, 0 };
+		p[1] = (struct pollfd){ session_sock, POLLIN, 0 };
 		/* only live workers: the kernel walks every entry (perf:
 		 * a full table cost a few % of lmtpd's CPU per delivery) */
 		int n = 0;
@@ -441,10 +520,11 @@ master_loop(void)
 			if (workers[idx[k]].sock >= 0 && p[2 + k].revents)
 				worker_input(&workers[idx[k]]);
 		if (p[1].revents & (POLLHUP | POLLERR))
-			eof = 1;	/* requests still queued from a dead
-					 * session process are not started */
+			eof = 1;
 		else if (p[1].revents)
 			session_input(&eof);
+		if (!eof)
+			schedule();
 		worker_timers();
 	}
 	_exit(0);

@@ -32,7 +32,7 @@ fd_send(int sock, const void *p, size_t size, int fd, int flags)
 }
 
 ssize_t
-fd_recv(int sock, void *p, size_t size, int *fd)
+fd_recv(int sock, void *p, size_t size, int *fd, int flags)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { p, size };
@@ -41,7 +41,7 @@ fd_recv(int sock, void *p, size_t size, int *fd)
 	ssize_t n;
 
 	*fd = -1;
-	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags)) < 0 && errno == EINTR)
 		;
 	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
 	if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)

@@ -65,9 +65,29 @@ void dlv_detailf(struct dlv_detail *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 enum dlv_status dlv_errno_status(int err);
 
-/* maildir.c / mbox.c: run in the delivery child, as the owner. */
-enum dlv_status maildir_deliver(const struct dlv_msg *m, const struct dlv_target *t,
-    struct dlv_detail *d);
+#define DLV_BATCH_MAX 32	/* lmtpd_delivery_batch_limit's upper bound */
+#define DLV_NAME_MAX 256
+
+/* One Maildir delivery of a batch (maildir.c). The caller fills m, t and
+ * st (DLV_OK: deliver it; anything else: already failed, left alone);
+ * maildir_deliver_batch() sets st and d. */
+struct md_item {
+	struct dlv_msg m;
+	struct dlv_target t;
+	enum dlv_status st;
+	struct dlv_detail d;
+	/* maildir.c's own */
+	int box, fd, staged, linked;
+	off_t size;
+	char name[DLV_NAME_MAX];
+};
+
+/* maildir.c / mbox.c: run in the delivery worker, as the owner.
+ * maildir_deliver_batch() writes every item's tmp/ file, makes them
+ * durable together, links each into new/, makes the links durable
+ * together, and only then reports DLV_OK: two flushes for the batch
+ * (one with lmtpd_maildir_one_flush), however many items. */
+void maildir_deliver_batch(struct md_item *items, int n);
 enum dlv_status mbox_deliver(const struct dlv_msg *m, const struct dlv_target *t,
     struct dlv_detail *d);
 /* As root, before becoming the owner: create a missing mbox file owned
@@ -102,7 +122,7 @@ int safe_opendir(const char *path, int create);
  * symlink, EPERM for a foreign owner). */
 int safe_subdir(int dirfd, const char *name, int create);
 
-/* deliver_master.c */
+/* deliver_master.c, deliver_worker.c */
 struct dlv_req {
 	uint32_t type;		/* DLV_REQ_DELIVER, DLV_REQ_RELOAD */
 	uint32_t id;
@@ -119,15 +139,33 @@ struct dlv_res {
 	char detail[DLV_DETAIL_MAX];
 };
 
+/* Master -> worker: one delivery the master resolved. A batch is
+ * `count` of these sent in a row (index 0..count-1, each with its
+ * message's descriptor); the worker answers with one dlv_res per
+ * delivery, its id the index. */
+#define DLV_PATH_MAX 4096	/* = LU_PATH_MAX */
+struct dlv_wjob {
+	struct dlv_req req;
+	char path[DLV_PATH_MAX];
+	int32_t maildir;
+	uint32_t index, count;
+	int64_t quota;
+};
+
+/* A worker's life: become uid/gid, serve batches from `sock` until it
+ * closes. Never returns. */
+void deliver_worker_main(int sock, uid_t uid, gid_t gid) __attribute__((noreturn));
+
 /* Fork the master; returns the event-loop side of its socket
  * (SOCK_SEQPACKET). On DLV_REQ_RELOAD the master re-reads the
  * configuration as daemon_reload_config() does. */
 int deliver_master_start(void);
 
 /* fd_pass.c: one datagram of `size` bytes with an optional descriptor
- * (-1: none). fd_send: 0 or -1 (errno); fd_recv: bytes, 0 at EOF, *fd the
- * descriptor received or -1. */
+ * (-1: none); flags such as MSG_DONTWAIT. fd_send: 0 or -1 (errno);
+ * fd_recv: bytes, 0 at EOF, -1 (errno), *fd the descriptor received or
+ * -1. */
 int fd_send(int sock, const void *p, size_t size, int fd, int flags);
-ssize_t fd_recv(int sock, void *p, size_t size, int *fd);
+ssize_t fd_recv(int sock, void *p, size_t size, int *fd, int flags);
 
 #endif
