@@ -1,24 +1,37 @@
 /*
  * Group commit: what the submission sessions and the state log want made
- * durable during one turn of the event loop is made durable together, by
- * one pass that queued's main loop runs after every turn, before it sleeps
- * again (Redis's beforeSleep). Not an event of the lowest priority: libevent
- * runs those only when nothing else is active, so under a steady load the
- * commit, and every reply waiting for it, would starve.
+ * durable is made durable together, by one flush on a thread of its own,
+ * pipelined with the event loop (the classic pipelined group commit):
  *
- * One flush per pass, whatever it holds:
+ *   - after every turn of the loop (Redis's beforeSleep), commit_run()
+ *     hands what was asked for during the turn to the sync thread as one
+ *     batch, unless a batch is being flushed already; then the requests
+ *     wait for the next hand-over, and share its flush;
+ *   - the sync thread makes one flush and signals an eventfd; the loop
+ *     tells every waiter of the batch (the 250s go out from there) and
+ *     hands over what gathered meanwhile;
+ *   - while a flush runs (0.3 ms to several on a busy disk) the loop goes
+ *     on: it reads the next messages, writes their files, delivers, and
+ *     answers the control socket. Before, the flush ran in the loop and
+ *     every session of queued waited for it.
+ * The thread only ever sees the batch's flush parameters (a descriptor or
+ * the spool, copied under the mutex); the requests themselves stay on the
+ * loop's side, and a request's descriptor stays open until its done()
+ * has been called, so there is nothing else to share. No libevent call,
+ * no log line and no signal on the thread.
+ *
+ * One flush per batch, whatever it holds:
  *   - a new queue file is written in its final place, queue/X/ID, sealed
  *     (hermod-queue(5)); its data and its new directory entry are made
  *     durable by one syncfs() of the spool's file system. Linux documents
  *     syncfs(2) as sync(2) for one file system: every pending change to
  *     file data and to file system metadata (directory entries included)
  *     is written, and since Linux 5.8 a writeback error is reported. A
- *     pass with several files shares that one call: on ext4 and XFS an
+ *     batch of several files shares that one call: on ext4 and XFS an
  *     fsync of each fresh file would be a journal commit and a cache
  *     flush of its own, so "group" commit would group nothing;
- *   - a pass with nothing but one old file's state records (no new
- *     directory entry) fsyncs that file, which POSIX covers alone;
- *   - then every waiter is told (the 250s go out from there).
+ *   - a batch with nothing but one old file's state records (no new
+ *     directory entry) fsyncs that file, which POSIX covers alone.
  * The earlier design wrote in incoming/ and renamed into queue/ after the
  * data flush, so the rename needed a second flush: two per lone message.
  * A crash before the flush now leaves a file in queue/ that was never
@@ -26,9 +39,15 @@
  * recovery finds its seal missing or wrong and removes it.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "log.h"
 #include "queued.h"
@@ -37,40 +56,109 @@ struct commit_stats commit_stats;
 
 static TAILQ_HEAD(commit_list, commit_req) pending = TAILQ_HEAD_INITIALIZER(pending);
 
-/* The one flush of a pass: 0 or an errno. */
-static int
-flush_batch(struct commit_list *batch, int n)
-{
-	struct commit_req *r = TAILQ_FIRST(batch);
+/* The loop's side: the batch being flushed (loop only). */
+static struct commit_list inflight = TAILQ_HEAD_INITIALIZER(inflight);
+static int busy;			/* a batch is with the thread */
+static int done_fd = -1;		/* eventfd: the thread's "done" */
+static struct event *done_ev;
 
+/* Shared with the thread, under mu. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct {
+	int ready;		/* a job to do */
+	int fd;			/* fsync this, or -1: syncfs(spool_fd) */
+	int err;		/* the flush's result */
+	int quit;
+} job;
+static pthread_t syncer;
+static int have_syncer;
+
+static void *
+sync_main(void *arg)
+{
+	uint64_t one = 1;
+
+	(void)arg;
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		while (!job.ready && !job.quit)
+			pthread_cond_wait(&cv, &mu);
+		if (!job.ready)
+			break;
+		int fd = job.fd;
+
+		pthread_mutex_unlock(&mu);
+		int err = (fd >= 0 ? fsync(fd) : syncfs(spool_fd)) < 0 ? errno : 0;
+
+		pthread_mutex_lock(&mu);
+		job.err = err;
+		job.ready = 0;
+		while (write(done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+/* Hand the waiting requests to the thread as one batch. */
+static void
+hand_over(void)
+{
+	struct commit_req *r;
+	int n = 0, fd;
+
+	TAILQ_CONCAT(&inflight, &pending, link);
+	TAILQ_FOREACH(r, &inflight, link)
+		n++;
+	r = TAILQ_FIRST(&inflight);
+	fd = n == 1 && !r->new_entry ? r->fd : -1;
+	commit_stats.passes++;
+	commit_stats.files += (unsigned long long)n;
 	commit_stats.fsyncs++;
-	if (n == 1 && !r->new_entry)
-		return fsync(r->fd) < 0 ? errno : 0;
-	commit_stats.syncfs++;
-	return syncfs(spool_fd) < 0 ? errno : 0;
+	if (fd < 0)
+		commit_stats.syncfs++;
+	busy = 1;
+	pthread_mutex_lock(&mu);
+	job.fd = fd;
+	job.ready = 1;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
+/* The thread is done: tell the batch's waiters, hand over the next. */
+static void
+on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct commit_req *r;
+	uint64_t v;
+	int err, n = 0;
+
+	(void)what, (void)arg;
+	if (read(fd, &v, sizeof(v)) < 0 || !busy)
+		return;
+	pthread_mutex_lock(&mu);
+	err = job.ready ? -1 : job.err;
+	pthread_mutex_unlock(&mu);
+	if (err < 0)		/* not ours yet (cannot happen: one job at a time) */
+		return;
+	busy = 0;
+	if (err != 0)
+		log_crit("group commit: %s", strerror(err));
+	while ((r = TAILQ_FIRST(&inflight)) != NULL) {
+		TAILQ_REMOVE(&inflight, r, link);
+		n++;
+		r->done(r->arg, err);	/* may free r, may ask for more */
+	}
+	log_debug("group commit: %d files, %llu flushes so far", n, commit_stats.fsyncs);
+	commit_run();
 }
 
 void
 commit_run(void)
 {
-	struct commit_list batch = TAILQ_HEAD_INITIALIZER(batch);
-	struct commit_req *r;
-	int n = 0, err;
-
-	TAILQ_CONCAT(&batch, &pending, link);
-	TAILQ_FOREACH(r, &batch, link)
-		n++;
-	if (n == 0)
-		return;
-	if ((err = flush_batch(&batch, n)) != 0)
-		log_crit("group commit: %s", strerror(err));
-	commit_stats.passes++;
-	commit_stats.files += (unsigned long long)n;
-	log_debug("group commit: %d files, %llu flushes so far", n, commit_stats.fsyncs);
-	while ((r = TAILQ_FIRST(&batch)) != NULL) {
-		TAILQ_REMOVE(&batch, r, link);
-		r->done(r->arg, err);	/* may free r */
-	}
+	if (!busy && !TAILQ_EMPTY(&pending))
+		hand_over();
 }
 
 void
@@ -82,10 +170,41 @@ commit_request(struct commit_req *r)
 int
 commit_pending(void)
 {
-	return !TAILQ_EMPTY(&pending);
+	return busy || !TAILQ_EMPTY(&pending);
 }
 
 void
-commit_init(void)
+commit_init(struct event_base *base)
 {
+	sigset_t all, old;
+
+	if ((done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		fatal_sys("eventfd");
+	if ((done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, on_done, NULL)) == NULL ||
+	    event_add(done_ev, NULL) < 0)
+		fatal("commit: event_new");
+	/* The thread takes no signal: the loop's handlers stay the only ones. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	errno = pthread_create(&syncer, NULL, sync_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (errno != 0)
+		fatal_sys("pthread_create");
+	have_syncer = 1;
+}
+
+/* At exit, after the last commit: the thread ends and is joined. */
+void
+commit_shutdown(void)
+{
+	if (!have_syncer)
+		return;
+	pthread_mutex_lock(&mu);
+	job.quit = 1;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+	pthread_join(syncer, NULL);
+	have_syncer = 0;
+	event_free(done_ev);
+	close(done_fd);
 }

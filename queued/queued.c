@@ -132,7 +132,7 @@ main(int argc, char **argv)
 	if ((queued_base = event_base_new()) == NULL ||
 	    event_base_priority_init(queued_base, QUEUED_PRIORITIES) < 0)
 		fatal("event_base_new");
-	commit_init();
+	commit_init(queued_base);
 	sched_init(queued_base);
 	local_init(queued_base);
 	remote_init(queued_base);
@@ -143,14 +143,14 @@ main(int argc, char **argv)
 	daemon_signals(queued_base, on_term, on_hup, NULL);
 	log_info("started: spool %s, %zu messages queued",
 	    conf_str(C_queue_directory), sched_count());
-	/* The loop, with the group commit after each turn; a turn never
-	 * sleeps while a commit is waiting. */
+	/* The loop; after each turn what waits for the group commit goes to
+	 * the sync thread (commit.c), whose "done" wakes the loop again. */
 	while (!queued_exit) {
-		if (event_base_loop(queued_base, commit_pending() ?
-		    EVLOOP_NONBLOCK : EVLOOP_ONCE) < 0)
+		if (event_base_loop(queued_base, EVLOOP_ONCE) < 0)
 			fatal("event_base_loop");
 		commit_run();
 	}
+	commit_shutdown();
 	daemon_signals_free();
 	daemon_pidfile_remove();
 	return 0;

@@ -178,10 +178,12 @@ extern int spool_fd;
 void xtext_encode(struct buf *b, const char *s);
 char *xtext_decode(const char *s, size_t n);	/* NULL on bad xtext */
 
-void commit_init(void);
-void commit_request(struct commit_req *r);	/* done() called from commit_run() */
-void commit_run(void);		/* the pass: after each turn of the loop */
-int commit_pending(void);
+/* commit.c: the group commit, flushed on a thread of its own. */
+void commit_init(struct event_base *base);	/* starts the sync thread */
+void commit_request(struct commit_req *r);	/* done() called from the loop */
+void commit_run(void);		/* after each turn: hand the batch over */
+int commit_pending(void);	/* requests waiting or being flushed */
+void commit_shutdown(void);	/* joins the sync thread */
 struct commit_stats {
 	unsigned long long passes, files, fsyncs, syncfs, dir_fsyncs;
 };
