@@ -40,10 +40,12 @@ struct srv_session {
 	const struct srv_cmd *table;
 	const struct srv_ops *ops;
 	void *udata;
-	struct srv_limits lim;		/* defaults filled in */
+	const struct srv_limits *lim;	/* borrowed: LIM() fills defaults */
 	struct event *timer;		/* command timeout, error sleep, close
 					   grace, then linger */
-	struct event *kick;		/* process() or finish from the loop */
+	struct event *kick;		/* process() or finish from the loop;
+					   made at its first use (idle
+					   sessions never need it) */
 	const struct srv_cmd *cur;	/* the row being dispatched */
 	struct smtp_line_reader lr;
 	struct smtp_data_dec dec;
@@ -60,6 +62,32 @@ struct srv_session {
 static void process(struct srv_session *s);
 static void setup_bev(struct srv_session *s);
 
+/* A bound, or its default when the daemon left it 0 (the limits are
+ * borrowed, not copied: an idle session stays small). */
+#define LIM(s, f, def)	((s)->lim->f ? (s)->lim->f : (def))
+
+static size_t
+line_max(const struct srv_session *s)
+{
+	size_t n = LIM(s, line_max, SMTP_CMD_LINE_MAX);
+
+	return n < SRV_LINE_HARD_MAX ? n : SRV_LINE_HARD_MAX;
+}
+
+static size_t
+input_max(const struct srv_session *s)
+{
+	size_t n = LIM(s, input_max, SRV_IO_MAX_DEF);
+
+	return n < 2 * line_max(s) ? 2 * line_max(s) : n;	/* a line fits */
+}
+
+static unsigned
+timeout_sec(const struct srv_session *s)
+{
+	return LIM(s, timeout_sec, SRV_TIMEOUT_DEF);
+}
+
 /* ---------------- life cycle ---------------- */
 
 static void
@@ -67,9 +95,22 @@ finish(struct srv_session *s)
 {
 	s->ops->on_close(s, s->why);
 	event_free(s->timer);
-	event_free(s->kick);
+	if (s->kick != NULL)
+		event_free(s->kick);
 	bufferevent_free(s->bev);
 	free(s);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Make the kick event active (it is made the first time). */
+static void
+kick(struct srv_session *s)
+{
+	if (s->kick == NULL && (s->kick = event_new(bufferevent_get_base(s->bev),
+	    -1, 0, kick_cb, s)) == NULL)
+		fatal("srv_session: out of memory");
+	event_active(s->kick, EV_TIMEOUT, 0);
 }
 
 /* Run process() (or finish) from the loop, never from the caller. */
@@ -77,7 +118,7 @@ static void
 poke(struct srv_session *s)
 {
 	if (!s->busy)
-		event_active(s->kick, EV_TIMEOUT, 0);
+		kick(s);
 }
 
 static void
@@ -150,7 +191,7 @@ written_out(struct srv_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
-	if (s->lim.linger_ms == 0 || s->eof || s->why == SRV_CLOSE_ERROR) {
+	if (s->lim->linger_ms == 0 || s->eof || s->why == SRV_CLOSE_ERROR) {
 		kill_session(s, s->why);
 		return;
 	}
@@ -158,7 +199,7 @@ written_out(struct srv_session *s)
 	if (!srv_tls_active(s) && bufferevent_getfd(s->bev) >= 0)
 		shutdown(bufferevent_getfd(s->bev), SHUT_WR);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	arm_timer_ms(s, s->lim.linger_ms);
+	arm_timer_ms(s, s->lim->linger_ms);
 	bufferevent_enable(s->bev, EV_READ);
 }
 
@@ -198,8 +239,8 @@ begin_close(struct srv_session *s, enum srv_close_why why)
 		written_out(s);
 		return;
 	}
-	if (grace.tv_sec > (time_t)s->lim.timeout_sec)
-		grace.tv_sec = (time_t)s->lim.timeout_sec;
+	if (grace.tv_sec > (time_t)timeout_sec(s))
+		grace.tv_sec = (time_t)timeout_sec(s);
 	event_base_gettimeofday_cached(bufferevent_get_base(s->bev), &now);
 	evutil_timeradd(&now, &grace, &s->close_by);
 	bufferevent_enable(s->bev, EV_WRITE);
@@ -226,13 +267,13 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->sleeping) {	/* the error sleep is over */
 		s->sleeping = 0;
 		if (!s->paused)
-			arm_timer(s, s->lim.timeout_sec);
+			arm_timer(s, timeout_sec(s));
 		poke(s);
 		return;
 	}
-	if (s->lim.hostname != NULL)
+	if (s->lim->hostname != NULL)
 		srv_reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
-		    s->lim.hostname);
+		    s->lim->hostname);
 	else
 		srv_reply_id(s, RPL_TIMEOUT);
 	begin_close(s, SRV_CLOSE_TIMEOUT);
@@ -308,31 +349,9 @@ static void
 setup_bev(struct srv_session *s)
 {
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, s->lim.input_max);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, input_max(s));
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-static void
-fill_limits(struct srv_limits *l, const struct srv_limits *in)
-{
-	*l = *in;
-	if (l->line_max == 0)
-		l->line_max = SMTP_CMD_LINE_MAX;
-	if (l->line_max > SRV_LINE_HARD_MAX)
-		l->line_max = SRV_LINE_HARD_MAX;
-	if (l->pipeline_max == 0)
-		l->pipeline_max = SRV_PIPELINE_DEF;
-	if (l->hard_error_limit == 0)
-		l->hard_error_limit = SRV_ERRORS_DEF;
-	if (l->timeout_sec == 0)
-		l->timeout_sec = SRV_TIMEOUT_DEF;
-	if (l->input_max == 0)
-		l->input_max = SRV_IO_MAX_DEF;
-	if (l->input_max < 2 * l->line_max)
-		l->input_max = 2 * l->line_max;	/* a whole line must fit */
-	if (l->output_max == 0)
-		l->output_max = SRV_IO_MAX_DEF;
 }
 
 struct srv_session *
@@ -346,14 +365,12 @@ srv_session_new(struct bufferevent *bev, const struct srv_cmd *table,
 	s->table = table;
 	s->ops = ops;
 	s->udata = udata;
-	fill_limits(&s->lim, lim);
-	smtp_line_init(&s->lr, s->lim.line_max);
-	s->timer = evtimer_new(base, timer_cb, s);
-	s->kick = event_new(base, -1, 0, kick_cb, s);
-	if (s->timer == NULL || s->kick == NULL)
+	s->lim = lim;
+	smtp_line_init(&s->lr, line_max(s));
+	if ((s->timer = evtimer_new(base, timer_cb, s)) == NULL)
 		fatal("srv_session_new: out of memory");
 	setup_bev(s);
-	arm_timer(s, s->lim.timeout_sec);
+	arm_timer(s, timeout_sec(s));
 	return s;
 }
 
@@ -423,18 +440,18 @@ srv_error(struct srv_session *s)
 {
 	if (s->dead || s->closing)
 		return 1;
-	if (++s->errors < s->lim.hard_error_limit) {
-		if (s->lim.error_sleep_ms > 0 && s->lim.soft_error_limit > 0 &&
-		    s->errors > s->lim.soft_error_limit) {
+	if (++s->errors < LIM(s, hard_error_limit, SRV_ERRORS_DEF)) {
+		if (s->lim->error_sleep_ms > 0 && s->lim->soft_error_limit > 0 &&
+		    s->errors > s->lim->soft_error_limit) {
 			/* no command until the timer says so (tarpit) */
 			s->sleeping = 1;
-			arm_timer_ms(s, s->lim.error_sleep_ms);
+			arm_timer_ms(s, s->lim->error_sleep_ms);
 		}
 		return 0;
 	}
-	if (s->lim.hostname != NULL)
+	if (s->lim->hostname != NULL)
 		srv_reply(s, 421, "4.7.0", "%s Error: too many errors",
-		    s->lim.hostname);
+		    s->lim->hostname);
 	else
 		srv_reply_id(s, RPL_TOO_MANY_ERRORS);
 	begin_close(s, SRV_CLOSE_ERRORS);
@@ -458,7 +475,7 @@ srv_resume(struct srv_session *s)
 		return;
 	s->paused = 0;
 	if (!s->closing && !s->sleeping)
-		arm_timer(s, s->lim.timeout_sec);
+		arm_timer(s, timeout_sec(s));
 	poke(s);
 }
 
@@ -477,7 +494,7 @@ srv_close(struct srv_session *s)
 void
 srv_data_start(struct srv_session *s, uint64_t max_size)
 {
-	unsigned mode = s->lim.flags & SRV_F_DATA_NORMALIZE ?
+	unsigned mode = s->lim->flags & SRV_F_DATA_NORMALIZE ?
 	    SMTP_DATA_NORMALIZE : 0;
 
 	smtp_data_dec_init(&s->dec, mode, max_size);
@@ -513,7 +530,7 @@ srv_starttls(struct srv_session *s, SSL *ssl)
 	s->bev = nbev;
 	s->tls = 0;		/* until the handshake reports */
 	s->mode = M_CMD;
-	smtp_line_init(&s->lr, s->lim.line_max);
+	smtp_line_init(&s->lr, line_max(s));
 	setup_bev(s);
 	return 0;
 }
@@ -605,7 +622,7 @@ step_cmd(struct srv_session *s)
 	if (f & SMTP_LINE_F_NUL)
 		bad_line(s, RPL_NUL);
 	else if ((f & SMTP_LINE_F_BARE_LF) &&
-	    (s->lim.flags & SRV_F_REJECT_BARE_LF))
+	    (s->lim->flags & SRV_F_REJECT_BARE_LF))
 		bad_line(s, RPL_BARE_LF);
 	else
 		dispatch(s, line);
@@ -673,8 +690,8 @@ step(struct srv_session *s, unsigned *ncmd)
 	default:
 		break;
 	}
-	if (*ncmd >= s->lim.pipeline_max && srv_input_pending(s) > 0) {
-		event_active(s->kick, EV_TIMEOUT, 0);	/* fairness: yield */
+	if (*ncmd >= LIM(s, pipeline_max, SRV_PIPELINE_DEF) && srv_input_pending(s) > 0) {
+		kick(s);	/* fairness: yield */
 		return 0;
 	}
 	if (!step_cmd(s)) {
@@ -697,7 +714,7 @@ process(struct srv_session *s)
 	s->need_input = 0;
 	while (!s->dead && !s->paused && !s->closing && !s->sleeping) {
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
-		    s->lim.output_max) {
+		    LIM(s, output_max, SRV_IO_MAX_DEF)) {
 			s->want_write = 1;	/* the peer does not read */
 			break;
 		}
@@ -713,5 +730,5 @@ process(struct srv_session *s)
 	if (s->eof && s->need_input && !s->paused && !s->closing)
 		begin_close(s, SRV_CLOSE_EOF);
 	else if (progress && !s->paused && !s->closing && !s->sleeping)
-		arm_timer(s, s->lim.timeout_sec);
+		arm_timer(s, timeout_sec(s));
 }

@@ -18,46 +18,42 @@
  * after its 354. The framework never replies on its own except for the
  * generic errors above.
  *
- * Lifetimes: the command table, limits and ops are borrowed and must
- * outlive every session using them. The session owns its bufferevent
+ * Lifetimes: the command table, limits and ops are borrowed (not copied)
+ * and must outlive every session using them; a change to the limits
+ * reaches the live sessions. The session owns its bufferevent
  * (freed at close). on_close() is called exactly once per session, always
  * from the event loop or after the daemon's current callback has returned
  * (never from inside srv_close() itself); the session memory is freed
  * right after on_close() returns, so the daemon drops its pointer there.
  *
- * Memory: an idle session holds the struct, two events and the
- * bufferevent with empty buffers; the command line is read into a stack
- * buffer, and the decoder keeps a few words of state.
+ * Memory: an idle session holds the struct (a few words of line-reader
+ * and decoder state, a pointer to the limits), one timer event and the
+ * bufferevent with empty buffers; the event that runs deferred work is
+ * made at its first use; the command line is read into a stack buffer.
  *
- * Users: lmtpd/lmtp_session.c and queued/submit.c run on it (examples of
- * states as an enum, per-row 503 texts through on_bad_state, own replies
- * from a string table, pause while the back end works, a daemon struct
- * that outlives on_close while a callback still holds it). smtpd moves
- * over like this: its `commands[]` rows become srv_cmd rows (ST_* bits
- * become SRV_STATE(n) of an enum; `wrong` texts move to on_bad_state);
- * session_io.c's read_command/session_input/on_read/on_write/on_event,
- * its output cap and idle/command timers go away (srv_limits from
- * smtpd_timeout, smtpd_hard_error_limit, line/input/output maxima;
- * SRV_F_REJECT_BARE_LF if it rejects bare-LF commands);
- * session_reply -> srv_reply (its "DDD x.y.z text" strings need splitting
- * as queued's reply() does, or srv_reply with code/esc); session_error
- * -> reply then srv_error(); session_pause/resume -> srv_pause/resume
- * (the handoff to queued); session_close(fmt) -> srv_reply +
- * srv_close_after_flush; non_smtp() -> on_unknown (reply 421, then
- * srv_close_after_flush, return 1); smtp_data.c's decoder and BDAT
- * counting -> srv_data_start/srv_bdat_start with on_data writing to the
- * handoff (srv_pause when the handoff says "full", srv_resume on drain)
- * and on_data_end checking SMTP_DATA_F_BARE_LF/TOO_BIG; STARTTLS ->
- * srv_starttls; smtpd_auth.c's auth_continue -> on_line. Done already:
- * smtpd's DATA goes through lib/smtp_proto's decoder and its command
- * lines through smtp_line_read; the engine has what smtpd needed on top
- * (soft_error_limit + error_sleep_ms, linger_ms, hostname in its own 421
- * texts, on_line). Still to settle when the loop moves: smtpd refuses a
- * bare LF/CR in DATA the moment it is seen (queued drops the partial
- * file at once) while on_data_end reports it at the end (same reply,
- * later abort), and BDAT chunks are checked for bare line ends by smtpd
- * (keep that in its on_data); the per-line slowloris deadline is the
- * engine's timer (re-armed only when a command completes).
+ * Users, each with its decisions in its own files and the mechanics here:
+ * - smtpd (smtpd/session_io.c, smtp_session.c, smtp_data.c, smtpd_tls.c,
+ *   smtpd_auth.c): its rows all run one fn that finds its row with
+ *   srv_command() (per-command counters, the SIGTERM check after each
+ *   command) and 503 texts by what is missing through on_bad_state;
+ *   replies given as "DDD x.y.z text" lines split into srv_reply();
+ *   on_unknown ends non-SMTP (HTTP) input with 421; on_bad_line gives a
+ *   NUL line Postfix's text; on_line takes the lines of an AUTH exchange;
+ *   DATA through srv_data_start() with on_data refusing the message at
+ *   the first bare LF/CR the decoder reports (srv_data_flags(): queued
+ *   drops the partial file at once) and BDAT through srv_bdat_start(),
+ *   its octets checked for bare line ends in on_data, a chunk out of
+ *   place read with SRV_BDAT_DISCARD before its 503; srv_pause() while
+ *   queued (the handoff) is busy or full, srv_resume() on its answer or
+ *   drain; STARTTLS through srv_starttls() (the pipelined plaintext is
+ *   dropped, CVE-2011-0411), smtps as an OpenSSL filter bufferevent given
+ *   to srv_session_new(), the handshake deadline smtpd's own timer;
+ *   soft/hard error limits, error sleep, linger and the hostname in the
+ *   421 texts from its config. `smtpd -s` runs the same session on one
+ *   end of a socketpair bridged to stdin/stdout.
+ * - lmtpd (lmtpd/lmtp_session.c) and queued's submission server
+ *   (queued/submit.c): LMTP, states as an enum, per-row 503 texts, own
+ *   replies from a string table, pause while the back end works.
  */
 #ifndef HERMOD_SMTP_SERVER_H
 #define HERMOD_SMTP_SERVER_H
@@ -103,7 +99,8 @@ struct srv_cmd {
 };
 #define SRV_STATE(n)	(1u << (n))	/* daemon states are 0..31 */
 
-/* Bounds of a session; 0 in a field means the default in brackets. */
+/* Bounds of a session; 0 in a field means the default in brackets.
+ * Borrowed by each session (see Lifetimes above). */
 struct srv_limits {
 	size_t line_max;		/* command line incl. CRLF [SMTP_CMD_LINE_MAX] */
 	unsigned pipeline_max;		/* commands per read event [32] */

@@ -47,6 +47,22 @@ session_client(const struct session *s)
 	return buf[which];
 }
 
+const char *
+session_helo(const struct session *s)
+{
+	return s->helo != NULL ? s->helo : "";
+}
+
+const char *
+session_addr_lit(const struct session *s)
+{
+	static char buf[INET6_ADDRSTRLEN + 16];
+
+	snprintf(buf, sizeof(buf), "%s%s", strchr(s->addr, ':') ? "IPv6:" : "",
+	    s->addr);
+	return buf;
+}
+
 unsigned
 session_st(const struct session *s)
 {
@@ -203,10 +219,11 @@ on_close(struct srv_session *srv, enum srv_close_why why)
 	log_end(s, why);
 	TAILQ_REMOVE(&sessions, s, entry);
 	if (s->counted)
-		policy_conn_close((struct sockaddr *)&s->sa);
+		policy_conn_close(&s->sa.sa);
 	txn_free(s);
 	handoff_free(s->ho);
 	auth_free(s);
+	free(s->helo);
 	free(s->auth_user);
 	free(s);
 	if (smtpd_stopping && TAILQ_EMPTY(&sessions))
@@ -263,8 +280,6 @@ format_addr(struct session *s, const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET6 && strncmp(s->addr, "::ffff:", 7) == 0 &&
 	    strchr(s->addr + 7, '.') != NULL)
 		memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
-	snprintf(s->addr_lit, sizeof(s->addr_lit), "%s%s",
-	    strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
 	snprintf(s->port, sizeof(s->port), "%u", port);
 }
 

@@ -58,7 +58,7 @@ start_handoff(struct session *s)
 		.nrcpt = tx->nrcpt, .rcpts = rcpts, .rcpt_params = rp,
 		.xforward = { .name = strcmp(s->name, "unknown") ? s->name : "",
 		    .addr = s->addr, .port = s->port,
-		    .proto = s->esmtp ? "ESMTP" : "SMTP", .helo = s->helo,
+		    .proto = s->esmtp ? "ESMTP" : "SMTP", .helo = session_helo(s),
 		    .source = "REMOTE" },
 	};
 
@@ -322,7 +322,8 @@ on_ready(void *arg, const char *qid)
 	struct session *s = arg;
 	struct txn *tx = s->tx;
 	struct received_info ri = {
-		.helo = s->helo, .client_name = s->name, .client_addr = s->addr_lit,
+		.helo = session_helo(s), .client_name = s->name,
+		.client_addr = session_addr_lit(s),
 		.by = conf_str(C_myhostname), .proto = received_proto(s->esmtp,
 		s->tls, s->auth_user != NULL, tx->smtputf8), .qid = qid,
 		.rcpt = tx->nrcpt == 1 ? tx->rcpts[0].addr : NULL,
@@ -366,7 +367,7 @@ log_queued(struct session *s, const struct handoff_result *r)
 	    "client=%s, from=<%s>, nrcpt=%d, size=%llu, proto=%s, helo=<%s>%s%s",
 	    session_client(s), tx->sender, tx->nrcpt, tx->msg_size,
 	    received_proto(s->esmtp, s->tls, s->auth_user != NULL, tx->smtputf8),
-	    s->helo, s->auth_user ? ", sasl_username=" : "",
+	    session_helo(s), s->auth_user ? ", sasl_username=" : "",
 	    s->auth_user ? s->auth_user : "");
 }
 

@@ -38,7 +38,7 @@ session_log_reject(struct session *s, const char *cmd, const char *rcpt,
 	    "reject: %s from %s: %s; from=<%s>%s%s%s proto=%s helo=<%s>", cmd,
 	    session_client(s), reply, s->tx ? s->tx->sender : "",
 	    rcpt ? " to=<" : "", rcpt ? rcpt : "", rcpt ? ">" : "",
-	    proto_name(s), s->helo);
+	    proto_name(s), session_helo(s));
 }
 
 void
@@ -135,7 +135,8 @@ do_helo(struct session *s, char *arg, int esmtp)
 		return;
 	}
 	txn_free(s);		/* RFC 5321 4.1.4: like RSET */
-	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	free(s->helo);
+	s->helo = xstrdup(arg);
 	s->esmtp = esmtp;
 	session_set_state(s, S_READY);
 	if (esmtp)

@@ -108,9 +108,12 @@ struct session {
 	struct event_base *base;
 	struct srv_session *srv;		/* lib/smtp_server: the I/O */
 	enum listen_kind kind;
-	struct sockaddr_storage sa;
+	union {				/* the client's address */
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} sa;
 	char addr[INET6_ADDRSTRLEN + 8];	/* "192.0.2.1", "2001:db8::1" */
-	char addr_lit[INET6_ADDRSTRLEN + 16];	/* "IPv6:2001:db8::1" */
 	char port[8];
 	const char *name;			/* reverse name: "unknown" */
 	unsigned trusted:1;			/* mynetworks */
@@ -120,7 +123,7 @@ struct session {
 	unsigned tls_handshake:1;		/* TLS being set up */
 	unsigned closing:1;			/* last reply given */
 
-	char helo[SMTPD_HELO_MAX + 1];
+	char *helo;			/* NULL before HELO/EHLO: session_helo() */
 	char *auth_user;
 	struct event *tls_timer;	/* handshake deadline (smtpd_tls.c) */
 	struct auth_state *auth;	/* AUTH exchange (smtpd_auth.c) */
@@ -160,6 +163,11 @@ void session_pause(struct session *s);	/* no command nor data is read */
 void session_resume(struct session *s);
 /* "name[addr]" for log lines (static buffer per call site is fine). */
 const char *session_client(const struct session *s);
+/* The HELO/EHLO name, "" before one. */
+const char *session_helo(const struct session *s);
+/* The address as Received: shows it: "192.0.2.1", "IPv6:2001:db8::1" (a
+ * static buffer, valid until the next call). */
+const char *session_addr_lit(const struct session *s);
 /* The session's client stops at its next command (SIGTERM). */
 void session_shutdown(struct session *s);
 /* The session's state as an ST_* bit; set it by enum smtp_state. */

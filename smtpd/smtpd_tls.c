@@ -208,7 +208,8 @@ cmd_starttls(struct session *s, char *arg)
 	session_reply(s, "220 2.0.0 Ready to start TLS");
 	/* the session starts over: RFC 3207 4.2 */
 	txn_free(s);
-	s->helo[0] = '\0';
+	free(s->helo);
+	s->helo = NULL;
 	s->esmtp = 0;
 	session_set_state(s, S_GREET);
 	auth_reset(s);

@@ -925,6 +925,29 @@ TEST(test_data_flags)
 	CHECK_INT(T.data_flags, 0);
 }
 
+/* The limits are borrowed, not copied: a change reaches a live session. */
+TEST(test_limits_borrowed)
+{
+	struct srv_limits lim = { .hard_error_limit = 10 };
+	struct buf out;
+
+	start(&lim);
+	send_str("A\r\n", 3);
+	run(200);
+	CHECK_INT(T.closed, 0);
+	lim.hard_error_limit = 2;
+	send_str("B\r\nNOOP\r\n", 9);
+	run(1000);
+	transcript(&out);
+	CHECK_STR(out.data, "500 5.5.2 Error: command not recognized\r\n"
+	    "500 5.5.2 Error: command not recognized\r\n"
+	    "421 4.7.0 Error: too many errors, closing connection\r\n");
+	CHECK_INT(T.closed, 1);
+	CHECK_INT(T.why, SRV_CLOSE_ERRORS);
+	buf_free(&out);
+	stop();
+}
+
 int
 main(void)
 {
@@ -951,5 +974,6 @@ main(void)
 	RUN(test_on_bad_line);
 	RUN(test_command_row);
 	RUN(test_data_flags);
+	RUN(test_limits_borrowed);
 	return unit_done("smtp_server");
 }
