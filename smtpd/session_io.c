@@ -17,9 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/bufferevent_ssl.h>
-#include <openssl/ssl.h>
-
 #include "conf.h"
 #include "log.h"
 #include "policy.h"

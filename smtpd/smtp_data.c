@@ -91,13 +91,15 @@ void
 data_bdat(struct session *s, unsigned long long n, int last)
 {
 	unsigned st = session_st(s);
+	const char *wrong = NULL;
 
 	if (st == ST_GREET)
-		s->skip_reply = "503 5.5.1 Error: send HELO/EHLO first";
+		wrong = "503 5.5.1 Error: send HELO/EHLO first";
 	else if (!(st & (ST_RCPT | ST_BDAT)))
-		s->skip_reply = st == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
+		wrong = st == ST_MAIL ? "503 5.5.1 Error: need RCPT command" :
 		    "503 5.5.1 Error: need MAIL command";
-	if (s->skip_reply != NULL) {
+	if (wrong != NULL) {
+		s->skip_reply = wrong;	/* given by data_on_end */
 		srv_bdat_start(s->srv, n, SRV_BDAT_DISCARD);
 		return;
 	}
@@ -254,7 +256,8 @@ data_on_end(struct srv_session *srv, unsigned flags)
 	struct session *s = srv_udata(srv);
 
 	if (flags & SRV_END_DISCARDED) {	/* a BDAT out of place */
-		session_error(s, "%s", s->skip_reply);
+		session_error(s, "%s", s->skip_reply ? s->skip_reply :
+		    "503 5.5.1 Error: need MAIL command");
 		s->skip_reply = NULL;
 		return;
 	}
@@ -385,7 +388,6 @@ on_result(void *arg, const struct handoff_result *r)
 		const char *qid = r->qid[0] ? r->qid : tx->qid;
 
 		log_queued(s, r);
-		s->nmsg++;
 		session_reply(s, "250 2.0.0 Ok: queued as %s", qid[0] ? qid : "(unknown)");
 		end_transaction(s);
 		return;

@@ -130,7 +130,6 @@ struct session {
 
 	const char *skip_reply;		/* a refused BDAT: its reply at the end */
 	unsigned counts[CMD_NIDS];
-	unsigned nmsg;
 
 	struct txn *tx;
 	struct handoff *ho;
