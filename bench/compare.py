@@ -218,6 +218,11 @@ class HermodSide:
                     smtpd_max_connections="20000", log_level="warning",
                     # Postfix's defaults (the fixture's are for tests)
                     minimal_backoff_time="300s", maximal_backoff_time="4000s")
+        # HERMOD_BENCH_CONF="key=value ...": a variant measured beside the
+        # default (e.g. lmtpd_maildir_one_flush=yes); printed in the header
+        extra = os.environ.get("HERMOD_BENCH_CONF", "").split()
+        if extra:
+            self.h.conf(**dict(kv.split("=", 1) for kv in extra))
         lines = []
         for a, u in rcpt_names():
             pw = pwd.getpwnam(u)
@@ -540,11 +545,13 @@ def flushes(side, msgs):
 def hermod_rev():
     """The commit measured: $HERMOD_REV when the binaries were built
     elsewhere ($HERMOD_BIN), else this checkout's HEAD (+ if it is dirty)."""
+    extra = os.environ.get("HERMOD_BENCH_CONF", "")
+    extra = " (with %s)" % extra if extra else ""
     if os.environ.get("HERMOD_REV"):
-        return os.environ["HERMOD_REV"]
+        return os.environ["HERMOD_REV"] + extra
     rev = sh("git", "-C", TOP, "rev-parse", "--short", "HEAD").stdout.strip()
     dirty = sh("git", "-C", TOP, "status", "--porcelain", "--untracked-files=no").stdout.strip()
-    return rev + (" + uncommitted edits" if dirty else "")
+    return rev + (" + uncommitted edits" if dirty else "") + extra
 
 
 def med(xs):
