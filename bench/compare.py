@@ -540,6 +540,36 @@ def flushes(side, msgs):
     return calls
 
 
+def dev_flush_count():
+    """Flush requests the block device under W has completed (field 16 of
+    /sys/block/DEV/stat, Linux >= 5.5): what reaches the disk, after the
+    journal has merged concurrent fsync/syncfs calls into one commit.
+    None when the kernel or the device does not say."""
+    st = os.stat(W)
+    d = "/sys/dev/block/%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
+    for path in (d + "/stat", d + "/../stat"):
+        try:
+            with open(path) as f:
+                v = f.read().split()
+        except OSError:
+            continue
+        if len(v) >= 16:
+            return int(v[15])
+    return None
+
+
+def device_flushes(side, msgs, clients):
+    """Device flush requests while `msgs` messages are delivered end to
+    end (no strace: the timing is the real one). Everything else on the
+    machine counts too, so it is an upper bound."""
+    before = dev_flush_count()
+    if before is None:
+        return None
+    run_local(side, msgs, clients, 1)
+    time.sleep(0.5)         # the last state records and unlinks
+    return dev_flush_count() - before
+
+
 # ---- report -------------------------------------------------------------------
 
 def hermod_rev():
@@ -633,6 +663,10 @@ def main():
                 record(("c", n), s, idle_session_safe(s, n))
         disk = [fsync_rate() for _ in range(rounds)]
         nflush = {s.name: flushes(s, int(2000 * scale)) for s in sides}
+        for clients, n in ((1, int(300 * scale)), (100, int(2000 * scale))):
+            for _ in range(rounds):
+                for s in sides:
+                    record(("e", clients), s, {"n": n, "flushes": device_flushes(s, n, clients)})
         growth(sides, sizes, int(2000 * scale), rounds, record)
         report(res, idle, disk, nflush, int(2000 * scale), rounds)
         report_growth(res, sizes, int(2000 * scale), rounds)
@@ -711,6 +745,15 @@ def report(res, idle, disk, nflush, fmsgs, rounds):
           "all daemons: Postfix %d (%.2f msgs per flush), Hermod %d (%.2f msgs per flush)." % (
               fmsgs, nflush["Postfix"], fmsgs / max(1, nflush["Postfix"]),
               nflush["Hermod"], fmsgs / max(1, nflush["Hermod"])))
+    for c in (1, 100):
+        runs = res.get(("e", c), {})
+        if not runs or any(x["flushes"] is None for v in runs.values() for x in v):
+            continue
+        per = {k: [x["n"] / max(1, x["flushes"]) for x in v] for k, v in runs.items()}
+        print("Device flush requests (block layer, concurrent calls merged by the "
+              "journal), %d client(s), %d messages: Postfix %s, Hermod %s messages per "
+              "device flush." % (c, runs["Hermod"][0]["n"], fmt(per["Postfix"], 2),
+                                 fmt(per["Hermod"], 2)))
 
 
 def report_growth(res, sizes, msgs, rounds):
