@@ -2,7 +2,8 @@
  * c-ares on the libevent loop: the sock-state callback keeps one libevent
  * event per c-ares socket, and one timer follows ares_timeout(). Answers
  * are parsed with c-ares's own parsers and handed over as flat replies
- * (dns.h). Nothing here blocks.
+ * (dns.h). Nothing here blocks. dns_host.c's host-style lookups use the
+ * same query records and plumbing (dns_int.h).
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -20,36 +21,9 @@
 #include <bsd/sys/tree.h>
 
 #include "dns.h"
+#include "dns_int.h"
 #include "log.h"
 #include "xalloc.h"
-
-enum qstate { Q_SUBMITTING, Q_INFLIGHT, Q_DEFERRED };
-
-/* A lookup's outcome, before it is shaped into the caller's reply. */
-struct answer {
-	enum dns_status status;
-	const char *why;
-	unsigned int ttl;
-	int n;
-	void *data;		/* n dns_mx, or n sockaddr_storage */
-};
-
-struct dns_query {
-	TAILQ_ENTRY(dns_query) entry;
-	enum qstate state;
-	int cancelled;
-	int type;		/* ns_t_mx, ns_t_a, ns_t_aaaa */
-	dns_mx_cb mx_cb;
-	dns_addr_cb addr_cb;
-	void *arg;
-	struct event *defer;	/* answers that came too early, and bad names */
-	int status;		/* stashed ares status for Q_DEFERRED */
-	unsigned char *abuf;
-	int alen;
-	char *name;		/* normalised: the cache key */
-	int cached;		/* answered from the cache: `hit` */
-	struct answer *hit;
-};
 
 struct sockw {
 	LIST_ENTRY(sockw) entry;
@@ -99,8 +73,8 @@ dns_status_str(enum dns_status s)
 	return "?";
 }
 
-static enum dns_status
-map_status(int ares, const char **why)
+enum dns_status
+dns_map_status(int ares, const char **why)
 {
 	size_t i;
 
@@ -561,11 +535,11 @@ parse_mx(int status, const unsigned char *abuf, int alen, struct answer *a)
 	int nnull = 0, nbad = 0, pr;
 
 	if (status != ARES_SUCCESS) {
-		a->status = map_status(status, &a->why);
+		a->status = dns_map_status(status, &a->why);
 		return;
 	}
 	if ((pr = ares_parse_mx_reply(abuf, alen, &list)) != ARES_SUCCESS) {
-		a->status = map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
+		a->status = dns_map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
 		    &a->why);
 		return;
 	}
@@ -621,14 +595,14 @@ parse_addr(int type, int status, const unsigned char *abuf, int alen,
 	int pr;
 
 	if (status != ARES_SUCCESS) {
-		a->status = map_status(status, &a->why);
+		a->status = dns_map_status(status, &a->why);
 		return;
 	}
 	a->data = xcalloc(DNS_MAX_ADDRS, sizeof(struct sockaddr_storage));
 	if ((pr = addr_parse(type, abuf, alen, a->data, &a->n)) !=
 	    ARES_SUCCESS) {
 		a->n = 0;
-		a->status = map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
+		a->status = dns_map_status(pr == ARES_ENODATA ? pr : ARES_EBADRESP,
 		    &a->why);
 		return;
 	}
@@ -642,6 +616,10 @@ give(struct dns_query *q, const struct answer *a)
 		struct dns_mx_reply r = { a->status, a->why, a->ttl, a->n,
 		    a->data };
 		q->mx_cb(&r, q->arg);
+	} else if (q->type == ns_t_ptr) {
+		struct dns_name_reply r = { a->status, a->why,
+		    a->status == DNS_OK ? a->data : NULL };
+		q->name_cb(&r, q->arg);
 	} else {
 		struct dns_addr_reply r = { a->status, a->why, a->ttl, a->n,
 		    a->data };
@@ -708,6 +686,55 @@ ares_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	query_free(q);
 }
 
+struct dns_query *
+dns_query_new(int type, void *arg)
+{
+	struct dns_query *q;
+
+	if (!R.up)
+		fatal("dns query before dns_init");
+	q = xcalloc(1, sizeof(*q));
+	q->type = type;
+	q->arg = arg;
+	if ((q->defer = evtimer_new(R.base, on_deferred, q)) == NULL)
+		fatal("dns: out of memory");
+	TAILQ_INSERT_TAIL(&R.queries, q, entry);
+	return q;
+}
+
+void
+dns_query_drop(struct dns_query *q)
+{
+	query_free(q);
+}
+
+void
+dns_query_finish(struct dns_query *q, struct answer *a)
+{
+	q->hit = a;
+	if (q->state == Q_SUBMITTING) {
+		/* Answered from inside the c-ares call (/etc/hosts, a bad
+		 * address): report from the loop. */
+		q->state = Q_DEFERRED;
+		event_active(q->defer, EV_TIMEOUT, 0);
+		return;
+	}
+	give(q, a);
+	query_free(q);
+}
+
+ares_channel
+dns_channel(void)
+{
+	return R.ch;
+}
+
+void
+dns_rearm(void)
+{
+	arm_timer();
+}
+
 static char *
 normalise(const char *name)
 {
@@ -727,16 +754,9 @@ submit(const char *name, int type, dns_mx_cb mcb, dns_addr_cb acb,
 {
 	struct dns_query *q;
 
-	if (!R.up)
-		fatal("dns query before dns_init");
-	q = xcalloc(1, sizeof(*q));
-	q->type = type;
+	q = dns_query_new(type, arg);
 	q->mx_cb = mcb;
 	q->addr_cb = acb;
-	q->arg = arg;
-	if ((q->defer = evtimer_new(R.base, on_deferred, q)) == NULL)
-		fatal("dns: out of memory");
-	TAILQ_INSERT_TAIL(&R.queries, q, entry);
 	if (!dns_valid_hostname(name)) {
 		q->state = Q_DEFERRED;
 		q->status = ARES_EBADNAME;

@@ -2,7 +2,8 @@
  * DNS lookups on c-ares, driven by the daemon's libevent loop: c-ares's
  * sockets are watched by libevent events and its timeouts run as a
  * libevent timer, so no daemon ever blocks on DNS. Used by queued's remote
- * delivery (MX, then A/AAAA of each exchanger) and by smtpd's checks.
+ * delivery (MX, then A/AAAA of each exchanger) and by smtpd's client
+ * name (dns_query_ptr, then dns_query_host to confirm it).
  *
  * One resolver per process (dns_init once, after the event base exists).
  * Answers come through callbacks, always from the event loop and never
@@ -64,8 +65,17 @@ struct dns_addr_reply {
 	const struct sockaddr_storage *addrs;	/* port 0: caller sets it */
 };
 
+/* A host name found for an address (dns_query_ptr). */
+struct dns_name_reply {
+	enum dns_status status;
+	const char *why;
+	const char *name;	/* DNS_OK: a valid host name, lower case, no
+				 * trailing dot; NULL otherwise */
+};
+
 typedef void (*dns_mx_cb)(const struct dns_mx_reply *r, void *arg);
 typedef void (*dns_addr_cb)(const struct dns_addr_reply *r, void *arg);
+typedef void (*dns_name_cb)(const struct dns_name_reply *r, void *arg);
 
 struct dns_query;
 
@@ -101,6 +111,33 @@ struct dns_query *dns_query_mx(const char *name, dns_mx_cb cb, void *arg);
 struct dns_query *dns_query_addr(const char *name, int family,
     dns_addr_cb cb, void *arg);
 void dns_cancel(struct dns_query *q);
+
+/*
+ * Host-style lookups (lib/dns_host.c), for smtpd's client name: like the
+ * system's resolver (getnameinfo, getaddrinfo), /etc/hosts is read first,
+ * then DNS is asked (c-ares's ares_gethostbyaddr/ares_gethostbyname with
+ * resolv.conf's "lookup" order, default files then DNS), so that
+ * 127.0.0.1 is "localhost" without a query. Not cached (the hosts file
+ * and the server's cache do that); same handle rules as above.
+ *
+ * dns_query_ptr: the name of sa (AF_INET, AF_INET6; an IPv4-mapped IPv6
+ * address is looked up as IPv4). Only the first name of the answer is
+ * used (as getnameinfo does); a name that is not a valid host name is
+ * DNS_MALFORMED. c-ares (1.18) reports a server failure or timeout in
+ * these lookups as "not found" (it moves on to its next source), so
+ * DNS_TEMPFAIL is rare here. dns_query_host: the addresses of `name` of one family,
+ * TTL 0; for forward-confirming the name dns_query_ptr gave.
+ */
+struct dns_query *dns_query_ptr(const struct sockaddr *sa, dns_name_cb cb,
+    void *arg);
+struct dns_query *dns_query_host(const char *name, int family,
+    dns_addr_cb cb, void *arg);
+
+/* "4.3.2.1.in-addr.arpa" or the 32 nibbles of ip6.arpa (RFC 3596 §2.5)
+ * for sa (IPv4-mapped: in-addr.arpa). 0, or -1 (other family, out too
+ * small: DNS_REVERSE_MAX bytes are enough). */
+#define DNS_REVERSE_MAX	73
+int dns_reverse_name(const struct sockaddr *sa, char *out, size_t outsz);
 
 /* Is `name` a syntactically valid host name (letters, digits, hyphen,
  * underscore, dots; labels 1..63; total <= DNS_NAME_MAX)? */

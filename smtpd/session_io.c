@@ -7,8 +7,9 @@
  * SMTPD_INPUT_MAX read ahead, SMTPD_OUTPUT_MAX of replies the client has
  * not read), the command timeout (smtpd_timeout), the error counter (soft
  * limit: each further error waits smtpd_error_sleep_time; hard limit: 421)
- * and the lingering close. Here: the session struct, smtpd's replies
- * (given as "DDD x.y.z text" lines) and the log line at the end.
+ * and the lingering close. Here: the session struct, the client's name
+ * looked up before the greeting, smtpd's replies (given as "DDD x.y.z
+ * text" lines) and the log lines at connect and at the end.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "dns.h"
 #include "log.h"
 #include "policy.h"
 #include "smtpd.h"
@@ -174,6 +176,156 @@ session_resume(struct session *s)
 	srv_resume(s->srv);
 }
 
+/* ---- the client's name (smtpd_peername_lookup) --------------------------- */
+
+/*
+ * As Postfix's smtpd does before its greeting: the name of the client's
+ * address (PTR; /etc/hosts first), then the addresses of that name in the
+ * same family; the name counts only when one of them is the client's
+ * address (forward-confirmed), else the client is "unknown" (also after a
+ * temporary failure: Postfix tells the two apart only for its
+ * reject_unknown_client_hostname, which we do not have). The session is
+ * paused meanwhile: nothing the client sends is read as a command before
+ * the greeting. Each step is bounded by the resolver's timeout and tries.
+ * A session that ends during the lookup cancels it in on_close, so no
+ * answer ever reaches freed memory. Lookups run only after smtpd.c's
+ * session_lookup_allow() (not in smtpd -s, not in the fuzzer); the
+ * resolver is started at the first lookup, with dns_servers.
+ */
+struct lookup {
+	struct dns_query *q;
+	int family;			/* IPv4 for an IPv4-mapped address */
+	unsigned char addr[16];
+	char name[DNS_NAME_MAX + 1];	/* the PTR's name, to be confirmed */
+};
+
+static int lookup_allowed, resolver;	/* resolver: 0 not yet, 1, -1 */
+
+void
+session_lookup_allow(void)
+{
+	lookup_allowed = 1;
+}
+
+static int
+resolver_up(struct event_base *base)
+{
+	char *const *servers = conf_list(C_dns_servers);
+
+	if (resolver == 0) {
+		resolver = dns_init(base, servers != NULL && servers[0] != NULL ?
+		    servers : NULL) == 0 ? 1 : -1;
+		if (resolver == -1)
+			log_warn("the DNS resolver did not start: clients are "
+			    "\"unknown\"");
+	}
+	return resolver == 1;
+}
+
+static void
+lookup_cancel(struct session *s)
+{
+	if (s->lookup == NULL)
+		return;
+	dns_cancel(s->lookup->q);	/* its callback never runs */
+	free(s->lookup);
+	s->lookup = NULL;
+}
+
+/* The lookup is over: the name (NULL: unknown), the connect line, the
+ * greeting, then commands are read. */
+static void
+lookup_done(struct session *s, const char *name)
+{
+	if (name != NULL) {
+		s->name = xstrdup(name);
+		s->name_owned = 1;
+	}
+	free(s->lookup);
+	s->lookup = NULL;
+	session_connected(s);
+	session_resume(s);
+}
+
+static int
+lookup_match(const struct lookup *l, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family != l->family)
+		return 0;
+	if (l->family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)ss)->sin_addr,
+		    l->addr, 4) == 0;
+	return memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, l->addr,
+	    16) == 0;
+}
+
+static void
+on_forward(const struct dns_addr_reply *r, void *arg)
+{
+	struct session *s = arg;
+	struct lookup *l = s->lookup;
+
+	l->q = NULL;
+	for (int i = 0; r->status == DNS_OK && i < r->n; i++)
+		if (lookup_match(l, &r->addrs[i])) {
+			lookup_done(s, l->name);
+			return;
+		}
+	if (r->status == DNS_TEMPFAIL)
+		log_info("hostname %s: address lookup for %s: %s", l->name,
+		    s->addr, r->why);
+	else
+		log_warn("hostname %s does not resolve to address %s", l->name,
+		    s->addr);
+	lookup_done(s, NULL);
+}
+
+static void
+on_ptr(const struct dns_name_reply *r, void *arg)
+{
+	struct session *s = arg;
+	struct lookup *l = s->lookup;
+
+	l->q = NULL;
+	if (r->status != DNS_OK) {
+		if (r->status != DNS_NXDOMAIN && r->status != DNS_NODATA)
+			log_info("hostname lookup for %s: %s (%s)", s->addr,
+			    dns_status_str(r->status), r->why);
+		lookup_done(s, NULL);
+		return;
+	}
+	snprintf(l->name, sizeof(l->name), "%s", r->name);
+	l->q = dns_query_host(l->name, l->family, on_forward, s);
+}
+
+/* Start the lookup, or go straight on when there is none. */
+static void
+lookup_start(struct session *s)
+{
+	struct lookup *l;
+	const unsigned char *a6 = s->sa.in6.sin6_addr.s6_addr;
+
+	if (!lookup_allowed || !conf_bool(C_smtpd_peername_lookup) ||
+	    (s->sa.sa.sa_family != AF_INET && s->sa.sa.sa_family != AF_INET6) ||
+	    !resolver_up(s->base)) {
+		session_connected(s);
+		return;
+	}
+	l = s->lookup = xcalloc(1, sizeof(*l));
+	if (s->sa.sa.sa_family == AF_INET) {
+		l->family = AF_INET;
+		memcpy(l->addr, &s->sa.in.sin_addr, 4);
+	} else if (IN6_IS_ADDR_V4MAPPED(&s->sa.in6.sin6_addr)) {
+		l->family = AF_INET;
+		memcpy(l->addr, a6 + 12, 4);
+	} else {
+		l->family = AF_INET6;
+		memcpy(l->addr, a6, 16);
+	}
+	session_pause(s);
+	l->q = dns_query_ptr(&s->sa.sa, on_ptr, s);
+}
+
 static const char *const cmd_names[CMD_NIDS] = {
 	"helo", "ehlo", "mail", "rcpt", "data", "bdat", "rset", "noop", "quit",
 	"vrfy", "expn", "help", "starttls", "auth", "unknown",
@@ -217,6 +369,9 @@ on_close(struct srv_session *srv, enum srv_close_why why)
 	TAILQ_REMOVE(&sessions, s, entry);
 	if (s->counted)
 		policy_conn_close(&s->sa.sa);
+	lookup_cancel(s);
+	if (s->name_owned)
+		free((char *)s->name);
 	txn_free(s);
 	handoff_free(s->ho);
 	auth_free(s);
@@ -316,8 +471,9 @@ session_new(struct event_base *base, evutil_socket_t fd,
 	format_addr(s, sa);
 	s->name = "unknown";
 	s->trusted = policy_trusted(sa);
-	log_info("connect from %s", session_client(s));
 	refused = policy_conn_open(sa, s->trusted, why, sizeof(why)) != 0;
+	if (refused)
+		log_info("connect from %s", session_client(s));
 	/* a refusal goes out in plaintext, even on smtps */
 	if ((bev = session_bev(s, fd, kind == LK_SMTPS && !refused)) == NULL) {
 		if (!refused)
@@ -333,9 +489,26 @@ session_new(struct event_base *base, evutil_socket_t fd,
 		session_close(s, "%s", why);
 		return NULL;
 	}
-	if (kind != LK_SMTPS)
-		session_greet(s);
+	lookup_start(s);	/* then session_connected() */
 	return s;
+}
+
+/*
+ * The client's name is known (or "unknown"): the connect line, then the
+ * greeting, except on smtps before its handshake is done (smtpd_tls.c
+ * greets then) and after SIGTERM.
+ */
+void
+session_connected(struct session *s)
+{
+	log_info("connect from %s", session_client(s));
+	if (s->kind == LK_SMTPS && !s->tls)
+		return;
+	if (smtpd_stopping)
+		session_close(s, "421 4.3.2 %s Service shutting down",
+		    conf_str(C_myhostname));
+	else if (session_st(s) == ST_GREET && !s->esmtp)
+		session_greet(s);
 }
 
 /* SIGTERM: a session between transactions ends now; one inside a

@@ -210,6 +210,7 @@ main(int argc, char **argv)
 		}
 		nlisteners++;
 	}
+	session_lookup_allow();	/* the resolver starts at the first client */
 	daemon_signals(base, on_term, on_hup, NULL);
 	log_info("started (%d listener%s)", n, n == 1 ? "" : "s");
 	event_base_dispatch(base);

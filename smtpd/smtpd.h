@@ -8,7 +8,8 @@
  * parameters).
  *
  * Memory: an idle session is this struct, lib/smtp_server's session and
- * its bufferevent; the
+ * its bufferevent, and the client's name when it has one (the lookup's
+ * state only while it runs, before the greeting); the
  * transaction (struct txn) exists from MAIL to its end, the queued
  * connection (handoff) from the first message to the end of the session.
  */
@@ -115,7 +116,9 @@ struct session {
 	} sa;
 	char addr[INET6_ADDRSTRLEN + 8];	/* "192.0.2.1", "2001:db8::1" */
 	char port[8];
-	const char *name;			/* reverse name: "unknown" */
+	const char *name;			/* confirmed name, or "unknown" */
+	struct lookup *lookup;			/* the name being looked up */
+	unsigned name_owned:1;			/* name is ours to free */
 	unsigned trusted:1;			/* mynetworks */
 	unsigned counted:1;			/* in the connection limits */
 	unsigned esmtp:1;
@@ -147,6 +150,12 @@ int smtpd_stdio(struct event_base *base);
 /* session_io.c */
 struct session *session_new(struct event_base *base, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen, enum listen_kind kind);
+/* The client's name is known: connect line and greeting (session_io.c,
+ * after the lookup started by session_new). */
+void session_connected(struct session *s);
+/* Client name lookups (smtpd_peername_lookup) may run: smtpd.c, not in
+ * smtpd -s. */
+void session_lookup_allow(void);
 /* A reply given as one line "DDD x.y.z text" (or "DDD text"); it goes out
  * through lib/smtp_server (buffered, written by the loop). */
 void session_reply(struct session *s, const char *fmt, ...)

@@ -155,8 +155,11 @@ session_on_tls(struct srv_session *srv, int ok)
 	s->tls = 1;
 	log_info("TLS established with %s: %s", session_client(s),
 	    session_tls_info(s));
-	if (s->kind == LK_SMTPS && session_st(s) == ST_GREET && !s->esmtp)
-		session_greet(s);	/* implicit TLS: the greeting comes now */
+	/* implicit TLS: the greeting comes now, or when the client's name
+	 * lookup is over (session_connected) */
+	if (s->kind == LK_SMTPS && s->lookup == NULL &&
+	    session_st(s) == ST_GREET && !s->esmtp)
+		session_greet(s);
 }
 
 void

@@ -140,6 +140,11 @@ class Hermod:
             "minimal_backoff_time": "1s",
             "maximal_backoff_time": "2s",
             "log_level": "info",
+            # smtpd's client name lookup (default yes) would ask the
+            # machine's resolver about 127.0.0.2, ::1 ...: tests stay
+            # hermetic with "unknown"; test_smtpd_peername.py turns it on
+            # against FakeDNS.
+            "smtpd_peername_lookup": "no",
         }
         for name, text in (("aliases", "postmaster: alice\n"), ("users", "")):
             with open(self.path("etc", name), "w") as f:

@@ -4,7 +4,9 @@
  * built by hand: MX (sorted, TTL, the MX cap), null MX, NXDOMAIN, NODATA,
  * SERVFAIL, silence (timeout), a packet too short to be DNS, a truncated
  * record, bad exchanger names, A, AAAA and a CNAME chain. Also: bad query
- * names, cancelling, dns_free with lookups running. Every wait is bounded.
+ * names, cancelling, dns_free with lookups running. Host-style lookups:
+ * reverse names, PTR answers (good, bad names, failures), /etc/hosts for
+ * 127.0.0.1 and localhost without a query. Every wait is bounded.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -17,6 +19,7 @@
 
 #define T_A 1
 #define T_CNAME 5
+#define T_PTR 12
 #define T_MX 15
 #define T_AAAA 28
 
@@ -60,6 +63,19 @@ static const struct canned {
 	{ "cname.test", T_A, 0, M_ANSWER, { { T_CNAME, 10, 0, "a.test", 0 },
 	    { T_A, 60, 0, "192.0.2.1", "a.test" } } },
 	{ "nomx.test", T_A, 0, M_ANSWER, { { 0 } } },
+	/* PTR (dns_query_ptr) */
+	{ "1.2.0.192.in-addr.arpa", T_PTR, 0, M_ANSWER, { { T_PTR, 60, 0,
+	    "Host.Example.", 0 } } },
+	{ "2.2.0.192.in-addr.arpa", T_PTR, 0, M_ANSWER, { { T_PTR, 60, 0,
+	    "bad host.example", 0 } } },
+	{ "3.2.0.192.in-addr.arpa", T_PTR, 0, M_ANSWER, { { T_PTR, 60, 0,
+	    "192.0.2.3", 0 } } },
+	{ "5.2.0.192.in-addr.arpa", T_PTR, 0, M_DROP, { { 0 } } },
+	{ "6.2.0.192.in-addr.arpa", T_PTR, 2, M_ANSWER, { { 0 } } },
+	{ "7.2.0.192.in-addr.arpa", T_PTR, 0, M_TRUNC_RDATA, { { 0 } } },
+	{ "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2."
+	    "ip6.arpa", T_PTR, 0, M_ANSWER, { { T_PTR, 60, 0, "v6.example",
+	    0 } } },
 };
 
 static struct event_base *base;
@@ -263,6 +279,7 @@ static struct {
 	char why[64];
 	struct dns_mx mx[DNS_MAX_MX];
 	char addrs[DNS_MAX_ADDRS][64];
+	char name[DNS_NAME_MAX + 1];
 } got;
 
 static void
@@ -303,6 +320,18 @@ on_addr(const struct dns_addr_reply *r, void *arg)
 	event_base_loopbreak(base);
 }
 
+static void
+on_name(const struct dns_name_reply *r, void *arg)
+{
+	(void)arg;
+	got.calls++;
+	got.status = r->status;
+	CHECK(r->why != NULL);
+	CHECK((r->status == DNS_OK) == (r->name != NULL));
+	snprintf(got.name, sizeof(got.name), "%s", r->name ? r->name : "");
+	event_base_loopbreak(base);
+}
+
 /* Run until a callback or 5 s. */
 static void
 wait_reply(void)
@@ -312,6 +341,11 @@ wait_reply(void)
 	event_base_loopexit(base, &tv);
 	event_base_dispatch(base);
 }
+
+/* 192.0.2.5: its PTR query is never answered; an AF_UNIX address. */
+static struct sockaddr_in drop_ptr = { .sin_family = AF_INET,
+    .sin_addr = { .s_addr = 0 } };
+static struct sockaddr_storage unix_sa = { .ss_family = AF_UNIX };
 
 static void
 query_mx(const char *name)
@@ -328,6 +362,36 @@ query_addr(const char *name, int family)
 {
 	memset(&got, 0, sizeof(got));
 	CHECK(dns_query_addr(name, family, on_addr, NULL) != NULL);
+	CHECK_INT(got.calls, 0);
+	wait_reply();
+	CHECK_INT(got.calls, 1);
+}
+
+static void
+query_ptr(const char *addr)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, addr, &((struct sockaddr_in *)&ss)->sin_addr))
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, addr,
+	    &((struct sockaddr_in6 *)&ss)->sin6_addr))
+		ss.ss_family = AF_INET6;
+	else
+		ss.ss_family = AF_UNIX;
+	memset(&got, 0, sizeof(got));
+	CHECK(dns_query_ptr((struct sockaddr *)&ss, on_name, NULL) != NULL);
+	CHECK_INT(got.calls, 0);
+	wait_reply();
+	CHECK_INT(got.calls, 1);
+}
+
+static void
+query_host(const char *name, int family)
+{
+	memset(&got, 0, sizeof(got));
+	CHECK(dns_query_host(name, family, on_addr, NULL) != NULL);
 	CHECK_INT(got.calls, 0);
 	wait_reply();
 	CHECK_INT(got.calls, 1);
@@ -485,6 +549,106 @@ TEST(test_cache)
 	dns_set_cache_size(DNS_CACHE_MAX);
 }
 
+TEST(test_reverse_name)
+{
+	static const struct { int family; const char *addr, *rev; } t[] = {
+		{ AF_INET, "192.0.2.1", "1.2.0.192.in-addr.arpa" },
+		{ AF_INET, "255.255.255.255", "255.255.255.255.in-addr.arpa" },
+		{ AF_INET, "0.0.0.0", "0.0.0.0.in-addr.arpa" },
+		{ AF_INET6, "::ffff:192.0.2.1", "1.2.0.192.in-addr.arpa" },
+		{ AF_INET6, "2001:db8::1", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+		    "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa" },
+		{ AF_INET6, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", "e.f.f.f."
+		    "f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f."
+		    "ip6.arpa" },
+	};
+	struct sockaddr_storage ss;
+	char out[DNS_REVERSE_MAX + 8];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_family = (sa_family_t)t[i].family;
+		inet_pton(t[i].family, t[i].addr, t[i].family == AF_INET ?
+		    (void *)&((struct sockaddr_in *)&ss)->sin_addr :
+		    (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr);
+		CHECK_INT(dns_reverse_name((struct sockaddr *)&ss, out,
+		    sizeof(out)), 0);
+		CHECK_STR(out, t[i].rev);
+	}
+	/* The IPv6 name fills DNS_REVERSE_MAX exactly; one byte less fails. */
+	CHECK_INT((int)strlen(out), DNS_REVERSE_MAX - 1);
+	CHECK_INT(dns_reverse_name((struct sockaddr *)&ss, out,
+	    DNS_REVERSE_MAX), 0);
+	CHECK_INT(dns_reverse_name((struct sockaddr *)&ss, out,
+	    DNS_REVERSE_MAX - 1), -1);
+	ss.ss_family = AF_UNIX;
+	CHECK_INT(dns_reverse_name((struct sockaddr *)&ss, out, sizeof(out)),
+	    -1);
+}
+
+/* Names of addresses: good, lower-cased, bad names and failures. */
+TEST(test_ptr)
+{
+	static const struct { const char *addr, *name; enum dns_status st; }
+	    t[] = {
+		{ "192.0.2.1", "host.example", DNS_OK },
+		{ "::ffff:192.0.2.1", "host.example", DNS_OK },
+		{ "2001:db8::1", "v6.example", DNS_OK },
+		{ "192.0.2.2", "", DNS_MALFORMED },	/* "bad host" */
+		{ "192.0.2.3", "", DNS_MALFORMED },	/* an address */
+		{ "192.0.2.4", "", DNS_NXDOMAIN },
+		/* c-ares 1.18's gethostbyaddr moves on to its next source
+		 * after a server failure and ends with "not found": a
+		 * timeout or SERVFAIL reads as NXDOMAIN (dns.h). */
+		{ "192.0.2.5", "", DNS_NXDOMAIN },	/* no answer */
+		{ "192.0.2.6", "", DNS_NXDOMAIN },	/* SERVFAIL */
+		{ "192.0.2.7", "", DNS_MALFORMED },	/* cut short */
+		{ "unix", "", DNS_MALFORMED },
+	};
+	size_t i;
+	int before;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		query_ptr(t[i].addr);
+		if (got.status != t[i].st)
+			fprintf(stderr, "%s: %s\n", t[i].addr,
+			    dns_status_str(got.status));
+		CHECK_INT(got.status, t[i].st);
+		CHECK_STR(got.name, t[i].name);
+	}
+	/* /etc/hosts first: no query for 127.0.0.1. */
+	before = srv_queries;
+	query_ptr("127.0.0.1");
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_STR(got.name, "localhost");
+	CHECK_INT(srv_queries, before);
+}
+
+TEST(test_host)
+{
+	int before;
+
+	query_host("A.test.", AF_INET);
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 2);
+	CHECK_STR(got.addrs[0], "192.0.2.1");
+	CHECK_STR(got.addrs[1], "192.0.2.2");
+	query_host("a.test", AF_INET6);
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(got.n, 1);
+	CHECK_STR(got.addrs[0], "2001:db8::1");
+	query_host("nx.test", AF_INET);
+	CHECK_INT(got.status, DNS_NXDOMAIN);
+	query_host("bad name", AF_INET);
+	CHECK_INT(got.status, DNS_MALFORMED);
+	before = srv_queries;
+	query_host("localhost", AF_INET);
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_STR(got.addrs[0], "127.0.0.1");
+	CHECK_INT(srv_queries, before);
+}
+
 TEST(test_cancel)
 {
 	struct dns_query *q;
@@ -496,6 +660,14 @@ TEST(test_cancel)
 	q = dns_query_mx("bad name", on_mx, NULL);	/* deferred */
 	dns_cancel(q);
 	q = dns_query_mx("mx.test", on_mx, NULL);
+	dns_cancel(q);
+	q = dns_query_ptr((struct sockaddr *)&drop_ptr, on_name, NULL);
+	dns_cancel(q);
+	q = dns_query_ptr((struct sockaddr *)&unix_sa, on_name, NULL);
+	dns_cancel(q);				/* deferred */
+	q = dns_query_host("localhost", AF_INET, on_addr, NULL);
+	dns_cancel(q);				/* /etc/hosts: deferred */
+	q = dns_query_host("drop.test", AF_INET, on_addr, NULL);
 	dns_cancel(q);
 	event_base_loopexit(base, &tv);
 	event_base_dispatch(base);
@@ -522,6 +694,7 @@ main(void)
 	event_add(ev, NULL);
 	snprintf(server, sizeof(server), "127.0.0.1:%d", ntohs(sin.sin_port));
 
+	inet_pton(AF_INET, "192.0.2.5", &drop_ptr.sin_addr);
 	dns_set_timeouts(300, 1);
 	CHECK(dns_init(base, bad) == -1);
 	if (dns_init(base, servers) == -1)
@@ -531,11 +704,16 @@ main(void)
 	RUN(test_mx_failures);
 	RUN(test_addr);
 	RUN(test_cache);
+	RUN(test_reverse_name);
+	RUN(test_ptr);
+	RUN(test_host);
 	RUN(test_cancel);
 	/* Lookups still running at dns_free: dropped, no callback. */
 	memset(&got, 0, sizeof(got));
 	dns_query_mx("drop.test", on_mx, NULL);
 	dns_query_mx("bad name", on_mx, NULL);
+	dns_query_ptr((struct sockaddr *)&drop_ptr, on_name, NULL);
+	dns_query_host("localhost", AF_INET, on_addr, NULL);
 	dns_free();
 	CHECK_INT(got.calls, 0);
 	CHECK(srv_queries > 0);
