@@ -287,3 +287,24 @@ def test_default_resolver_names_localhost_from_hosts(hermod):
     assert time.monotonic() - t < 3
     wait_for(lambda: "connect from %s[127.0.0.1]" % name in hermod.log("smtpd"), 10,
              what="the name from /etc/hosts")
+
+
+def test_ipv6_client_confirmed_by_aaaa(hermod, dns):
+    """::1: the PTR under ip6.arpa (32 nibbles), then AAAA."""
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with open("/etc/hosts") as f:
+        if any(ln.split()[:1] == ["::1"] for ln in f):
+            pytest.skip("/etc/hosts names ::1")
+    dns.add("1." + "0." * 31 + "ip6.arpa", "PTR", "v6.example.test.")
+    dns.add("v6.example.test", "AAAA", "::1")
+    port = hermod.smtp_port
+    lookup_on(hermod, dns.spec, smtp_listen="127.0.0.1:%d [::1]:%d" % (port, port))
+    with Client(port, host="::1") as c:
+        assert c.greeting[0] == 220
+        assert c.cmd("EHLO v6")[0] == 250
+        send_ok(c)
+    assert b"Received: from v6 (v6.example.test [IPv6:::1])" in received_of(hermod, 1)
+    assert "connect from v6.example.test[::1]" in hermod.log("smtpd")
