@@ -344,6 +344,9 @@ log_end(struct session *s, enum srv_close_why why)
 		    session_client(s));
 	else if (why == SRV_CLOSE_ERRORS)
 		log_info("too many errors from %s", session_client(s));
+	else if (s->lookup != NULL)	/* gone before its greeting */
+		log_info("lost connection after CONNECT from %s",
+		    session_client(s));
 	else if ((why == SRV_CLOSE_EOF || why == SRV_CLOSE_ERROR) &&
 	    s->tx != NULL && s->tx->started)
 		log_info("lost connection after DATA from %s", session_client(s));
