@@ -262,6 +262,16 @@ void smtp_reply_vfmt(struct evbuffer *out, int code, const char *esc,
 void smtp_reply_id(struct evbuffer *out, enum smtp_reply_id id);
 
 /*
+ * Split one reply line a daemon made itself ("550 5.1.1 User unknown",
+ * "250 Ok", "354") into its code, enhanced status code ("" when there is
+ * none; one counts only with the code's class, RFC 2034) and text, for
+ * srv_reply(). 0 on success, -1 unless the line opens with a 2xx..5xx
+ * code followed by a space or its end. *text points into line.
+ */
+int smtp_reply_split(const char *line, int *code, char esc[SMTP_ESC_MAX + 1],
+    const char **text);
+
+/*
  * Client-side reply reader: collects one (multi-line) reply out of an
  * evbuffer over as many calls as it takes. Each line must be "DDD" (first
  * digit 2-5, second 0-5) followed by '-' (more lines), SP or the line's

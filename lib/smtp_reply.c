@@ -202,6 +202,28 @@ esc_len(const char *t, char cls)
 	return (size_t)(p - t);
 }
 
+int
+smtp_reply_split(const char *line, int *code, char esc[SMTP_ESC_MAX + 1],
+    const char **text)
+{
+	const char *t = line + 3;
+	size_t n;
+
+	if (line[0] < '2' || line[0] > '5' || !isdigit((unsigned char)line[1]) ||
+	    !isdigit((unsigned char)line[2]) || (*t != ' ' && *t != '\0'))
+		return -1;
+	*code = atoi(line);
+	t += *t == ' ';
+	esc[0] = '\0';
+	if ((n = esc_len(t, line[0])) > 0 && n <= SMTP_ESC_MAX) {
+		memcpy(esc, t, n);
+		esc[n] = '\0';
+		t += n + (t[n] == ' ');
+	}
+	*text = t;
+	return 0;
+}
+
 /* Append one line's text, cut at the text cap rather than failing. */
 static void
 text_add(struct smtp_reply *r, const char *t, size_t n)

@@ -429,6 +429,19 @@ srv_reply(struct srv_session *s, int code, const char *esc, const char *fmt,
 }
 
 void
+srv_reply_line(struct srv_session *s, const char *line)
+{
+	char esc[SMTP_ESC_MAX + 1];
+	const char *text;
+	int code;
+
+	if (smtp_reply_split(line, &code, esc, &text) < 0)
+		srv_reply(s, 451, "4.3.0", "Error: %s", line);
+	else
+		srv_reply(s, code, esc[0] ? esc : NULL, "%s", text);
+}
+
+void
 srv_reply_id(struct srv_session *s, enum smtp_reply_id id)
 {
 	if (!s->dead)

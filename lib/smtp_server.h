@@ -210,6 +210,9 @@ void srv_reply(struct srv_session *s, int code, const char *esc,
 void srv_vreply(struct srv_session *s, int code, const char *esc,
     const char *fmt, va_list ap);
 void srv_reply_id(struct srv_session *s, enum smtp_reply_id id);
+/* A whole "DDD[ x.y.z] text" line (smtp_reply_split); one that is not a
+ * reply line (a broken text from elsewhere) goes out as 451 4.3.0. */
+void srv_reply_line(struct srv_session *s, const char *line);
 
 /*
  * Count a protocol error (the framework counts its own: unknown verb,

@@ -61,20 +61,7 @@ static int stopping;
 static void
 reply(struct session *s, const char *line)
 {
-	char esc[SMTP_ESC_MAX + 1];
-	size_t n;
-
-	if (strlen(line) < 4)
-		fatal("submit: bad reply \"%s\"", line);
-	line += 4;
-	n = strcspn(line, " ");
-	if (n == 0 || n > SMTP_ESC_MAX) {
-		srv_reply(s->srv, atoi(line - 4), NULL, "%s", line);
-		return;
-	}
-	memcpy(esc, line, n);
-	esc[n] = '\0';
-	srv_reply(s->srv, atoi(line - 4), esc, "%s", line[n] ? line + n + 1 : "");
+	srv_reply_line(s->srv, line);
 }
 
 static void

@@ -74,55 +74,14 @@ session_set_state(struct session *s, enum smtp_state st)
 	srv_set_state(s->srv, st);
 }
 
-/* "2.1.5" at p, followed by a space or the end: its length (RFC 3463),
- * else 0. */
-static size_t
-esc_len(const char *p)
-{
-	size_t n = 1;
-
-	if (p[0] != '2' && p[0] != '4' && p[0] != '5')
-		return 0;
-	for (int part = 0; part < 2; part++) {
-		size_t d = 0;
-
-		if (p[n++] != '.')
-			return 0;
-		for (; isdigit((unsigned char)p[n]) && d < 3; n++)
-			d++;
-		if (d == 0)
-			return 0;
-	}
-	return p[n] == ' ' || p[n] == '\0' ? n : 0;
-}
-
-/* One "DDD[ x.y.z] text" line into the engine's reply writer. A code
- * that is not 2xx..5xx (a broken text from elsewhere) becomes 451. */
+/* One "DDD[ x.y.z] text" line into the engine's reply writer. */
 static void
 vreply(struct session *s, const char *fmt, va_list ap)
 {
-	char line[1024], esc[16];
-	const char *text = line + 4;
-	int code;
-	size_t n;
+	char line[1024];
 
 	vsnprintf(line, sizeof(line), fmt, ap);
-	code = atoi(line);
-	if (code < 200 || code > 599 || !isdigit((unsigned char)line[2]) ||
-	    (line[3] != ' ' && line[3] != '\0')) {
-		srv_reply(s->srv, 451, "4.3.0", "Error: %s", line);
-		return;
-	}
-	if (line[3] == '\0')
-		text = line + 3;
-	if ((n = esc_len(text)) > 0 && n < sizeof(esc)) {
-		memcpy(esc, text, n);
-		esc[n] = '\0';
-		text += n + (text[n] == ' ');
-		srv_reply(s->srv, code, esc, "%s", text);
-		return;
-	}
-	srv_reply(s->srv, code, NULL, "%s", text);
+	srv_reply_line(s->srv, line);
 }
 
 void

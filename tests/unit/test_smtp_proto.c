@@ -479,6 +479,49 @@ TEST(test_reply_parse)
 }
 
 /* Bounds: 100 lines pass, 101 do not; a 2048-byte line passes, 2049 not. */
+/* A daemon's own reply lines split for srv_reply: code, esc, text. */
+TEST(test_reply_split)
+{
+	static const struct {
+		const char *line;
+		int ok, code;
+		const char *esc, *text;
+	} t[] = {
+		{ "550 5.1.1 <a@b>: User unknown", 0, 550, "5.1.1", "<a@b>: User unknown" },
+		{ "250 2.0.0 Ok", 0, 250, "2.0.0", "Ok" },
+		{ "250 2.0.0", 0, 250, "2.0.0", "" },
+		{ "354 End data with <CR><LF>.<CR><LF>", 0, 354, "", "End data with <CR><LF>.<CR><LF>" },
+		{ "250 Ok", 0, 250, "", "Ok" },
+		{ "221", 0, 221, "", "" },
+		{ "451 4.3.0 Error: x", 0, 451, "4.3.0", "Error: x" },
+		{ "250 5.1.1 wrong class", 0, 250, "", "5.1.1 wrong class" },
+		{ "250 2.1234.0 too long", 0, 250, "", "2.1234.0 too long" },
+		{ "250 2.0.0x glued", 0, 250, "", "2.0.0x glued" },
+		{ "599 5.999.999 bounds", 0, 599, "5.999.999", "bounds" },
+		{ "199 x", -1, 0, NULL, NULL },
+		{ "600 x", -1, 0, NULL, NULL },
+		{ "25 x", -1, 0, NULL, NULL },
+		{ "2500 x", -1, 0, NULL, NULL },
+		{ "25a x", -1, 0, NULL, NULL },
+		{ "", -1, 0, NULL, NULL },
+		{ "Error: no code", -1, 0, NULL, NULL },
+	};
+	char esc[SMTP_ESC_MAX + 1];
+	const char *text;
+	int code;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int r = smtp_reply_split(t[i].line, &code, esc, &text);
+
+		CHECK_INT(r, t[i].ok);
+		if (r < 0)
+			continue;
+		CHECK_INT(code, t[i].code);
+		CHECK_STR(esc, t[i].esc);
+		CHECK_STR(text, t[i].text);
+	}
+}
+
 TEST(test_reply_bounds)
 {
 	struct buf in;
@@ -540,6 +583,7 @@ main(void)
 	RUN(test_bdat_take);
 	RUN(test_reply_fmt);
 	RUN(test_reply_parse);
+	RUN(test_reply_split);
 	RUN(test_reply_bounds);
 	return unit_done("smtp_proto");
 }
