@@ -644,6 +644,13 @@ cli_idle(const struct cli_conn *c)
 	return !c->freed && c->state == S_READY && !c->txn && !c->quitting;
 }
 
+void
+cli_set_callbacks(struct cli_conn *c, const struct cli_callbacks *cb, void *arg)
+{
+	c->cb = *cb;
+	c->arg = arg;
+}
+
 const struct cli_caps *
 cli_caps(const struct cli_conn *c)
 {

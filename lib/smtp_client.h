@@ -211,5 +211,8 @@ struct bufferevent *cli_tls_bev(const struct cli_conn *c);
 void cli_quit(struct cli_conn *c);
 /* Immediate end: close, no more callbacks. */
 void cli_free(struct cli_conn *c);
+/* Hand an idle connection to another owner: its callbacks and arg from
+ * now on (a pool of kept connections). */
+void cli_set_callbacks(struct cli_conn *c, const struct cli_callbacks *cb, void *arg);
 
 #endif

@@ -3,9 +3,12 @@
  * root the sockets are bound and the spool created before the privilege
  * drop; the spool is scanned before the submission socket takes its
  * first message, and read back in slices while new mail flows
- * (recover.c); SIGTERM stops the listeners, lets every submission that
- * is writing or waiting for its group commit finish, then exits (a
- * delivery still in flight is simply tried again after the restart).
+ * (recover.c); SIGTERM stops the listeners and starts no new delivery,
+ * lets every submission that is writing or waiting for its group commit
+ * finish, and every local delivery in flight (lmtpd answers in
+ * milliseconds; its result not heard would be a duplicate after the
+ * restart), then exits. A remote delivery still in flight is tried again
+ * after the restart.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +29,7 @@
 #include "log.h"
 #include "queued.h"
 
-#define STOP_WAIT_MAX	30	/* seconds SIGTERM waits for writes in progress */
+#define STOP_WAIT_MAX	30	/* seconds SIGTERM waits for writes and local deliveries */
 
 struct event_base *queued_base;
 int queued_stopping;
@@ -76,7 +79,8 @@ stop_tick(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 0, 100000 };
 
 	(void)fd, (void)what, (void)arg;
-	if ((submit_busy() == 0 && !commit_pending()) || ++stop_ticks > STOP_WAIT_MAX * 10) {
+	if ((submit_busy() == 0 && !commit_pending() && local_transport.busy == 0) ||
+	    ++stop_ticks > STOP_WAIT_MAX * 10) {
 		log_info("stopping: %zu messages queued", sched_count());
 		queued_exit = 1;
 		return;

@@ -255,7 +255,7 @@ start_attempt(struct msg *m)
 		msg_remove(m, "removed (deleted by the operator)");
 		return;
 	}
-	if (m->hold)
+	if (m->hold || queued_stopping)	/* stopping: left for the next start */
 		return;
 	for (int t = 0; t < NTRANSPORT; t++)
 		if ((need & (1u << t)) && transports[t]->busy >= transports[t]->limit) {

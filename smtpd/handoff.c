@@ -224,6 +224,70 @@ handoff_new(struct event_base *base, const struct handoff_cb *cb, void *arg)
 	return h;
 }
 
+/*
+ * Idle connections kept from sessions that ended, for the next ones. Most
+ * MTAs send one message per connection, and each new connection to
+ * queued cost a connect, a greeting and LHLO before DATA could get its
+ * 354 (a quarter of a millisecond of the 354 at one client, and queued's
+ * CPU for a session each time). Bounded; the newest is taken first; an
+ * entry goes when queued closes it or it idled past REUSE_MAX_IDLE.
+ */
+#define POOL_MAX 32
+static struct parked {
+	struct cli_conn *c;
+	time_t since;
+} pool[POOL_MAX];
+static int npool;
+
+static void
+pool_remove(int i)
+{
+	memmove(&pool[i], &pool[i + 1], (size_t)(npool - i - 1) * sizeof(pool[0]));
+	npool--;
+}
+
+static void
+pool_closed(struct cli_conn *c, const struct cli_reply *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+	for (int i = 0; i < npool; i++)
+		if (pool[i].c == c) {
+			pool_remove(i);
+			break;
+		}
+	cli_free(c);
+}
+
+static const struct cli_callbacks pool_callbacks = { .closed = pool_closed };
+
+static void
+pool_put(struct cli_conn *c, time_t since)
+{
+	if (npool == POOL_MAX) {
+		cli_free(pool[0].c);
+		pool_remove(0);
+	}
+	cli_set_callbacks(c, &pool_callbacks, NULL);
+	pool[npool++] = (struct parked){ c, since };
+}
+
+static struct cli_conn *
+pool_take(struct handoff *h)
+{
+	time_t now = time(NULL);
+
+	while (npool > 0) {
+		struct parked p = pool[--npool];
+		if (cli_idle(p.c) && now - p.since <= REUSE_MAX_IDLE) {
+			cli_set_callbacks(p.c, &callbacks, h);
+			return p.c;
+		}
+		cli_free(p.c);
+	}
+	return NULL;
+}
+
 static struct cli_conn *
 connect_queued(struct handoff *h)
 {
@@ -257,6 +321,8 @@ handoff_start(struct handoff *h, const struct handoff_msg *m)
 		cli_free(h->c);
 		h->c = NULL;
 	}
+	if (h->c == NULL)
+		h->c = pool_take(h);
 	if (h->c == NULL && (h->c = connect_queued(h)) == NULL)
 		ok = -1;
 	if (ok == 0 && (cli_xforward(h->c, &m->xforward) != 0 ||
@@ -321,10 +387,13 @@ handoff_free(struct handoff *h)
 {
 	if (h == NULL)
 		return;
-	/* No QUIT: its reply would come after h is gone. queued takes the
-	 * end of the connection as the end of an idle session, and as the
-	 * abandonment of an unfinished message. */
-	if (h->c != NULL)
+	/* An idle connection goes to the pool. No QUIT for the others: its
+	 * reply would come after h is gone; queued takes the end of the
+	 * connection as the abandonment of an unfinished message. */
+	if (h->c != NULL && h->state == H_IDLE && cli_idle(h->c) &&
+	    time(NULL) - h->idle_since <= REUSE_MAX_IDLE)
+		pool_put(h->c, h->idle_since);
+	else if (h->c != NULL)
 		cli_free(h->c);
 	event_free(h->later);
 	free(h);

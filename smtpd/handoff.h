@@ -3,8 +3,9 @@
  * (lib/smtp_client.h) on queued's submission socket $run_directory/submit,
  * XFORWARD with the client's identity, MAIL/RCPT with their ESMTP and DSN
  * parameters, then the message pushed as the SMTP client sends it.
- * One connection per smtpd session, opened at its first message and kept
- * for the next ones; idle sessions hold none.
+ * One connection per smtpd session, opened at its first message (or taken
+ * from a pool of idle connections that ended sessions left) and kept for
+ * the next ones; idle sessions hold none.
  *
  * Flow, per transaction:
  *   handoff_start()     -> ready(qid) once queued answered DATA with 354

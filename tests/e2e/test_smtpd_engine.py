@@ -7,6 +7,7 @@ message keep their order, a NUL line and an over-long line get their
 replies and count as errors."""
 
 import hashlib
+import os
 
 from hermod import wait_for
 from test_smtpd import ALICE, QID, Client, start
@@ -88,3 +89,52 @@ def test_nul_and_long_lines_count_as_errors(hermod):
     # the session's end (after its lingering close) counts them as unknown
     wait_for(lambda: "unknown=2 commands=" in hermod.log("smtpd"), 10,
              what="the disconnect line")
+
+
+def submit_sockets(hermod):
+    """smtpd's connections to queued's submission socket: the unix
+    sockets among its descriptors (it has no other unix peers here)."""
+    pid = hermod.procs["smtpd"].pid
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            inode = target[8:-1]
+            with open("/proc/net/unix") as f:
+                n += any(ln.split()[6] == inode and len(ln.split()) < 8
+                         for ln in f.readlines()[1:])
+    return n
+
+
+def one_message(hermod, subject):
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: %s\r\n\r\nbody\r\n.\r\n" % subject)
+        code, text = c.reply()
+        assert c.cmd("QUIT")[0] == 221
+    return code, text
+
+
+def test_queued_connection_kept_for_the_next_session(hermod):
+    """A session that ended leaves its idle connection to queued for the
+    next session (one message per connection is what most MTAs send);
+    one that queued closed meanwhile is dropped, not used."""
+    start(hermod)
+    base = submit_sockets(hermod)
+    assert one_message(hermod, b"one")[0] == 250
+    assert wait_for(lambda: submit_sockets(hermod) == base + 1, 10)
+    assert one_message(hermod, b"two")[0] == 250
+    assert wait_for(lambda: submit_sockets(hermod) == base + 1, 10)
+    hermod.stop("queued")
+    assert wait_for(lambda: submit_sockets(hermod) == base, 10)
+    hermod.start("queued")
+    assert one_message(hermod, b"three")[0] == 250
+    subjects = [m.split(b"Subject: ", 1)[1].split(b"\n")[0]
+                for m in hermod.wait_messages("alice", 3)]
+    assert sorted(subjects) == [b"one", b"three", b"two"]
