@@ -28,6 +28,7 @@
 #include "local_user.h"
 #include "log.h"
 #include "queued.h"
+#include "xalloc.h"
 
 #define STOP_WAIT_MAX	30	/* seconds SIGTERM waits for writes and local deliveries */
 
@@ -43,6 +44,31 @@ queued_hostname(void)
 	return conf_str(C_myhostname);
 }
 
+/*
+ * The maildrop (pickup.c): mode 1733, so that sendmail run by any user
+ * can leave a file there while queued is down, but not list the others
+ * nor remove them. Users reach it through the spool, which is therefore
+ * searchable (o+x), not readable.
+ */
+static void
+make_maildrop(const char *dir, uid_t uid, gid_t gid)
+{
+	char *md = xasprintf("%s/maildrop", dir);
+	struct stat st;
+
+	if (mkdir(md, 01733) < 0 && errno != EEXIST)
+		fatal_sys("mkdir %s", md);
+	if (lstat(md, &st) < 0 || !S_ISDIR(st.st_mode))
+		fatal("%s: not a directory", md);
+	if ((st.st_uid != uid && chown(md, uid, gid) < 0) ||
+	    ((st.st_mode & 07777) != 01733 && chmod(md, 01733) < 0))
+		fatal_sys("%s: cannot make it mode 1733, owner uid %u", md, (unsigned)uid);
+	if (stat(dir, &st) == 0 && (st.st_mode & 0011) != 0011 &&
+	    chmod(dir, (st.st_mode & 07777) | 0011) < 0)
+		fatal_sys("chmod %s", dir);
+	free(md);
+}
+
 /* As root: the spool exists and belongs to the daemon's user. */
 static void
 make_spool(void)
@@ -51,14 +77,16 @@ make_spool(void)
 	uid_t uid;
 	gid_t gid;
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0711) < 0 && errno != EEXIST)
 		fatal_sys("mkdir %s", dir);
 	if (geteuid() == 0 && daemon_user(&uid, &gid) == 0) {
 		struct stat st;
 
 		if (stat(dir, &st) == 0 && st.st_uid != uid && chown(dir, uid, gid) < 0)
 			fatal_sys("chown %s", dir);
-	}
+		make_maildrop(dir, uid, gid);
+	} else
+		make_maildrop(dir, geteuid(), getegid());
 }
 
 static int
@@ -79,7 +107,8 @@ stop_tick(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 0, 100000 };
 
 	(void)fd, (void)what, (void)arg;
-	if ((submit_busy() == 0 && !commit_pending() && local_transport.busy == 0) ||
+	if ((submit_busy() == 0 && !commit_pending() && local_transport.busy == 0 &&
+	    !pickup_busy()) ||
 	    ++stop_ticks > STOP_WAIT_MAX * 10) {
 		log_info("stopping: %zu messages queued", sched_count());
 		queued_exit = 1;
@@ -97,6 +126,7 @@ on_term(void *arg)
 	queued_stopping = 1;
 	log_info("SIGTERM: no new submissions; finishing writes in progress");
 	submit_stop();
+	pickup_stop();
 	control_stop();
 	local_shutdown();
 	remote_shutdown();
@@ -144,6 +174,7 @@ main(int argc, char **argv)
 	if (submit_init(queued_base, submit_fd) < 0 ||
 	    control_init(queued_base, control_fd) < 0)
 		fatal("cannot listen");
+	pickup_init(queued_base);
 	daemon_signals(queued_base, on_term, on_hup, NULL);
 	log_info("started: spool %s, %zu messages queued",
 	    conf_str(C_queue_directory), sched_count());

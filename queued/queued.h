@@ -257,6 +257,14 @@ int bounce_build(struct buf *out, struct msg *m, enum dsn_kind kind,
 int submit_init(struct event_base *base, int fd);
 void submit_stop(void);		/* stop accepting; idle sessions end */
 int submit_busy(void);		/* sessions writing or waiting for a commit */
+/* A session on a connected socket, as local user uid (the socket's
+ * peer, or a maildrop file's owner); fd is the session's. 0 or -1. */
+int submit_session_start(int fd, uid_t uid);
+
+/* pickup.c: the maildrop that sendmail(1) uses while queued is down. */
+void pickup_init(struct event_base *base);
+void pickup_stop(void);
+int pickup_busy(void);		/* a file being submitted */
 
 /* control.c: the control socket (queued(8) documents its protocol). */
 int control_init(struct event_base *base, int fd);

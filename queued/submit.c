@@ -415,26 +415,36 @@ static const struct srv_limits limits = {
 	.timeout_sec = SESSION_IDLE,
 };
 
-static void
-on_accept(evutil_socket_t fd, struct sockaddr *sa, socklen_t len, void *arg)
+int
+submit_session_start(int fd, uid_t uid)
 {
 	struct bufferevent *bev;
 	struct session *s;
 
-	(void)sa, (void)len, (void)arg;
 	bev = bufferevent_socket_new(queued_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		evutil_closesocket(fd);
-		return;
+		return -1;
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->w.fd = -1;
 	buf_init(&s->tx.xforward, 1024);
-	if (peer_cred(fd, &s->uid, NULL, NULL) < 0)
-		s->uid = (uid_t)-1;
+	s->uid = uid;
 	LIST_INSERT_HEAD(&sessions, s, link);
 	s->srv = srv_session_new(bev, commands, &limits, &ops, s);
 	srv_reply(s->srv, 220, NULL, "%s LMTP Hermod queued", queued_hostname());
+	return 0;
+}
+
+static void
+on_accept(evutil_socket_t fd, struct sockaddr *sa, socklen_t len, void *arg)
+{
+	uid_t uid;
+
+	(void)sa, (void)len, (void)arg;
+	if (peer_cred(fd, &uid, NULL, NULL) < 0)
+		uid = (uid_t)-1;
+	submit_session_start(fd, uid);
 }
 
 int

@@ -2,10 +2,11 @@
  * sendmail(1) and mailq(1): the sendmail interface that cron, PHP, git
  * send-email, mutt and logwatch use. The message goes to queued's
  * submission socket over LMTP; queued acknowledges only once it is on
- * disk. When queued is not running the program exits 75 (EX_TEMPFAIL)
- * with a clear message, and the caller keeps the message (cron and most
- * MUAs retry or report); see sendmail(1) for why we chose this over a
- * world-writable maildrop.
+ * disk. When queued is not running, the same LMTP commands go into a file
+ * in $queue_directory/maildrop (made durable, then renamed into place),
+ * which queued plays into a submission session as the file's owner when
+ * it runs again (queued/pickup.c). Only when that fails too does the
+ * program exit 75 (EX_TEMPFAIL).
  *
  * The envelope sender is the invoking user (user@myhostname); -f/-r is
  * honoured only for trusted callers (root and the mail system's own
@@ -19,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -115,6 +119,7 @@ command(FILE *out, FILE *in, char *text, size_t len, const char *fmt, ...)
 	return read_reply(in, text, len);
 }
 
+/* The submission socket, or -1 (queued not running; errno set). */
 static int
 connect_queued(void)
 {
@@ -126,24 +131,114 @@ connect_queued(void)
 		fprintf(stderr, "sendmail: run_directory path too long\n");
 		exit(EX_CONFIG);
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		fprintf(stderr, "sendmail: cannot reach queued at %s: %s; "
-		    "the message was not sent, try again later\n", sun.sun_path,
-		    strerror(errno));
-		exit(EX_TEMPFAIL);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
 	}
 	return fd;
 }
 
-/* MAIL FROM with the DSN and body options given on the command line. */
-static int
-send_mail_from(struct submission *sub, FILE *out, FILE *in, char *t, size_t tl)
+/* MAIL FROM with the DSN and body options given on the command line,
+ * without its CRLF. */
+static void
+mail_cmd(const struct submission *sub, FILE *out)
 {
-	return command(out, in, t, tl, "MAIL FROM:<%s>%s%s%s%s%s%s", sub->sender,
+	fprintf(out, "MAIL FROM:<%s>%s%s%s%s%s%s", sub->sender,
 	    sub->ret ? " RET=" : "", sub->ret ? sub->ret : "",
 	    sub->envid ? " ENVID=" : "", sub->envid ? sub->envid : "",
 	    sub->body ? " BODY=" : "", sub->body ? sub->body : "");
+}
+
+/* The RCPT command of recipient i, without its CRLF. */
+static void
+rcpt_cmd(const struct submission *sub, int i, FILE *out)
+{
+	fprintf(out, "RCPT TO:<%s>%s%s", sub->rcpts[i], sub->notify ? " NOTIFY=" : "",
+	    sub->notify ? sub->notify : "");
+}
+
+/*
+ * queued is not running: the commands it would have read go into
+ * maildrop/tNAME (mode 0644 in a directory nobody else can list), made
+ * durable, renamed to mNAME for queued's pickup. Returns a sysexits code;
+ * EX_TEMPFAIL when the maildrop cannot take it (why printed).
+ */
+static int
+maildrop(struct submission *sub, FILE *msg, const char *why)
+{
+	char *dir = xasprintf("%s/maildrop", conf_str(C_queue_directory));
+	char tname[64], mname[64];
+	unsigned char rnd[12];
+	int dfd = -1, fd = -1, rc = EX_TEMPFAIL;
+	FILE *out = NULL;
+
+	if (sub->nrcpts > conf_num(C_smtpd_recipient_limit)) {
+		/* the pickup would refuse the file whole (452 4.5.3) */
+		fprintf(stderr, "sendmail: too many recipients while queued is not "
+		    "running (smtpd_recipient_limit %lld); the message was not sent\n",
+		    conf_num(C_smtpd_recipient_limit));
+		free(dir);
+		return EX_DATAERR;
+	}
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		goto fail;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(tname + 1 + 2 * i, 3, "%02x", rnd[i]);
+	tname[0] = 't';
+	snprintf(mname, sizeof(mname), "m%s", tname + 1);
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (fd = openat(dfd, tname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0644)) < 0 || fchmod(fd, 0644) < 0 || (out = fdopen(fd, "w")) == NULL)
+		goto fail;
+	fd = -1;
+	mail_cmd(sub, out);
+	fputs("\r\n", out);
+	for (int i = 0; i < sub->nrcpts; i++) {
+		rcpt_cmd(sub, i, out);
+		fputs("\r\n", out);
+	}
+	fputs("DATA\r\n", out);
+	off_t body = ftello(out);
+	if (message_send_body(sub, msg, out) < 0 || fflush(out) == EOF ||
+	    fsync(fileno(out)) < 0)
+		goto fail;
+	/* queued would refuse it (552 5.3.4): say so now, as on the socket */
+	if (ftello(out) - body > conf_num(C_message_size_limit)) {
+		fprintf(stderr, "sendmail: message too big (message_size_limit %lld)\n",
+		    conf_num(C_message_size_limit));
+		rc = EX_DATAERR;
+		errno = 0;
+		goto fail;
+	}
+	if (renameat(dfd, tname, dfd, mname) < 0 || fsync(dfd) < 0)
+		goto fail;
+	fclose(out);
+	close(dfd);
+	if (sub->verbose)
+		fprintf(stderr, "sendmail: queued is not running (%s); the message waits "
+		    "in %s for it\n", why, dir);
+	free(dir);
+	return EX_OK;
+fail:
+	if (errno != 0)
+		fprintf(stderr, "sendmail: queued is not running (%s) and %s cannot take "
+		    "the message: %s; the message was not sent, try again later\n",
+		    why, dir, strerror(errno));
+	if (out != NULL) {
+		fclose(out);
+		unlinkat(dfd, tname, 0);
+	} else if (fd >= 0) {
+		close(fd);
+		unlinkat(dfd, tname, 0);
+	}
+	if (dfd >= 0)
+		close(dfd);
+	free(dir);
+	return rc;
 }
 
 /* The LMTP conversation; returns a sysexits code. */
@@ -152,19 +247,29 @@ submit(struct submission *sub, FILE *msg)
 {
 	char text[REPLY_LINE_MAX];
 	int fd = connect_queued(), code, accepted = 0, failed = 0;
-	int *ok = xcalloc(sub->nrcpts, sizeof(int));
-	FILE *out = fdopen(dup(fd), "w"), *in = fdopen(fd, "r");
+	int *ok;
+	FILE *out, *in;
 
+	if (fd < 0) {
+		if (errno != ENOENT && errno != ECONNREFUSED) {
+			fprintf(stderr, "sendmail: cannot reach queued: %s; the message "
+			    "was not sent, try again later\n", strerror(errno));
+			return EX_TEMPFAIL;
+		}
+		return maildrop(sub, msg, strerror(errno));
+	}
+	ok = xcalloc(sub->nrcpts, sizeof(int));
+	out = fdopen(dup(fd), "w");
+	in = fdopen(fd, "r");
 	if (out == NULL || in == NULL)
 		fatal_sys("fdopen");
 	if ((code = read_reply(in, text, sizeof(text))) != 220 ||
 	    (code = command(out, in, text, sizeof(text), "LHLO %s", sub->myhostname)) != 250 ||
-	    (code = send_mail_from(sub, out, in, text, sizeof(text))) != 250)
+	    (mail_cmd(sub, out), code = command(out, in, text, sizeof(text), "%s", "")) != 250)
 		goto refused;
 	for (int i = 0; i < sub->nrcpts; i++) {
-		code = command(out, in, text, sizeof(text), "RCPT TO:<%s>%s%s",
-		    sub->rcpts[i], sub->notify ? " NOTIFY=" : "",
-		    sub->notify ? sub->notify : "");
+		rcpt_cmd(sub, i, out);
+		code = command(out, in, text, sizeof(text), "%s", "");
 		if (code == 250 || code == 251) {
 			ok[i] = 1;
 			accepted++;
