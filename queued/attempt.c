@@ -253,10 +253,12 @@ attempt_end(struct msg *m)
 	if (m->postponed) {	/* not a try: back when there is room */
 		m->postponed = 0;
 		m->next_try = now + 1;
-	} else {
-		m->tries++;
-		m->next_try = next_attempt(m, now);
+		sched_put(m);
+		sched_park(m);
+		return;
 	}
+	m->tries++;
+	m->next_try = next_attempt(m, now);
 	sched_put(m);
 }
 

@@ -103,6 +103,8 @@ struct msg {
 	/* scheduling */
 	int hold, warned, tries;
 	int postponed;		/* a leaf was put off (no result): retry soon */
+	int parked;		/* in the scheduler's list of put-off messages */
+	TAILQ_ENTRY(msg) park_link;
 	int attempts_out;	/* transports still working on it */
 	time_t next_try;
 	size_t heap_idx;	/* position in the schedule, or SIZE_MAX */
@@ -209,9 +211,12 @@ void sched_add(struct msg *m);		/* a new or recovered message */
 void sched_leaf_result(struct msg *m, int leaf, int code, const char *dsn,
     const char *relay, const char *text);
 /* Leaf not attempted after all (its destination has too much waiting):
- * no result, no log line, no state record; the message comes back in a
- * second without counting a try. */
+ * no result, no log line, no state record; the message comes back
+ * without counting a try, at the latest in a second, as soon as a
+ * destination calls sched_unpark_one() (one of its waiting jobs went to
+ * a session). */
 void sched_leaf_postpone(struct msg *m, int leaf);
+void sched_unpark_one(void);
 void sched_attempt_done(struct transport *t, struct msg *m);
 struct msg *sched_find(const char *id);
 void sched_flush(struct msg *m);	/* NULL: all */
@@ -223,6 +228,7 @@ void sched_reconfigure(void);
 int sched_idle(void);			/* nothing in flight (shutdown) */
 struct sched_stats {
 	unsigned long long scheduled, attempts, delivered, bounced, deferred;
+	unsigned long long postponed, unparked;	/* put off; back on room */
 	double sched_ns_total;		/* time spent choosing work */
 	unsigned long long sched_ops;
 };

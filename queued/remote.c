@@ -173,6 +173,15 @@ job_end(struct rjob *j)
 	rmsg_done(rm);
 }
 
+/* j leaves d's wait list: room for a message the destination put off. */
+static void
+wait_take(struct dest *d, struct rjob *j)
+{
+	TAILQ_REMOVE(&d->wait, j, link);
+	d->nwait--;
+	sched_unpark_one();
+}
+
 /* Every job waiting for d gets the same answer (a routing failure, or a
  * destination that no address of answered). */
 static void
@@ -181,8 +190,7 @@ dest_fail_waiting(struct dest *d, int code, const char *dsn, const char *text)
 	struct rjob *j;
 
 	while ((j = TAILQ_FIRST(&d->wait)) != NULL) {
-		TAILQ_REMOVE(&d->wait, j, link);
-		d->nwait--;
+		wait_take(d, j);
 		fail_rest(j, code, dsn, NULL, text);
 		job_end(j);
 	}
@@ -344,8 +352,7 @@ sess_next_job(struct rsess *s)
 	struct timeval tv = { conf_num(C_smtp_connection_cache_time_limit), 0 };
 
 	if ((s->job = TAILQ_FIRST(&d->wait)) != NULL) {
-		TAILQ_REMOVE(&d->wait, s->job, link);
-		d->nwait--;
+		wait_take(d, s->job);
 		send_job(s);
 		return;
 	}
@@ -612,8 +619,7 @@ dest_kick(struct dest *d)
 	while ((j = TAILQ_FIRST(&d->wait)) != NULL) {
 		if ((s = TAILQ_FIRST(&d->idle)) != NULL) {
 			pool_del(s);
-			TAILQ_REMOVE(&d->wait, j, link);
-			d->nwait--;
+			wait_take(d, j);
 			s->job = j;
 			send_job(s);
 			continue;
@@ -632,8 +638,7 @@ dest_kick(struct dest *d)
 			}
 			return;
 		}
-		TAILQ_REMOVE(&d->wait, j, link);
-		d->nwait--;
+		wait_take(d, j);
 		sess_new(d, j);
 	}
 }

@@ -14,6 +14,7 @@ double now_f(void);
 void sched_put(struct msg *m);
 void sched_unput(struct msg *m);	/* off the heap (held, deleted, in an attempt) */
 void sched_forget(struct msg *m);
+void sched_park(struct msg *m);	/* put off: back at sched_unpark_one() */
 
 int attempt_begin(struct msg *m);
 void attempt_part_done(struct msg *m);

@@ -204,6 +204,45 @@ waitq_pop(int t)
 	return m;
 }
 
+/*
+ * Messages a destination put off (remote.c: more jobs waiting for it than
+ * its share of the transport), oldest first. Each comes back as soon as
+ * a destination has room again, instead of a second later: a burst to
+ * one relayhost otherwise stalled a second per group (bench/RESULTS.md).
+ */
+static TAILQ_HEAD(, msg) parked = TAILQ_HEAD_INITIALIZER(parked);
+
+void
+sched_park(struct msg *m)
+{
+	if (!m->parked) {
+		TAILQ_INSERT_TAIL(&parked, m, park_link);
+		m->parked = 1;
+		sched_stats.postponed++;
+	}
+}
+
+static void
+unpark(struct msg *m)
+{
+	if (m->parked) {
+		TAILQ_REMOVE(&parked, m, park_link);
+		m->parked = 0;
+	}
+}
+
+void
+sched_unpark_one(void)
+{
+	struct msg *m = TAILQ_FIRST(&parked);
+
+	if (m != NULL) {
+		unpark(m);
+		sched_stats.unparked++;
+		sched_flush(m);
+	}
+}
+
 /* Start transport t on m's pending leaves of its kind (it has room). */
 static void
 start_part(int t, struct msg *m)
@@ -251,6 +290,7 @@ start_attempt(struct msg *m)
 {
 	unsigned need = needs(m);
 
+	unpark(m);
 	if (m->pending_delete) {
 		msg_remove(m, "removed (deleted by the operator)");
 		return;
@@ -330,6 +370,7 @@ sched_add(struct msg *m)
 void
 sched_forget(struct msg *m)
 {
+	unpark(m);
 	heap_remove(m);
 	RB_REMOVE(msg_tree, &all_msgs, m);
 	nmsgs--;

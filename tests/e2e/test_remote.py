@@ -519,3 +519,25 @@ def test_relayhost_burst_not_deferred(env):
         t.join(120)
     assert len(s3.wait(n, timeout=90)) >= n
     assert "status=deferred" not in env.h.log("queued")
+
+
+def test_burst_to_one_relayhost_comes_back_on_room(env):
+    """More messages for one destination than a quarter of the remote
+    transport (125) are put off without a try; each comes back as soon as
+    a waiting job of the destination goes to a session, not a second
+    later, and every one is delivered once."""
+    from test_queued import stats
+    s3 = env.sink("127.0.0.3", data=lambda m: time.sleep(0.01))   # a slow relay
+    env.h.conf(relayhost="[127.0.0.3]:%d" % env.port,
+               default_destination_concurrency_limit="1")
+    env.h.start("lmtpd", "queued")
+    s = smtplib.LMTP(env.h.submit_socket)
+    s.ehlo()
+    for i in range(170):
+        assert s.sendmail(SENDER, ["r%d@burst.example" % i], b"Subject: %d\r\n\r\nx\r\n" % i) == {}
+    s.quit()
+    msgs = s3.wait(170, timeout=120)
+    assert sorted(m.rcpts[0] for m in msgs) == sorted("r%d@burst.example" % i for i in range(170))
+    st = stats(env.h)
+    assert int(st["postponed"]) > 0 and int(st["unparked"]) > 0, st
+    assert int(st["delivered"]) == 170
