@@ -306,10 +306,15 @@ job_open(struct job *j)
 		j->uid = st.st_uid;	/* for the log, whatever it is */
 	j->fd = openat(drop_fd, j->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (j->fd < 0) {
-		if (errno == ENOENT)
+		int e = errno;
+
+		if (e == ENOENT)
 			return O_GONE;
-		snprintf(j->why, sizeof(j->why), "cannot open: %s", strerror(errno));
-		return errno == ELOOP ? O_REFUSED : O_KEEP;
+		snprintf(j->why, sizeof(j->why), "cannot open: %s", strerror(e));
+		/* out of descriptors or memory: ours, for later; anything else
+		 * (a symlink, a socket, a file we may not read) is the file's */
+		return e == EMFILE || e == ENFILE || e == ENOMEM || e == EINTR ?
+		    O_KEEP : O_REFUSED;
 	}
 	if (fstat(j->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 		/* a hard link would lend us another user's file */

@@ -88,6 +88,10 @@ def test_files_not_ours_are_removed(hermod):
     os.symlink(other, os.path.join(d, "msymlink"))
     os.link(other, os.path.join(d, "mhardlink"))
     os.mkfifo(os.path.join(d, "mfifo"))
+    unreadable = os.path.join(d, "munreadable")
+    with open(unreadable, "wb") as f:
+        f.write(lmtp_file(["alice@example.test"], b"Subject: unreadable\r\n\r\nz\r\n"))
+    os.chmod(unreadable, 0)
     drop(hermod, "good", lmtp_file(["alice@example.test"], b"Subject: good\r\n\r\ny\r\n"))
     m = email.message_from_bytes(hermod.wait_messages("alice", 1)[0])
     assert m["Subject"] == "good"
@@ -100,6 +104,7 @@ def test_files_not_ours_are_removed(hermod):
     assert "maildrop file mhardlink removed: not a regular file with one link" in log
     assert "maildrop file mfifo removed: not a regular file with one link" in log
     assert "maildrop file msymlink removed: cannot open" in log
+    assert "maildrop file munreadable removed: cannot open: Permission denied" in log
     time.sleep(0.5)
     assert len(hermod.messages("alice")) == 1
     assert hermod.procs["queued"].poll() is None
