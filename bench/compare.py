@@ -540,11 +540,40 @@ def flushes(side, msgs):
     return calls
 
 
+def spool_fs():
+    """"ext4 with a journal", "ext4 without a journal", or the type: which
+    ordering the file system gives decides what a flush must cover."""
+    st = os.stat(W)
+    best = ("", "")
+    with open("/proc/mounts") as f:
+        for line in f:
+            v = line.split()
+            if len(v) > 2 and W.startswith(v[1]) and len(v[1]) >= len(best[1]):
+                best = (v[2], v[1])
+    fstype = best[0] or "unknown"
+    if fstype != "ext4":
+        return fstype
+    dev = "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
+    try:
+        names = os.listdir("/proc/fs/jbd2")
+    except OSError:
+        names = []
+    for n in names:
+        try:
+            with open("/sys/dev/block/%s/uevent" % dev) as f:
+                devname = [l.split("=", 1)[1].strip() for l in f if l.startswith("DEVNAME=")]
+        except OSError:
+            devname = []
+        if devname and n.startswith(devname[0] + "-"):
+            return "ext4 with a journal"
+    return "ext4 without a journal"
+
+
 def dev_flush_count():
     """Flush requests the block device under W has completed (field 16 of
     /sys/block/DEV/stat, Linux >= 5.5): what reaches the disk, after the
-    journal has merged concurrent fsync/syncfs calls into one commit.
-    None when the kernel or the device does not say."""
+    journal (if any) and the block layer have merged concurrent
+    fsync/syncfs calls. None when the kernel or the device does not say."""
     st = os.stat(W)
     d = "/sys/dev/block/%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
     for path in (d + "/stat", d + "/../stat"):
@@ -740,7 +769,8 @@ def report(res, idle, disk, nflush, fmsgs, rounds):
             med([x["p50"] for x in h]) / med([x["p50"] for x in p]),
             fmt([x["p99"] for x in p], 1), fmt([x["p99"] for x in h], 1)))
     print("\n### e. The disk\n")
-    print("4 KB write + fsync, one writer, on the spools' file system: %s per second." % fmt(disk))
+    print("4 KB write + fsync, one writer, on the spools' file system (%s): %s per second."
+          % (spool_fs(), fmt(disk)))
     print("Flush calls (fsync, fdatasync, syncfs) for %d messages at 100 clients, "
           "all daemons: Postfix %d (%.2f msgs per flush), Hermod %d (%.2f msgs per flush)." % (
               fmsgs, nflush["Postfix"], fmsgs / max(1, nflush["Postfix"]),
@@ -750,8 +780,8 @@ def report(res, idle, disk, nflush, fmsgs, rounds):
         if not runs or any(x["flushes"] is None for v in runs.values() for x in v):
             continue
         per = {k: [x["n"] / max(1, x["flushes"]) for x in v] for k, v in runs.items()}
-        print("Device flush requests (block layer, concurrent calls merged by the "
-              "journal), %d client(s), %d messages: Postfix %s, Hermod %s messages per "
+        print("Device flush requests (block layer, concurrent calls merged), "
+              "%d client(s), %d messages: Postfix %s, Hermod %s messages per "
               "device flush." % (c, runs["Hermod"][0]["n"], fmt(per["Postfix"], 2),
                                  fmt(per["Hermod"], 2)))
 
