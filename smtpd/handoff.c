@@ -226,11 +226,10 @@ handoff_new(struct event_base *base, const struct handoff_cb *cb, void *arg)
 
 /*
  * Idle connections kept from sessions that ended, for the next ones. Most
- * MTAs send one message per connection, and each new connection to
- * queued cost a connect, a greeting and LHLO before DATA could get its
- * 354 (a quarter of a millisecond of the 354 at one client, and queued's
- * CPU for a session each time). Bounded; the newest is taken first; an
- * entry goes when queued closes it or it idled past REUSE_MAX_IDLE.
+ * MTAs send one message per connection, and each message then cost smtpd
+ * and queued a connect, a greeting and LHLO on the submission socket.
+ * Bounded; the newest is taken first; an entry goes when queued closes it
+ * or it idled past REUSE_MAX_IDLE.
  */
 #define POOL_MAX 32
 static struct parked {

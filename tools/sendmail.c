@@ -38,9 +38,23 @@
 
 static const char *conf_file;
 
+/* What goes into a command line: no control character, so that no value
+ * can end the line and add a command of its own. */
+static const char *
+clean(const char *what, const char *v)
+{
+	for (const char *p = v; p != NULL && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			fprintf(stderr, "sendmail: %s: control character in \"%s\"\n", what, v);
+			exit(EX_DATAERR);
+		}
+	return v;
+}
+
 void
 submission_add_rcpt(struct submission *sub, const char *addr)
 {
+	clean("recipient", addr);
 	if (sub->nrcpts >= SENDMAIL_RCPT_MAX) {
 		fprintf(stderr, "sendmail: too many recipients (limit %d)\n",
 		    SENDMAIL_RCPT_MAX);
@@ -203,8 +217,7 @@ maildrop(struct submission *sub, FILE *msg, const char *why)
 	}
 	fputs("DATA\r\n", out);
 	off_t body = ftello(out);
-	if (message_send_body(sub, msg, out) < 0 || fflush(out) == EOF ||
-	    fsync(fileno(out)) < 0)
+	if (message_send_body(sub, msg, out) < 0 || fflush(out) == EOF)
 		goto fail;
 	/* queued would refuse it (552 5.3.4): say so now, as on the socket */
 	if (ftello(out) - body > conf_num(C_message_size_limit)) {
@@ -214,7 +227,8 @@ maildrop(struct submission *sub, FILE *msg, const char *why)
 		errno = 0;
 		goto fail;
 	}
-	if (renameat(dfd, tname, dfd, mname) < 0 || fsync(dfd) < 0)
+	if (fsync(fileno(out)) < 0 || renameat(dfd, tname, dfd, mname) < 0 ||
+	    fsync(dfd) < 0)
 		goto fail;
 	fclose(out);
 	close(dfd);
@@ -402,10 +416,10 @@ main(int argc, char **argv)
 			break;
 		case 'f': case 'r': from = optval(argv, &i, 2); break;
 		case 'F': sub.fullname = xstrdup(optval(argv, &i, 2)); break;
-		case 'N': sub.notify = optval(argv, &i, 2); break;
-		case 'R': sub.ret = optval(argv, &i, 2); break;
-		case 'V': sub.envid = optval(argv, &i, 2); break;
-		case 'B': sub.body = optval(argv, &i, 2); break;
+		case 'N': sub.notify = clean("-N", optval(argv, &i, 2)); break;
+		case 'R': sub.ret = clean("-R", optval(argv, &i, 2)); break;
+		case 'V': sub.envid = clean("-V", optval(argv, &i, 2)); break;
+		case 'B': sub.body = clean("-B", optval(argv, &i, 2)); break;
 		case 'C': conf_file = optval(argv, &i, 2); break;
 		case 'b': mode = a + 2; break;
 		case 'q': mode = "q"; break;
@@ -436,7 +450,7 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (from && trusted())
-		sub.sender = strcmp(from, "<>") == 0 ? xstrdup("") : xstrdup(from);
+		sub.sender = strcmp(from, "<>") == 0 ? xstrdup("") : xstrdup(clean("-f", from));
 	else {
 		if (from && sub.verbose)
 			fprintf(stderr, "sendmail: -f %s ignored: not a trusted user\n", from);

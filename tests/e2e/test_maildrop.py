@@ -179,3 +179,15 @@ def test_recipient_bounds(hermod):
     r = hermod.run("sendmail", *many, input="Subject: x\n\ny\n")
     assert r.returncode == 65 and "too many recipients" in r.stderr, r.stderr
     assert drop_files(hermod) == []
+
+
+def test_control_characters_refused(hermod):
+    """A value that could end a command line and add one of its own (the
+    same bytes go to the socket or into the maildrop file) is refused."""
+    start(hermod)
+    hermod.stop("queued")
+    for args in (["a@example.test\r\nRCPT TO:<bob@example.test>"],
+                 ["-N", "NEVER\r\nRCPT TO:<bob@example.test>", "alice@example.test"]):
+        r = hermod.run("sendmail", *args, input="Subject: x\n\ny\n")
+        assert r.returncode == 65 and "control character" in r.stderr, r.stderr
+    assert drop_files(hermod) == []
