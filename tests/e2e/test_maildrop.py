@@ -191,3 +191,29 @@ def test_control_characters_refused(hermod):
         r = hermod.run("sendmail", *args, input="Subject: x\n\ny\n")
         assert r.returncode == 65 and "control character" in r.stderr, r.stderr
     assert drop_files(hermod) == []
+
+
+def test_random_files_do_no_harm(hermod):
+    """200 files of mutated maildrop content (fixed seed): every one is
+    taken or removed, queued stays up, and a good file still goes."""
+    import random
+    rnd = random.Random(1729)
+    start(hermod)
+    base = lmtp_file(["alice@example.test", "bob@example.test"], b"Subject: r\r\n\r\n.x\r\n")
+    for i in range(200):
+        b = bytearray(base)
+        for _ in range(rnd.randint(1, 8)):
+            op, pos = rnd.randint(0, 2), rnd.randrange(len(b) + 1)
+            if op == 0 and pos < len(b):
+                b[pos] = rnd.randrange(256)
+            elif op == 1:
+                b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 40)))
+            elif pos < len(b):
+                del b[pos:pos + rnd.randint(1, 20)]
+        drop(hermod, "r%03d" % i, bytes(b))
+    drop(hermod, "zgood", lmtp_file(["alice@example.test"], b"Subject: still good\r\n\r\nz\r\n"))
+    assert wait_for(lambda: drop_files(hermod) == [], 60), drop_files(hermod)[:10]
+    assert hermod.procs["queued"].poll() is None
+    subjects = [email.message_from_bytes(m)["Subject"] for m in hermod.wait_messages("alice", 1)]
+    assert wait_for(lambda: "still good" in [email.message_from_bytes(m)["Subject"]
+                                             for m in hermod.messages("alice")], 30), subjects
