@@ -152,10 +152,18 @@ session_resume(struct session *s)
  * resolver is started at the first lookup, with dns_servers.
  */
 struct lookup {
-	struct dns_query *q;
+	struct dns_query *q;		/* the name's; NULL once answered */
 	int family;			/* IPv4 for an IPv4-mapped address */
 	unsigned char addr[16];
 	char name[DNS_NAME_MAX + 1];	/* the PTR's name, to be confirmed */
+	int name_done;
+	char *found;			/* the confirmed name */
+	struct dnsbl_query {		/* smtpd_dnsbl_sites */
+		struct session *s;
+		struct dns_query *q;	/* NULL once answered */
+		char site[DNS_NAME_MAX + 1];	/* "zone" or "zone=127.0.0.2" */
+	} bl[DNSBL_SITES_MAX];
+	int nbl;
 };
 
 static int lookup_allowed, resolver;	/* resolver: 0 not yet, 1, -1 */
@@ -184,26 +192,54 @@ resolver_up(struct event_base *base)
 static void
 lookup_cancel(struct session *s)
 {
-	if (s->lookup == NULL)
+	struct lookup *l = s->lookup;
+
+	if (l == NULL)
 		return;
-	dns_cancel(s->lookup->q);	/* its callback never runs */
-	free(s->lookup);
+	if (l->q != NULL)
+		dns_cancel(l->q);	/* its callback never runs */
+	for (int i = 0; i < l->nbl; i++)
+		if (l->bl[i].q != NULL)
+			dns_cancel(l->bl[i].q);
+	free(l->found);
+	free(l);
 	s->lookup = NULL;
 }
 
-/* The lookup is over: the name (NULL: unknown), the connect line, the
+/* Every answer is in: the name (or unknown), the connect line, the
  * greeting, then commands are read. */
 static void
-lookup_done(struct session *s, const char *name)
+lookup_check_done(struct session *s)
 {
-	if (name != NULL) {
-		s->name = xstrdup(name);
+	struct lookup *l = s->lookup;
+
+	if (!l->name_done)
+		return;
+	for (int i = 0; i < l->nbl; i++)
+		if (l->bl[i].q != NULL)
+			return;
+	if (l->found != NULL) {
+		s->name = l->found;
 		s->name_owned = 1;
+		l->found = NULL;
 	}
-	free(s->lookup);
+	free(l);
 	s->lookup = NULL;
 	session_connected(s);
 	session_resume(s);
+}
+
+/* The name lookup is over (name NULL: unknown). */
+static void
+lookup_done(struct session *s, const char *name)
+{
+	struct lookup *l = s->lookup;
+
+	l->q = NULL;
+	l->name_done = 1;
+	if (name != NULL)
+		l->found = xstrdup(name);
+	lookup_check_done(s);
 }
 
 static int
@@ -224,7 +260,6 @@ on_forward(const struct dns_addr_reply *r, void *arg)
 	struct session *s = arg;
 	struct lookup *l = s->lookup;
 
-	l->q = NULL;
 	for (int i = 0; r->status == DNS_OK && i < r->n; i++)
 		if (lookup_match(l, &r->addrs[i])) {
 			lookup_done(s, l->name);
@@ -245,7 +280,6 @@ on_ptr(const struct dns_name_reply *r, void *arg)
 	struct session *s = arg;
 	struct lookup *l = s->lookup;
 
-	l->q = NULL;
 	if (r->status != DNS_OK) {
 		if (r->status != DNS_NXDOMAIN && r->status != DNS_NODATA)
 			log_info("hostname lookup for %s: %s (%s)", s->addr,
@@ -257,14 +291,75 @@ on_ptr(const struct dns_name_reply *r, void *arg)
 	l->q = dns_query_host(l->name, l->family, on_forward, s);
 }
 
-/* Start the lookup, or go straight on when there is none. */
+/*
+ * DNS blocklists (smtpd_dnsbl_sites, Postfix's reject_rbl_client): the
+ * client's address, reversed, under each zone; an A record there (the
+ * one given after '=', when one is) lists the client, and its mail is
+ * refused at RCPT (session_dnsbl). Asked with the name before the
+ * greeting, so the answer is there when the first RCPT comes; a zone that
+ * fails or does not answer lists no one (logged).
+ */
+static void
+on_dnsbl(const struct dns_addr_reply *r, void *arg)
+{
+	struct dnsbl_query *b = arg;
+	struct session *s = b->s;
+	char *want = strchr(b->site, '='), got[INET6_ADDRSTRLEN];
+	int hit = 0;
+
+	b->q = NULL;
+	if (want != NULL)
+		*want++ = '\0';
+	for (int i = 0; r->status == DNS_OK && i < r->n && !hit; i++) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&r->addrs[i];
+		hit = r->addrs[i].ss_family == AF_INET && (want == NULL ||
+		    (inet_ntop(AF_INET, &in->sin_addr, got, sizeof(got)) != NULL &&
+		    strcmp(got, want) == 0));
+	}
+	if (r->status != DNS_OK && r->status != DNS_NXDOMAIN && r->status != DNS_NODATA)
+		log_info("dnsbl %s: lookup for %s: %s (%s)", b->site, s->addr,
+		    dns_status_str(r->status), r->why);
+	if (hit && s->dnsbl == NULL)
+		s->dnsbl = xstrdup(b->site);
+	lookup_check_done(s);
+}
+
+/* The queries for the client's address; 0 when there are none. */
+static int
+dnsbl_start(struct session *s, struct lookup *l)
+{
+	char *const *sites = conf_list(C_smtpd_dnsbl_sites);
+	char rev[DNS_REVERSE_MAX], *arpa;
+
+	if (s->trusted || sites == NULL || dns_reverse_name(&s->sa.sa, rev, sizeof(rev)) < 0 ||
+	    (arpa = strstr(rev, l->family == AF_INET ? ".in-addr.arpa" : ".ip6.arpa")) == NULL)
+		return 0;
+	*arpa = '\0';
+	for (int i = 0; sites[i] != NULL && l->nbl < DNSBL_SITES_MAX; i++) {
+		struct dnsbl_query *b = &l->bl[l->nbl];
+		char name[DNS_NAME_MAX + 2];
+		size_t zlen = strcspn(sites[i], "=");
+
+		if ((size_t)snprintf(name, sizeof(name), "%s.%.*s", rev, (int)zlen, sites[i]) >=
+		    sizeof(name) - 1 || snprintf(b->site, sizeof(b->site), "%s", sites[i]) < 0)
+			continue;
+		b->s = s;
+		l->nbl++;
+		b->q = dns_query_addr(name, AF_INET, on_dnsbl, b);
+	}
+	return l->nbl;
+}
+
+/* Start the lookups, or go straight on when there are none. */
 static void
 lookup_start(struct session *s)
 {
 	struct lookup *l;
 	const unsigned char *a6 = s->sa.in6.sin6_addr.s6_addr;
+	char *const *sites = conf_list(C_smtpd_dnsbl_sites);
+	int bl = !s->trusted && sites != NULL && sites[0] != NULL;
 
-	if (!lookup_allowed || !conf_bool(C_smtpd_peername_lookup) ||
+	if (!lookup_allowed || (!conf_bool(C_smtpd_peername_lookup) && !bl) ||
 	    (s->sa.sa.sa_family != AF_INET && s->sa.sa.sa_family != AF_INET6) ||
 	    !resolver_up(s->base)) {
 		session_connected(s);
@@ -282,7 +377,14 @@ lookup_start(struct session *s)
 		memcpy(l->addr, a6, 16);
 	}
 	session_pause(s);
-	l->q = dns_query_ptr(&s->sa.sa, on_ptr, s);
+	/* the answers come from the loop, never from inside these calls */
+	dnsbl_start(s, l);
+	if (conf_bool(C_smtpd_peername_lookup))
+		l->q = dns_query_ptr(&s->sa.sa, on_ptr, s);
+	else
+		l->name_done = 1;
+	if (l->name_done)
+		lookup_check_done(s);
 }
 
 static const char *const cmd_names[CMD_NIDS] = {
@@ -332,6 +434,7 @@ on_close(struct srv_session *srv, enum srv_close_why why)
 	if (s->counted)
 		policy_conn_close(&s->sa.sa);
 	lookup_cancel(s);
+	free(s->dnsbl);
 	if (s->name_owned)
 		free((char *)s->name);
 	txn_free(s);

@@ -206,6 +206,12 @@ add_rcpt(struct session *s, const char *path, struct rcpt *r)
 		return "452 4.5.3 Error: too many recipients";
 	if (addr_has_8bit(path) && !tx->smtputf8)
 		return "553 5.6.7 Error: non-ASCII recipient address needs SMTPUTF8";
+	if (s->dnsbl != NULL && !s->trusted && s->auth_user == NULL) {
+		/* Postfix's reject_rbl_client text */
+		snprintf(why, sizeof(why), "554 5.7.1 Service unavailable; Client host [%s] "
+		    "blocked using %s", s->addr, s->dnsbl);
+		return why;
+	}
 	if (policy_rcpt(path, s->trusted || s->auth_user != NULL, why, sizeof(why)) != 0)
 		return why;
 	if (tx->nrcpt == tx->cap) {

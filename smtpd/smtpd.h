@@ -117,7 +117,8 @@ struct session {
 	char addr[INET6_ADDRSTRLEN + 8];	/* "192.0.2.1", "2001:db8::1" */
 	char port[8];
 	const char *name;			/* confirmed name, or "unknown" */
-	struct lookup *lookup;			/* the name being looked up */
+	struct lookup *lookup;			/* name, DNSBLs: before the greeting */
+	char *dnsbl;				/* the zone that lists the client */
 	unsigned name_owned:1;			/* name is ours to free */
 	unsigned trusted:1;			/* mynetworks */
 	unsigned counted:1;			/* in the connection limits */
@@ -137,6 +138,8 @@ struct session {
 	struct txn *tx;
 	struct handoff *ho;
 };
+
+#define DNSBL_SITES_MAX	8	/* smtpd_dnsbl_sites asked per client */
 
 TAILQ_HEAD(session_list, session);
 extern struct session_list sessions;
