@@ -90,3 +90,17 @@ def test_authenticated_client_not_refused(hermod, dns):
         s.login("bob", PASSWORD)
         assert s.docmd("MAIL", "FROM:<bob@example.test>")[0] == 250
         assert s.docmd("RCPT", "TO:<%s>" % ALICE)[0] == 250
+
+
+def test_with_the_client_name_lookup(hermod, dns):
+    """Both before the greeting: the name is confirmed and the client is
+    listed; the reject line names it."""
+    from test_smtpd_peername import named
+    named(dns, "127.0.0.28", "spammer.example.test")
+    listed(dns, "127.0.0.28", "bl.example")
+    start(hermod, dns_servers=dns.spec, mynetworks="10.0.0.0/8",
+          smtpd_peername_lookup="yes", smtpd_dnsbl_sites="bl.example")
+    assert rcpt_from(hermod, "127.0.0.28")[0] == 554
+    log = hermod.log("smtpd")
+    assert "connect from spammer.example.test[127.0.0.28]" in log
+    assert "reject: RCPT from spammer.example.test[127.0.0.28]: 554 5.7.1" in log
