@@ -43,6 +43,7 @@
 #include "conf.h"
 #include "log.h"
 #include "queued.h"
+#include "smtp_proto.h"
 #include "xalloc.h"
 
 #define PICKUP_SCAN_SEC		60	/* a pass without a wake-up */
@@ -51,7 +52,6 @@
 #define PICKUP_STALE_SEC	86400	/* an unfinished t* file is abandoned */
 #define PICKUP_TIMEOUT_SEC	60	/* one file, start to end (a file cut
 					   short meanwhile stalls the pickup no longer) */
-#define PICKUP_REPLY_MAX	65536	/* unread reply bytes */
 
 enum phase { P_ENVELOPE, P_BODY };
 enum outcome { O_GO_ON, O_QUEUED, O_KEEP, O_REFUSED, O_GONE };
@@ -70,6 +70,8 @@ struct job {
 	char why[256];		/* the first refusal */
 	char qid[QID_LEN + 1];
 	struct event *deadline;
+	struct smtp_reply_reader rr;
+	struct smtp_reply reply;
 };
 
 static struct event_base *pbase;
@@ -93,6 +95,7 @@ job_free(struct job *j)
 	if (j->deadline != NULL)
 		event_free(j->deadline);
 	free(j->kinds);
+	smtp_reply_free(&j->reply);
 	free(j);
 }
 
@@ -196,42 +199,35 @@ body_reply(struct job *j, int code, const char *text)
 	job_end(j, j->qid[0] != '\0' ? O_QUEUED : j->temp > 0 ? O_KEEP : O_REFUSED);
 }
 
+/* The submission session's replies, through the shared reader (bounded
+ * lines and lines per reply); each as "x.y.z text", its first line. */
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
 	struct job *j = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	char *line;
-	size_t n;
+	char text[256];
 
-	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
-		int code = n >= 3 ? atoi(line) : 0;
-		int last = n < 4 || line[3] != '-';
-
-		if (code < 200 || code > 599) {
+	for (;;) {
+		switch (smtp_reply_read(&j->rr, in, &j->reply)) {
+		case SMTP_RR_MORE:
+			return;
+		case SMTP_RR_ERROR:
 			note(j, 451, "bad reply from the submission session");
-			free(line);
 			job_end(j, O_KEEP);
 			return;
+		case SMTP_RR_DONE:
+			break;
 		}
-		if (last) {
-			const char *text = n > 4 ? line + 4 : "";
-			enum phase ph = j->phase;
-
-			if (ph == P_ENVELOPE)
-				envelope_reply(j, code, text);
-			else
-				body_reply(j, code, text);
-			if (cur != j) {		/* ended */
-				free(line);
-				return;
-			}
-		}
-		free(line);
-	}
-	if (evbuffer_get_length(in) > PICKUP_REPLY_MAX) {
-		note(j, 451, "reply too long");
-		job_end(j, O_KEEP);
+		snprintf(text, sizeof(text), "%s%s%.*s", j->reply.esc,
+		    j->reply.esc[0] ? " " : "", (int)strcspn(j->reply.text.data ?
+		    j->reply.text.data : "", "\n"), j->reply.text.data ? j->reply.text.data : "");
+		if (j->phase == P_ENVELOPE)
+			envelope_reply(j, j->reply.code, text);
+		else
+			body_reply(j, j->reply.code, text);
+		if (cur != j)
+			return;		/* ended */
 	}
 }
 
@@ -360,6 +356,8 @@ job_start(const char *name)
 
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	j->fd = -1;
+	smtp_reply_reader_init(&j->rr);
+	smtp_reply_init(&j->reply);
 	cur = j;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
 		snprintf(j->why, sizeof(j->why), "socketpair: %s", strerror(errno));
