@@ -158,11 +158,11 @@ struct lookup {
 	char name[DNS_NAME_MAX + 1];	/* the PTR's name, to be confirmed */
 	int name_done;
 	char *found;			/* the confirmed name */
-	struct dnsbl_query {		/* smtpd_dnsbl_sites */
+	struct dnsbl_query {		/* smtpd_dnsbl_sites; NULL: none */
 		struct session *s;
 		struct dns_query *q;	/* NULL once answered */
 		char site[DNS_NAME_MAX + 1];	/* "zone" or "zone=127.0.0.2" */
-	} bl[DNSBL_SITES_MAX];
+	} *bl;
 	int nbl;
 };
 
@@ -201,6 +201,7 @@ lookup_cancel(struct session *s)
 	for (int i = 0; i < l->nbl; i++)
 		if (l->bl[i].q != NULL)
 			dns_cancel(l->bl[i].q);
+	free(l->bl);
 	free(l->found);
 	free(l);
 	s->lookup = NULL;
@@ -223,6 +224,7 @@ lookup_check_done(struct session *s)
 		s->name_owned = 1;
 		l->found = NULL;
 	}
+	free(l->bl);
 	free(l);
 	s->lookup = NULL;
 	session_connected(s);
@@ -331,10 +333,12 @@ dnsbl_start(struct session *s, struct lookup *l)
 	char *const *sites = conf_list(C_smtpd_dnsbl_sites);
 	char rev[DNS_REVERSE_MAX], *arpa;
 
-	if (s->trusted || sites == NULL || dns_reverse_name(&s->sa.sa, rev, sizeof(rev)) < 0 ||
+	if (s->trusted || sites == NULL || sites[0] == NULL ||
+	    dns_reverse_name(&s->sa.sa, rev, sizeof(rev)) < 0 ||
 	    (arpa = strstr(rev, l->family == AF_INET ? ".in-addr.arpa" : ".ip6.arpa")) == NULL)
 		return 0;
 	*arpa = '\0';
+	l->bl = xcalloc(DNSBL_SITES_MAX, sizeof(*l->bl));
 	for (int i = 0; sites[i] != NULL && l->nbl < DNSBL_SITES_MAX; i++) {
 		struct dnsbl_query *b = &l->bl[l->nbl];
 		char name[DNS_NAME_MAX + 2];
