@@ -297,9 +297,10 @@ on_ptr(const struct dns_name_reply *r, void *arg)
  * DNS blocklists (smtpd_dnsbl_sites, Postfix's reject_rbl_client): the
  * client's address, reversed, under each zone; an A record there (the
  * one given after '=', when one is) lists the client, and its mail is
- * refused at RCPT (session_dnsbl). Asked with the name before the
+ * refused at RCPT (smtp_session.c). Asked with the name before the
  * greeting, so the answer is there when the first RCPT comes; a zone that
- * fails or does not answer lists no one (logged).
+ * fails or does not answer lists no one (logged). Port 25 only: the
+ * submission ports take mail only after AUTH anyway.
  */
 static void
 on_dnsbl(const struct dns_addr_reply *r, void *arg)
@@ -333,7 +334,7 @@ dnsbl_start(struct session *s, struct lookup *l)
 	char *const *sites = conf_list(C_smtpd_dnsbl_sites);
 	char rev[DNS_REVERSE_MAX], *arpa;
 
-	if (s->trusted || sites == NULL || sites[0] == NULL ||
+	if (s->trusted || s->kind != LK_SMTP || sites == NULL || sites[0] == NULL ||
 	    dns_reverse_name(&s->sa.sa, rev, sizeof(rev)) < 0 ||
 	    (arpa = strstr(rev, l->family == AF_INET ? ".in-addr.arpa" : ".ip6.arpa")) == NULL)
 		return 0;
@@ -361,7 +362,7 @@ lookup_start(struct session *s)
 	struct lookup *l;
 	const unsigned char *a6 = s->sa.in6.sin6_addr.s6_addr;
 	char *const *sites = conf_list(C_smtpd_dnsbl_sites);
-	int bl = !s->trusted && sites != NULL && sites[0] != NULL;
+	int bl = !s->trusted && s->kind == LK_SMTP && sites != NULL && sites[0] != NULL;
 
 	if (!lookup_allowed || (!conf_bool(C_smtpd_peername_lookup) && !bl) ||
 	    (s->sa.sa.sa_family != AF_INET && s->sa.sa.sa_family != AF_INET6) ||

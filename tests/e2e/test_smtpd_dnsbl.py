@@ -90,6 +90,10 @@ def test_authenticated_client_not_refused(hermod, dns):
         s.login("bob", PASSWORD)
         assert s.docmd("MAIL", "FROM:<bob@example.test>")[0] == 250
         assert s.docmd("RCPT", "TO:<%s>" % ALICE)[0] == 250
+    asked = dns.queries.get(("1.0.0.127.bl.example", "A"))
+    with smtplib.SMTP("127.0.0.1", hermod.sub_port, timeout=10) as s:    # not asked there
+        assert s.ehlo("c")[0] == 250
+    assert asked and dns.queries.get(("1.0.0.127.bl.example", "A")) == asked
 
 
 def test_with_the_client_name_lookup(hermod, dns):
