@@ -217,3 +217,17 @@ def test_random_files_do_no_harm(hermod):
     subjects = [email.message_from_bytes(m)["Subject"] for m in hermod.wait_messages("alice", 1)]
     assert wait_for(lambda: "still good" in [email.message_from_bytes(m)["Subject"]
                                              for m in hermod.messages("alice")], 30), subjects
+
+
+def test_file_past_the_bound_removed(hermod):
+    """More than twice message_size_limit plus the 2 MB envelope bound: not
+    read at all, removed."""
+    hermod.conf(message_size_limit="10000")
+    start(hermod)
+    big = lmtp_file(["alice@example.test"], b"Subject: big\r\n\r\n" +
+                    (b"y" * 998 + b"\r\n") * 2200)                 # about 2.2 MB
+    drop(hermod, "huge", big)
+    drop(hermod, "small", lmtp_file(["alice@example.test"]))
+    assert wait_for(lambda: drop_files(hermod) == [], 10), drop_files(hermod)
+    assert "maildrop file mhuge removed: too big (" in hermod.log("queued")
+    assert len(hermod.wait_messages("alice", 1)) == 1
