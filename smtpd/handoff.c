@@ -307,7 +307,7 @@ connect_queued(struct handoff *h)
 int
 handoff_start(struct handoff *h, const struct handoff_msg *m)
 {
-	int ok = 0;
+	int ok = 0, warm = 0;
 
 	if (h->state != H_IDLE)
 		return -1;
@@ -322,7 +322,9 @@ handoff_start(struct handoff *h, const struct handoff_msg *m)
 	}
 	if (h->c == NULL)
 		h->c = pool_take(h);
-	if (h->c == NULL && (h->c = connect_queued(h)) == NULL)
+	if (h->c != NULL)
+		warm = 1;	/* queued took a transaction on it already */
+	else if ((h->c = connect_queued(h)) == NULL)
 		ok = -1;
 	if (ok == 0 && (cli_xforward(h->c, &m->xforward) != 0 ||
 	    cli_mail(h->c, m->sender, &m->mail) != 0))
@@ -338,8 +340,9 @@ handoff_start(struct handoff *h, const struct handoff_msg *m)
 			cli_free(h->c);
 		h->c = NULL;
 		finish(h);
+		return 0;
 	}
-	return 0;
+	return warm;
 }
 
 int

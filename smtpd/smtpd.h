@@ -102,6 +102,8 @@ struct txn {
 	struct buf out;			/* decoded bytes not yet handed on */
 	char qid[HANDOFF_QID_MAX + 1];
 	int waiting_drain;
+	int early;			/* 354 sent before queued's (DATA) */
+	int end_pending;		/* early: the dot came before queued's 354 */
 };
 
 struct session {

@@ -363,8 +363,9 @@ def test_spool_full_452_then_recovers(hermod):
         held = ["held-%d" % i for i in range(5)]
         for fid in held:
             sent(hermod, fid, size=20000)
-        # no inode left: the queue file cannot even be created, 452 instead
-        # of the 354
+        # no inode left: the queue file cannot even be created; 452 4.3.1
+        # instead of the 354, or after the dot when smtpd gave its 354
+        # early (on a connection to queued that served before)
         inodes = os.path.join(spool, "inodes")
         os.mkdir(inodes)
         for i in range(1000):
@@ -376,7 +377,8 @@ def test_spool_full_452_then_recovers(hermod):
         else:
             assert False, "nr_inodes=400 not in effect"
         stage, code, text = smtp_send(hermod, "noinode")
-        assert (stage, code) == ("DATA", 452) and text.startswith("4.3.1 "), (stage, code, text)
+        assert stage in ("DATA", "dot") and code == 452 and text.startswith("4.3.1 "), \
+            (stage, code, text)
         subprocess.run(["rm", "-rf", inodes], check=True)
         full = fill(filler)
         stages = collections.Counter()

@@ -504,3 +504,51 @@ def test_queued_dies_mid_data(hermod):
     hermod.start("queued")
     time.sleep(1)
     assert hermod.messages("alice") == []
+
+
+def test_early_354_holds_the_data_until_queued_answers(hermod):
+    """On a connection to queued that served before (kept in smtpd's
+    pool), DATA gets its 354 without waiting for queued: with queued
+    stopped (SIGSTOP) the 354 still comes, the message (larger than what
+    smtpd holds, so the session pauses) waits, and once queued runs
+    again it is queued whole, the Received: header first."""
+    start(hermod)
+    with Client(hermod.smtp_port) as c:        # warms the pool
+        c.cmd("EHLO x")
+        send_ok(c)
+    hermod.wait_messages("alice", 1)
+    body = b"Subject: early\r\n\r\n" + b"".join(b"%06d " % i + b"w" * 70 + b"\r\n"
+                                                 for i in range(4000))
+    hermod.signal("queued", signal.SIGSTOP)
+    try:
+        with Client(hermod.smtp_port, timeout=20) as c:
+            c.cmd("EHLO x")
+            assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+            assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+            assert c.cmd("DATA")[0] == 354        # queued cannot have answered
+            c.sock.settimeout(0.5)
+            c.sock.setblocking(False)
+            sent = 0
+            deadline = time.time() + 3
+            while sent < len(body) and time.time() < deadline:
+                try:
+                    sent += c.sock.send(body[sent:sent + 65536])
+                except BlockingIOError:
+                    time.sleep(0.05)
+            c.sock.setblocking(True)
+            c.sock.settimeout(20)
+            hermod.signal("queued", signal.SIGCONT)
+            c.send(body[sent:] + b".\r\n")
+            code, text = c.reply()
+            assert code == 250, text
+            qid = QID.search(text.encode()).group(1).decode()
+    finally:
+        hermod.signal("queued", signal.SIGCONT)
+    msg = hermod.wait_messages("alice", 2)
+    got = [m for m in msg if b"Subject: early" in m][0]
+    head, text = got.split(b"\n\n", 1)
+    first = head.index(b"Received: ")
+    assert head[first:].startswith(b"Received: from x (unknown [127.0.0.1])"), head
+    assert first < head.index(b"Subject: early")
+    assert (b"with ESMTP id %s\n" % qid.encode()) in head
+    assert text == body.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
