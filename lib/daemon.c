@@ -357,3 +357,16 @@ daemon_signals_free(void)
 		d.sigs[i] = NULL;
 	}
 }
+
+void
+daemon_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	errno = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (errno != 0)
+		fatal_sys("pthread_create");
+}

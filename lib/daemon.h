@@ -22,6 +22,7 @@
 #ifndef HERMOD_DAEMON_H
 #define HERMOD_DAEMON_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <event2/event.h>
@@ -99,5 +100,11 @@ int priv_become(uid_t uid, gid_t gid);
 void daemon_signals(struct event_base *base, void (*on_term)(void *),
     void (*on_hup)(void *), void *arg);
 void daemon_signals_free(void);
+
+/*
+ * A helper thread that takes no signal (the loop's handlers stay the only
+ * ones): started with every signal blocked. fatal() when it cannot start.
+ */
+void daemon_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 #endif

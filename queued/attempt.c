@@ -79,8 +79,7 @@ msg_finished(struct msg *m)
 void
 msg_remove(struct msg *m, const char *why)
 {
-	if (unlinkat(spool_fd, m->path, 0) < 0 && errno != ENOENT)
-		log_qwarn(m->id, "cannot remove %s: %s", m->path, strerror(errno));
+	remove_later(m->path);	/* remove.c: unlink(2) can wait for the disk */
 	log_qinfo(m->id, "%s", why);
 	sched_forget(m);
 }

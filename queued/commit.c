@@ -40,7 +40,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +48,7 @@
 
 #include <event2/event.h>
 
+#include "daemon.h"
 #include "log.h"
 #include "queued.h"
 
@@ -176,20 +176,12 @@ commit_pending(void)
 void
 commit_init(struct event_base *base)
 {
-	sigset_t all, old;
-
 	if ((done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		fatal_sys("eventfd");
 	if ((done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, on_done, NULL)) == NULL ||
 	    event_add(done_ev, NULL) < 0)
 		fatal("commit: event_new");
-	/* The thread takes no signal: the loop's handlers stay the only ones. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	errno = pthread_create(&syncer, NULL, sync_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (errno != 0)
-		fatal_sys("pthread_create");
+	daemon_thread_start(&syncer, sync_main, NULL);	/* takes no signal */
 	have_syncer = 1;
 }
 

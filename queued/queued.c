@@ -167,6 +167,7 @@ main(int argc, char **argv)
 	    event_base_priority_init(queued_base, QUEUED_PRIORITIES) < 0)
 		fatal("event_base_new");
 	commit_init(queued_base);
+	remove_init();
 	sched_init(queued_base);
 	local_init(queued_base);
 	remote_init(queued_base);
@@ -186,6 +187,7 @@ main(int argc, char **argv)
 		commit_run();
 	}
 	commit_shutdown();
+	remove_shutdown();
 	daemon_signals_free();
 	daemon_pidfile_remove();
 	return 0;
