@@ -149,6 +149,31 @@ def test_sigterm_keeps_the_queue_and_restart_delivers(hermod):
         fake.close()
 
 
+def test_finished_file_left_behind_is_removed_not_delivered(hermod):
+    """queued unlinks finished files on a thread of its own, after their
+    last state record: if it dies in between, the file is whole and says
+    every recipient is done. The next start removes it, delivers nothing."""
+    prepare(hermod)
+    hermod.start("queued")          # no lmtpd: the message waits
+    _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: done\r\n\r\nx\r\n")
+    qid = after[0][1].split()[1].decode()
+    wait_for(lambda: "%s: to=<alice@example.test>" % qid in hermod.log("queued"), 20,
+             what="the deferral")
+    assert hermod.stop("queued") == 0
+    path = hermod.path("spool", "queue", qid[-1], qid)
+    with open(path, "ab") as f:     # what the delivery would have recorded
+        f.write(b"r 0 s 2.0.0 %d lmtpd 250+202.0.0+20ok\n" % int(time.time()))
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        wait_for(lambda: "%s: removed" % qid in hermod.log("queued"), 20, what="removal")
+        assert hermod.stop("queued") == 0
+        assert not os.path.exists(path)
+        assert fake.to("alice@example.test") == []
+    finally:
+        fake.close()
+
+
 def test_many_due_messages_wait_without_holding_files(hermod):
     """3,000 recovered messages due at once, more than the process may
     open files (queued runs with its descriptor limit lowered to 512): they
