@@ -399,9 +399,12 @@ qf_finish(struct qf_writer *w)
 void
 qf_abort(struct qf_writer *w)
 {
-	if (w->path != NULL && w->fd >= 0)
-		unlinkat(spool_fd, w->path, 0);
-	qf_writer_free(w);
+	char *path = w->path != NULL && w->fd >= 0 ? xstrdup(w->path) : NULL;
+
+	qf_writer_free(w);	/* closed first: the last close frees the blocks */
+	if (path != NULL)
+		remove_later(path);	/* remove.c: the unlink waits for the disk */
+	free(path);
 }
 
 void

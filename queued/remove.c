@@ -1,5 +1,6 @@
 /*
- * The removal of finished queue files, on a thread of its own.
+ * The removal of finished queue files, and of files whose submission was
+ * abandoned (qf_abort), on a thread of its own.
  *
  * Why not in the loop: unlinking a file frees its blocks, and on a file
  * system mounted with "discard" (ext4 without a journal, as on this
@@ -9,8 +10,11 @@
  * 250 waited behind the removal of the message before it.
  *
  * Nothing depends on the removal being done at once: a message is
- * forgotten by the scheduler before its name is handed over, and names
- * are never reused. If queued dies before the thread got to a file, the
+ * forgotten by the scheduler (an abandoned file was never known to it)
+ * and its descriptor closed before its name is handed over, so the
+ * blocks are freed here and not by a later close in the loop; names are
+ * never reused. An abandoned file left by a crash has no seal, and
+ * recovery removes it as it always did. If queued dies before the thread got to a file, the
  * file is still complete with its final states, and recovery removes it
  * again (scheduler.c's sched_add: a finished message is removed, not
  * delivered). At a clean stop remove_shutdown() lets the thread finish
