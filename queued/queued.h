@@ -186,15 +186,15 @@ void commit_request(struct commit_req *r);	/* done() called from the loop */
 void commit_run(void);		/* after each turn: hand the batch over */
 int commit_pending(void);	/* requests waiting or being flushed */
 void commit_shutdown(void);	/* joins the sync thread */
-/* remove.c: finished queue files unlinked on a thread of its own. */
-void remove_init(void);
-void remove_later(const char *path);	/* relative to spool_fd */
-void remove_shutdown(void);	/* what is listed goes, then the join */
-
 struct commit_stats {
 	unsigned long long passes, files, fsyncs, syncfs, dir_fsyncs;
 };
 extern struct commit_stats commit_stats;
+
+/* remove.c: finished queue files unlinked on a thread of its own. */
+void remove_init(void);
+void remove_later(const char *path);	/* relative to spool_fd */
+void remove_shutdown(void);	/* what is listed goes, then the join */
 
 /* scheduler.c */
 struct transport {

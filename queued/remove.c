@@ -9,18 +9,19 @@
  * that was a pause of every session for every message delivered: a
  * 250 waited behind the removal of the message before it.
  *
- * Nothing depends on the removal being done at once: a message is
- * forgotten by the scheduler (an abandoned file was never known to it)
- * and its descriptor closed before its name is handed over, so the
- * blocks are freed here and not by a later close in the loop; names are
- * never reused. An abandoned file left by a crash has no seal, and
- * recovery removes it as it always did. If queued dies before the thread got to a file, the
- * file is still complete with its final states, and recovery removes it
- * again (scheduler.c's sched_add: a finished message is removed, not
- * delivered). At a clean stop remove_shutdown() lets the thread finish
- * the list first. The list is bounded: past REMOVE_MAX names waiting
- * (a disk far slower than the deliveries), the loop unlinks itself.
+ * Nothing depends on the removal being done at once. A finished message
+ * is forgotten by the scheduler, and an abandoned file was never known to
+ * it; either's descriptor is closed before its name is handed over, so
+ * the blocks are freed here, not by a later close in the loop. Names are
+ * never reused. If queued dies before the thread got to a file, a
+ * finished file is still whole with its final states, and the next start
+ * removes it without delivering it (scheduler.c's sched_add); an
+ * abandoned one has no seal and is removed as unfinished. At a clean
+ * stop remove_shutdown() lets the thread finish the list first. The list
+ * is bounded: past REMOVE_MAX names waiting (a disk far slower than the
+ * deliveries), the loop unlinks itself.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,20 @@ static int count, quit;				/* under mu */
 static pthread_t remover;
 static int have_remover;
 
+static int failed, failed_errno;			/* under mu */
+
+/* No log line from the thread (log.c is the loop's): a failure is
+ * counted, and the loop's next remove_later() reports it. The file is
+ * left to the next start's recovery. */
 static void
 unlink_one(const char *path)
 {
-	/* No log line from the thread: the caller logged "removed". A
-	 * failure other than ENOENT leaves the file to recovery. */
-	(void)unlinkat(spool_fd, path, 0);
+	if (unlinkat(spool_fd, path, 0) < 0 && errno != ENOENT) {
+		pthread_mutex_lock(&mu);
+		failed++;
+		failed_errno = errno;
+		pthread_mutex_unlock(&mu);
+	}
 }
 
 static void *
@@ -88,6 +97,11 @@ remove_later(const char *path)
 		return;
 	}
 	pthread_mutex_lock(&mu);
+	if (failed > 0) {
+		log_warn("cannot remove %d queue file(s): %s; left for the next start",
+		    failed, strerror(failed_errno));
+		failed = 0;
+	}
 	if (count >= REMOVE_MAX) {
 		pthread_mutex_unlock(&mu);
 		unlink_one(path);

@@ -174,6 +174,35 @@ def test_finished_file_left_behind_is_removed_not_delivered(hermod):
         fake.close()
 
 
+def test_a_failed_removal_is_logged_and_left_for_the_next_start(hermod):
+    """The removal thread cannot log; a file it could not unlink is
+    reported by the loop at its next removal, and stays for recovery."""
+    prepare(hermod)
+    hermod.start("queued")          # no lmtpd yet: the message waits
+    _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: stuck\r\n\r\nx\r\n")
+    qid = after[0][1].split()[1].decode()
+    qdir = hermod.path("spool", "queue", qid[-1])
+    wait_for(lambda: "%s: to=<alice@example.test>" % qid in hermod.log("queued"), 20,
+             what="the deferral")
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    mode = os.stat(qdir).st_mode & 0o7777
+    try:
+        os.chmod(qdir, 0o555)       # the unlink fails (EACCES), as on a broken disk
+        assert control(hermod, "flush").startswith("+OK")
+        wait_for(lambda: "%s: removed" % qid in hermod.log("queued"), 20, what="removal")
+        time.sleep(0.2)             # the thread's attempt
+        os.chmod(qdir, mode)
+        _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: next\r\n\r\nx\r\n")
+        assert after[0][0] == 250
+        wait_for(lambda: "cannot remove 1 queue file(s): Permission denied; left for the "
+                 "next start" in hermod.log("queued"), 20, what="the warning")
+        assert os.path.exists(os.path.join(qdir, qid))
+        assert len(fake.to("alice@example.test")) == 2
+    finally:
+        os.chmod(qdir, mode)
+        fake.close()
+
+
 def test_many_due_messages_wait_without_holding_files(hermod):
     """3,000 recovered messages due at once, more than the process may
     open files (queued runs with its descriptor limit lowered to 512): they
