@@ -16,6 +16,7 @@
 #include "../queued/queue_file.c"
 #include "../queued/queue_id.c"
 #include "../queued/queue_read.c"
+#include "../queued/remove.c"
 #include "../queued/submit_parse.c"
 
 static char dir[64];

@@ -13,6 +13,7 @@
 #include "../../queued/queue_file.c"
 #include "../../queued/queue_id.c"
 #include "../../queued/queue_read.c"
+#include "../../queued/remove.c"
 #include "unit.h"
 
 static char spool[64];
