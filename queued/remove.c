@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@ static pthread_t remover;
 static int have_remover;
 
 static int failed, failed_errno;			/* under mu */
+static char failed_path[64];				/* under mu: the last */
 
 /* No log line from the thread (log.c is the loop's): a failure is
  * counted, and the loop's next remove_later() reports it. The file is
@@ -58,6 +60,7 @@ unlink_one(const char *path)
 		pthread_mutex_lock(&mu);
 		failed++;
 		failed_errno = errno;
+		snprintf(failed_path, sizeof(failed_path), "%s", path);
 		pthread_mutex_unlock(&mu);
 	}
 }
@@ -98,8 +101,8 @@ remove_later(const char *path)
 	}
 	pthread_mutex_lock(&mu);
 	if (failed > 0) {
-		log_warn("cannot remove %d queue file(s): %s; left for the next start",
-		    failed, strerror(failed_errno));
+		log_warn("cannot remove %d queue file(s), the last %s: %s; left for "
+		    "the next start", failed, failed_path, strerror(failed_errno));
 		failed = 0;
 	}
 	if (count >= REMOVE_MAX) {

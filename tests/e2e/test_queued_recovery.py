@@ -194,8 +194,9 @@ def test_a_failed_removal_is_logged_and_left_for_the_next_start(hermod):
         os.chmod(qdir, mode)
         _, after = lmtp_submit(hermod, ["alice@example.test"], b"Subject: next\r\n\r\nx\r\n")
         assert after[0][0] == 250
-        wait_for(lambda: "cannot remove 1 queue file(s): Permission denied; left for the "
-                 "next start" in hermod.log("queued"), 20, what="the warning")
+        warning = "cannot remove 1 queue file(s), the last queue/%s/%s: Permission denied; " \
+            "left for the next start" % (qid[-1], qid)
+        wait_for(lambda: warning in hermod.log("queued"), 20, what="the warning")
         assert os.path.exists(os.path.join(qdir, qid))
         assert len(fake.to("alice@example.test")) == 2
     finally:
