@@ -39,6 +39,16 @@ struct handoff {
 	time_t idle_since;		/* the last transaction's end */
 };
 
+/* Transactions of this process that queued has not finished. */
+static int in_flight;
+
+static void
+set_state(struct handoff *h, enum hstate st)
+{
+	in_flight += (st != H_IDLE) - (h->state != H_IDLE);
+	h->state = st;
+}
+
 static void
 set_result(struct handoff *h, int code, const char *status, const char *text)
 {
@@ -98,7 +108,7 @@ fire_result(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	h->state = H_IDLE;
+	set_state(h, H_IDLE);
 	h->failed = 0;
 	h->idle_since = time(NULL);
 	memset(&h->res, 0, sizeof(h->res));
@@ -110,7 +120,7 @@ finish(struct handoff *h)
 {
 	if (h->state == H_DONE || h->state == H_IDLE)
 		return;
-	h->state = H_DONE;
+	set_state(h, H_DONE);
 	if (!h->failed && h->res.code == 0)
 		set_result(h, 451, "4.3.0", "Error: queue file write error");
 	event_active(h->later, 0, 0);
@@ -150,7 +160,7 @@ on_data_start(struct cli_conn *c, void *arg)
 		finish(h);
 		return;
 	}
-	h->state = H_DATA;
+	set_state(h, H_DATA);
 	h->cb->ready(h->arg, h->mail_qid);
 }
 
@@ -307,11 +317,11 @@ connect_queued(struct handoff *h)
 int
 handoff_start(struct handoff *h, const struct handoff_msg *m)
 {
-	int ok = 0, warm = 0;
+	int ok = 0, early = 0;
 
 	if (h->state != H_IDLE)
 		return -1;
-	h->state = H_WAIT;
+	set_state(h, H_WAIT);
 	h->failed = 0;
 	h->mail_qid[0] = '\0';
 	memset(&h->res, 0, sizeof(h->res));
@@ -322,8 +332,11 @@ handoff_start(struct handoff *h, const struct handoff_msg *m)
 	}
 	if (h->c == NULL)
 		h->c = pool_take(h);
+	/* early: queued took a transaction on this connection already, and
+	 * has no other one of this process to answer: it is idle, the 354
+	 * can go at once (see smtp_data.c) */
 	if (h->c != NULL)
-		warm = 1;	/* queued took a transaction on it already */
+		early = in_flight == 1;
 	else if ((h->c = connect_queued(h)) == NULL)
 		ok = -1;
 	if (ok == 0 && (cli_xforward(h->c, &m->xforward) != 0 ||
@@ -342,7 +355,7 @@ handoff_start(struct handoff *h, const struct handoff_msg *m)
 		finish(h);
 		return 0;
 	}
-	return warm;
+	return early;
 }
 
 int
@@ -361,7 +374,7 @@ handoff_end(struct handoff *h)
 {
 	if (h->state != H_DATA || h->c == NULL || cli_data_end(h->c) != 0)
 		return -1;
-	h->state = H_DOT;
+	set_state(h, H_DOT);
 	return 0;
 }
 
@@ -374,7 +387,7 @@ handoff_abort(struct handoff *h)
 		cli_free(h->c);
 	h->c = NULL;
 	event_del(h->later);
-	h->state = H_IDLE;
+	set_state(h, H_IDLE);
 	h->failed = 0;
 }
 
@@ -397,6 +410,7 @@ handoff_free(struct handoff *h)
 		pool_put(h->c, h->idle_since);
 	else if (h->c != NULL)
 		cli_free(h->c);
+	set_state(h, H_IDLE);
 	event_free(h->later);
 	free(h);
 }

@@ -61,8 +61,9 @@ struct handoff *handoff_new(struct event_base *base,
     const struct handoff_cb *cb, void *arg);
 /* Begin a transaction (connecting first when needed). Everything in msg
  * is copied. 1 when it runs on a connection that queued has served
- * before (ready() is then all but certain), 0 when on a new one or when
- * it failed at once (result() follows), -1 if one is already running
+ * before and no other transaction of this process waits for queued
+ * (ready() is then all but certain, and soon), 0 otherwise or when it
+ * failed at once (result() follows), -1 if one is already running
  * (caller bug). */
 int handoff_start(struct handoff *h, const struct handoff_msg *msg);
 /* Message bytes, CRLF lines, not dot-stuffed. 0 go on, 1 wait for

@@ -6,15 +6,18 @@
  * Never held whole: less than 2 * SMTPD_DATA_CHUNK decoded bytes wait
  * here, and the session is paused while queued's socket is full.
  *
- * DATA on a connection queued has served before gets its 354 at once,
- * without waiting for queued's: the client sends the message while
- * queued opens its file (a round trip saved per message, most of the
- * DATA command's time). What comes meanwhile waits in tx->out, the
- * session paused once a chunk is there; the Received: header, which
- * needs queued's id, goes first when queued's 354 comes. A refusal
- * from queued then comes after the dot, as any failure to queue does.
- * On a new connection (queued just started, or down) the 354 waits, so
- * that a queued that is down costs the client no data.
+ * DATA gets its 354 at once, without waiting for queued's, when queued
+ * has nothing else of this smtpd to answer and the connection to it has
+ * served before: the client sends the message while queued opens its
+ * file (a round trip saved per message, most of the DATA command's time
+ * at one client). What comes meanwhile waits in tx->out, the session
+ * paused once a chunk is there; the Received: header, which needs
+ * queued's id, goes first when queued's 354 comes. A refusal from
+ * queued then comes after the dot, as any failure to queue does. Under
+ * load (other transactions waiting for queued) the 354 waits: queued's
+ * 354 would come late, and the gain is nil when queued is busy anyway.
+ * On a new connection (queued just started, or down) the 354 waits too,
+ * so that a queued that is down costs the client no data.
  *
  * SMTP smuggling (2023): a bare LF or a bare CR anywhere in the data gets
  * the whole message refused (550 5.5.2, Postfix 3.9's

@@ -552,3 +552,49 @@ def test_early_354_holds_the_data_until_queued_answers(hermod):
     assert first < head.index(b"Subject: early")
     assert (b"with ESMTP id %s\n" % qid.encode()) in head
     assert text == body.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
+
+
+def test_no_early_354_while_another_transaction_waits_for_queued(hermod):
+    """The 354 goes early only when queued has nothing else of this smtpd
+    to answer: with one message waiting for a stopped queued, a second
+    session's DATA waits for queued's 354, and both are queued once it
+    runs again."""
+    start(hermod)
+    warm = [Client(hermod.smtp_port), Client(hermod.smtp_port)]
+    for c in warm:              # at once: two connections to queued, pooled
+        c.cmd("EHLO x")
+        send_ok(c)
+    for c in warm:
+        c.close()
+    hermod.wait_messages("alice", 2)
+    time.sleep(0.3)             # smtpd has seen both sessions end
+    hermod.signal("queued", signal.SIGSTOP)
+    a = Client(hermod.smtp_port, timeout=20)
+    b = Client(hermod.smtp_port, timeout=20)
+    try:
+        for c in (a, b):
+            c.cmd("EHLO x")
+            assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+            assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+        assert a.cmd("DATA")[0] == 354              # queued idle: early
+        a.send(b"Subject: first\r\n\r\none\r\n.\r\n")
+        b.send(b"DATA\r\n")
+        b.sock.settimeout(1.0)
+        try:
+            got = b.sock.recv(100)
+        except socket.timeout:
+            got = b""
+        assert got == b"", got                      # waits for queued's 354
+        b.sock.settimeout(20)
+        hermod.signal("queued", signal.SIGCONT)
+        assert a.reply()[0] == 250
+        assert b.reply()[0] == 354
+        b.send(b"Subject: second\r\n\r\ntwo\r\n.\r\n")
+        assert b.reply()[0] == 250
+    finally:
+        hermod.signal("queued", signal.SIGCONT)
+        a.close()
+        b.close()
+    msgs = hermod.wait_messages("alice", 4)
+    assert sum(b"Subject: first" in m for m in msgs) == 1
+    assert sum(b"Subject: second" in m for m in msgs) == 1
