@@ -3,6 +3,13 @@
  * requests, at most lmtpd_process_limit outstanding at the master, the
  * results matched back to their sessions by id. The socket to the master
  * is SOCK_SEQPACKET, so every request and every result is one datagram.
+ *
+ * Requests go out at the end of the loop's turn, not one by one as they
+ * are submitted, and each carries a hint: how many more deliveries are
+ * likely to follow it soon (the requests sent after it in this turn and
+ * the transactions open in other sessions). The master waits for those,
+ * briefly, so that deliveries arriving together make one batch
+ * (deliver_master.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +23,7 @@
 
 #include "conf.h"
 #include "deliver.h"
+#include "lmtp_session.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -34,7 +42,7 @@ static struct jobq running = TAILQ_HEAD_INITIALIZER(running);
 static unsigned nwaiting, nrunning;
 static int msock = -1;
 static uint32_t next_id;
-static struct event *ev_read, *ev_write;
+static struct event *ev_read, *ev_write, *ev_pump;
 
 static void
 job_free(struct job *j)
@@ -54,9 +62,12 @@ static void
 pump(void)
 {
 	struct job *j;
+	unsigned limit = (unsigned)conf_num(C_lmtpd_process_limit);
+	unsigned open = lmtp_sessions_in_transaction();
 
-	while ((j = TAILQ_FIRST(&waiting)) != NULL &&
-	    nrunning < (unsigned)conf_num(C_lmtpd_process_limit)) {
+	while ((j = TAILQ_FIRST(&waiting)) != NULL && nrunning < limit) {
+		unsigned behind = nwaiting - 1, room = limit - nrunning - 1;
+		j->req.more = (behind < room ? behind : room) + open;
 		if (send_req(&j->req, j->fd) < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				fatal_sys("lmtpd: delivery master socket");
@@ -113,6 +124,7 @@ on_readable(evutil_socket_t fd, short what, void *arg)
 	pump();
 }
 
+/* on_writable, and ev_pump (activated by deliver_submit) */
 static void
 on_writable(evutil_socket_t fd, short what, void *arg)
 {
@@ -129,6 +141,7 @@ deliver_init(struct event_base *base, int master_sock)
 	evutil_make_socket_nonblocking(msock);
 	ev_read = event_new(base, msock, EV_READ | EV_PERSIST, on_readable, NULL);
 	ev_write = event_new(base, msock, EV_WRITE, on_writable, NULL);
+	ev_pump = event_new(base, -1, 0, on_writable, NULL);
 	event_add(ev_read, NULL);
 }
 
@@ -149,7 +162,7 @@ deliver_submit(int msgfd, const char *qid, const char *sender, const char *rcpt,
 	j->slot = slot;
 	TAILQ_INSERT_TAIL(&waiting, j, entry);
 	nwaiting++;
-	pump();
+	event_active(ev_pump, 0, 0);	/* again while active: a no-op */
 }
 
 void
@@ -193,7 +206,8 @@ deliver_shutdown(void)
 	if (ev_read != NULL) {
 		event_free(ev_read);
 		event_free(ev_write);
-		ev_read = ev_write = NULL;
+		event_free(ev_pump);
+		ev_read = ev_write = ev_pump = NULL;
 	}
 	if (msock >= 0)
 		close(msock);

@@ -472,6 +472,19 @@ lmtp_sessions_delivering(void)
 }
 
 unsigned
+lmtp_sessions_in_transaction(void)
+{
+	struct session *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &sessions, entry) {
+		unsigned st = srv_state(s->srv);
+		n += st == S_MAIL || st == S_RCPT || st == S_DATA || st == S_BDAT || st == S_CHUNK;
+	}
+	return n;
+}
+
+unsigned
 lmtp_sessions_unflushed(void)
 {
 	struct session *s;

@@ -129,6 +129,7 @@ struct dlv_req {
 	char qid[DLV_QID_MAX];
 	char sender[DLV_ADDR_MAX];
 	char rcpt[DLV_ADDR_MAX];
+	uint32_t more;		/* deliveries the session process expects soon */
 };
 #define DLV_REQ_DELIVER 1
 #define DLV_REQ_RELOAD 2

@@ -16,7 +16,7 @@ import pytest
 
 from hermod import wait_for
 from test_lmtpd import SENDER, msg, start
-from test_lmtpd_client import Client, stored
+from test_lmtpd_client import Client, stored, stuff
 from test_lmtpd_workers import workers
 
 USERS = ["u%d" % i for i in range(8)]
@@ -207,3 +207,55 @@ def test_overdue_batch_is_killed_with_430_for_each(hermod):
     with Client(hermod.lmtp_socket) as c:
         _, dr = c.transaction(SENDER, rcpts, msg("next"))
     assert [code for code, _ in dr] == [250] * 3
+
+
+def open_data(h, subject):
+    """A session to u0 with its message sent but for the final dot."""
+    c = Client(h.lmtp_socket, timeout=30)
+    assert c.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+    assert c.cmd("RCPT TO:<u0@example.test>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(stuff(msg(subject, b"w" * 4000 + b"\r\n")))
+    return c
+
+
+def test_deliveries_ending_together_make_one_batch(hermod):
+    """Four sessions end their messages to one owner one right after the
+    other, as queued hands over the messages of one commit. The first
+    delivery waits for the others the session process expects, and all
+    four share one commit (before, the first went out alone and the rest
+    as a second batch: four flushes instead of two)."""
+    start(hermod, users=[("u0", None, "")])
+    with Client(hermod.lmtp_socket) as c:       # the Maildir and its worker
+        assert c.transaction(SENDER, ["u0@example.test"], msg("warm"))[1][0][0] == 250
+    clients = [open_data(hermod, "together %d" % i) for i in range(4)]
+    try:
+        time.sleep(0.3)         # every body read; only the dots are left
+        for c in clients:       # apart, as queued's writes come
+            c.send(b".\r\n")
+            time.sleep(0.0005)
+        replies = [c.reply() for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert [code for code, _ in replies] == [250] * 4, replies
+    assert shared_commits(hermod) == [4] * 4
+    assert len(hermod.messages("u0")) == 5
+
+
+def test_an_open_transaction_holds_a_delivery_only_briefly(hermod):
+    """A transaction left open (a client that stops after RCPT) makes the
+    session process expect one more delivery; the delivery that waits for
+    it starts after the hold (milliseconds), and every later one too."""
+    start(hermod, users=[("u0", None, "")])
+    idle = Client(hermod.lmtp_socket, timeout=30)
+    try:
+        assert idle.cmd("MAIL FROM:<%s>" % SENDER)[0] == 250
+        assert idle.cmd("RCPT TO:<u0@example.test>")[0] == 250
+        with Client(hermod.lmtp_socket, timeout=10) as c:
+            for i in range(3):
+                assert c.transaction(SENDER, ["u0@example.test"],
+                                     msg("past the idle one %d" % i))[1][0][0] == 250
+    finally:
+        idle.close()
+    assert len(hermod.messages("u0")) == 3
