@@ -538,18 +538,24 @@ def flushes(side, msgs):
     strace, where perf cannot, stops every traced process at each of its
     system calls: Hermod ran about 7 times slower under it, so the
     batches it counted were those of another load."""
-    pids = ",".join(str(p) for p in side.pids())
     out = os.path.join(W, "flushes.%s" % side.name)
-    if perf_works():
-        cmd = ["perf", "stat", "-x,", "-o", out, "-p", pids, "-e",
-               ",".join("syscalls:sys_enter_" + c for c in FLUSH_CALLS)]
-        tool = "perf"
+    tool = "perf" if perf_works() else "strace"
+    for _ in range(5):
+        # a process that exits between pids() and the attach (an lmtpd
+        # worker retiring, a Postfix smtpd) makes the tool give up: again
+        pids = ",".join(str(p) for p in side.pids())
+        if tool == "perf":
+            cmd = ["perf", "stat", "-x,", "-o", out, "-p", pids, "-e",
+                   ",".join("syscalls:sys_enter_" + c for c in FLUSH_CALLS)]
+        else:
+            cmd = ["strace", "-c", "-f", "-o", out, "-e",
+                   "trace=" + ",".join(FLUSH_CALLS), "-p", pids]
+        st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        if st.poll() is None:
+            break
     else:
-        cmd = ["strace", "-c", "-f", "-o", out, "-e", "trace=" + ",".join(FLUSH_CALLS),
-               "-p", pids]
-        tool = "strace"
-    st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+        raise RuntimeError("%s cannot attach to %s's daemons" % (tool, side.name))
     run_local(side, msgs, 100, 1)
     st.send_signal(2)
     st.wait(60)
