@@ -328,8 +328,9 @@ take_batch(struct pend *p)
  * first request that waits. A lone delivery says 0 and starts at once;
  * so does the last of a burst.
  */
-#define BATCH_HOLD_US	5000	/* 2000 gave 4.0-5.4 messages per device flush at
-				 * 100 clients, 5000 gave 5.2-5.9 (bench/RESULTS.md) */
+#define BATCH_HOLD_US	10000	/* at 100 clients, messages per flush call: 2000 gave
+				 * 4.4-5.0, 5000 4.4-5.5, 10000 5.2-6.2, and no change
+				 * in throughput at 10 or 100 clients (bench/RESULTS.md) */
 static int64_t hold_until;	/* monotonic microseconds; 0: not holding */
 
 static int64_t
