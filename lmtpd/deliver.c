@@ -66,8 +66,9 @@ pump(void)
 	unsigned open = lmtp_sessions_in_transaction();
 
 	while ((j = TAILQ_FIRST(&waiting)) != NULL && nrunning < limit) {
-		unsigned behind = nwaiting - 1, room = limit - nrunning - 1;
-		j->req.more = (behind < room ? behind : room) + open;
+		/* at most what the limit lets through after this one */
+		unsigned more = nwaiting - 1 + open, room = limit - nrunning - 1;
+		j->req.more = more < room ? more : room;
 		if (send_req(&j->req, j->fd) < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				fatal_sys("lmtpd: delivery master socket");
