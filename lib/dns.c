@@ -39,6 +39,9 @@ static struct {
 	LIST_HEAD(, sockw) socks;
 	TAILQ_HEAD(, dns_query) queries;
 	int timeout_ms, tries;
+	int reload;		/* a new channel wanted (dns_reload) */
+	char **servers;		/* its servers (a copy); NULL: resolv.conf */
+	struct event *reload_ev;	/* replaces the channel from the loop */
 } R = { .timeout_ms = 5000, .tries = 2 };
 
 static const struct {
@@ -179,7 +182,7 @@ sock_state(void *data, ares_socket_t fd, int readable, int writable)
 }
 
 static int
-set_servers(char *const *servers)
+set_servers(ares_channel ch, char *const *servers)
 {
 	char csv[2048];
 	size_t len = 0;
@@ -196,7 +199,7 @@ set_servers(char *const *servers)
 		}
 		len += (size_t)r;
 	}
-	if ((r = ares_set_servers_ports_csv(R.ch, csv)) != ARES_SUCCESS) {
+	if ((r = ares_set_servers_ports_csv(ch, csv)) != ARES_SUCCESS) {
 		log_crit("dns_servers: '%s': %s", csv, ares_strerror(r));
 		return -1;
 	}
@@ -210,18 +213,13 @@ dns_set_timeouts(int timeout_ms, int tries)
 	R.tries = tries > 0 ? tries : 2;
 }
 
-int
-dns_init(struct event_base *base, char *const *servers)
+/* A channel with our options and `servers` (NULL: resolv.conf). */
+static int
+channel_new(ares_channel *ch, char *const *servers)
 {
 	struct ares_options o;
 	int r;
 
-	if (R.up)
-		fatal("dns_init called twice");
-	if ((r = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
-		log_crit("c-ares: %s", ares_strerror(r));
-		return -1;
-	}
 	memset(&o, 0, sizeof(o));
 	o.sock_state_cb = sock_state;
 	o.timeout = R.timeout_ms;
@@ -230,21 +228,40 @@ dns_init(struct event_base *base, char *const *servers)
 	 * (c-ares retries without EDNS if a server answers FORMERR). */
 	o.flags = ARES_FLAG_EDNS;
 	o.ednspsz = 1232;
-	r = ares_init_options(&R.ch, &o, ARES_OPT_SOCK_STATE_CB |
+	r = ares_init_options(ch, &o, ARES_OPT_SOCK_STATE_CB |
 	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS |
 	    ARES_OPT_EDNSPSZ);
 	if (r != ARES_SUCCESS) {
 		log_crit("c-ares: %s", ares_strerror(r));
-		ares_library_cleanup();
 		return -1;
 	}
-	if (set_servers(servers) == -1) {
-		ares_destroy(R.ch);
+	if (set_servers(*ch, servers) == -1) {
+		ares_destroy(*ch);
+		return -1;
+	}
+	return 0;
+}
+
+static void on_reload(evutil_socket_t fd, short what, void *arg);
+
+int
+dns_init(struct event_base *base, char *const *servers)
+{
+	int r;
+
+	if (R.up)
+		fatal("dns_init called twice");
+	if ((r = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		log_crit("c-ares: %s", ares_strerror(r));
+		return -1;
+	}
+	if (channel_new(&R.ch, servers) == -1) {
 		ares_library_cleanup();
 		return -1;
 	}
 	R.base = base;
 	R.timer = evtimer_new(base, on_timer, NULL);
+	R.reload_ev = evtimer_new(base, on_reload, NULL);
 	LIST_INIT(&R.socks);
 	TAILQ_INIT(&R.queries);
 	R.up = 1;
@@ -252,9 +269,72 @@ dns_init(struct event_base *base, char *const *servers)
 }
 
 static void
+servers_free(void)
+{
+	for (char **p = R.servers; p != NULL && *p != NULL; p++)
+		free(*p);
+	free(R.servers);
+	R.servers = NULL;
+}
+
+/* The channel replaced, when no lookup runs (the old one then has no
+ * query, only idle sockets: their watchers go through sock_state). */
+static void
+reload_now(void)
+{
+	ares_channel ch;
+
+	if (!R.reload || !TAILQ_EMPTY(&R.queries))
+		return;
+	R.reload = 0;
+	if (channel_new(&ch, R.servers) == -1)
+		log_warn("DNS: keeping the resolver settings from before the reload");
+	else {
+		ares_destroy(R.ch);
+		R.ch = ch;
+		arm_timer();
+	}
+	servers_free();
+	dns_cache_flush();
+}
+
+static void
+on_reload(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	reload_now();
+}
+
+void
+dns_reload(char *const *servers)
+{
+	size_t n = 0;
+
+	dns_cache_flush();
+	if (!R.up)
+		return;
+	servers_free();
+	while (servers != NULL && servers[n] != NULL)
+		n++;
+	if (n > 0) {
+		R.servers = xcalloc(n + 1, sizeof(*R.servers));
+		for (size_t i = 0; i < n; i++)
+			R.servers[i] = xstrdup(servers[i]);
+	}
+	R.reload = 1;
+	reload_now();
+}
+
+static void
 query_free(struct dns_query *q)
 {
 	TAILQ_REMOVE(&R.queries, q, entry);
+	/* the last lookup gone: a reload waiting for it goes on from the
+	 * loop (here we may be inside the channel's own callback) */
+	if (R.reload && TAILQ_EMPTY(&R.queries))
+		event_active(R.reload_ev, EV_TIMEOUT, 0);
 	event_free(q->defer);
 	free(q->abuf);
 	free(q->name);
@@ -273,6 +353,7 @@ dns_free(void)
 	if (!R.up)
 		return;
 	R.up = 0;
+	R.reload = 0;
 	/* Running lookups come back with ARES_EDESTRUCTION and are freed
 	 * without their callbacks; deferred ones are freed here. */
 	ares_destroy(R.ch);
@@ -284,6 +365,8 @@ dns_free(void)
 		free(w);
 	}
 	event_free(R.timer);
+	event_free(R.reload_ev);
+	servers_free();
 	dns_cache_flush();
 	ares_library_cleanup();
 }
@@ -693,6 +776,7 @@ dns_query_new(int type, void *arg)
 
 	if (!R.up)
 		fatal("dns query before dns_init");
+	reload_now();		/* none running: a waiting reload first */
 	q = xcalloc(1, sizeof(*q));
 	q->type = type;
 	q->arg = arg;

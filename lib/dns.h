@@ -86,6 +86,16 @@ struct dns_query;
  */
 int dns_init(struct event_base *base, char *const *servers);
 
+/*
+ * SIGHUP: a new resolver channel with these servers (as dns_init's), or
+ * with /etc/resolv.conf read again; the cache is emptied. c-ares 1.18
+ * takes no new servers while lookups run and never re-reads
+ * resolv.conf, so the channel is replaced when no lookup runs: at once,
+ * or from the loop when the running ones have finished. Until then the
+ * old settings serve. A bad list keeps the old settings (logged).
+ */
+void dns_reload(char *const *servers);
+
 /* Per-try timeout and tries (before dns_init; defaults 5000 ms, 2 tries,
  * like resolv.conf's). Tests use short ones. */
 void dns_set_timeouts(int timeout_ms, int tries);

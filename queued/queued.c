@@ -142,7 +142,7 @@ on_hup(void *arg)
 		return;
 	alias_expand_close();
 	local_user_close();
-	dns_cache_flush();	/* dns_servers itself takes a restart */
+	dns_reload(conf_list(C_dns_servers));	/* and resolv.conf read again */
 	sched_reconfigure();
 	log_info("configuration and tables reloaded");
 }

@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "daemon.h"
+#include "dns.h"
 #include "event.h"
 #include "log.h"
 #include "policy.h"
@@ -143,8 +144,10 @@ static void
 on_hup(void *arg)
 {
 	(void)arg;
-	if (daemon_reload_config() == 0)
+	if (daemon_reload_config() == 0) {
 		log_info("configuration reloaded");
+		dns_reload(conf_list(C_dns_servers));	/* if started */
+	}
 	smtpd_tls_reload();	/* new sessions only; a failure keeps the old */
 }
 

@@ -7,12 +7,13 @@ back to the sender's Maildir and are parsed with the email package."""
 import email
 import email.policy
 import re
+import signal
 import smtplib
 import time
 
 import pytest
 
-from dnsfix import FakeDNS
+from dnsfix import FakeDNS, free_udp_port
 from hermod import wait_for
 from sinkfix import Hang, Sink, shared_port
 
@@ -541,3 +542,22 @@ def test_burst_to_one_relayhost_comes_back_on_room(env):
     st = stats(env.h)
     assert int(st["postponed"]) > 0 and int(st["unparked"]) > 0, st
     assert int(st["delivered"]) == 170
+
+
+def test_sighup_takes_new_name_servers(env):
+    """queued's resolver asks a server that refuses: deferred. dns_servers
+    changed and SIGHUP, then a flush: the MX comes from the new server and
+    the message is delivered."""
+    sink = env.sink("127.0.0.2")
+    env.mx("moved.example", (10, "127.0.0.2"))
+    env.h.conf(dns_servers="127.0.0.1:%d" % free_udp_port())
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@moved.example"])
+    wait_for(lambda: "status=deferred" in env.h.log("queued"), 30, what="the deferral")
+    assert sink.msgs == []
+    env.h.conf(dns_servers=env.dns.spec)
+    env.h.signal("queued", signal.SIGHUP)
+    wait_for(lambda: "configuration and tables reloaded" in env.h.log("queued"), 10)
+    assert env.h.run("hermod", "flush").returncode == 0
+    assert len(sink.wait(1)) == 1
+    assert re.search(r"to=<a@moved\.example>.*status=sent", env.h.log("queued"))

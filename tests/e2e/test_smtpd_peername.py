@@ -11,6 +11,7 @@ lookups turned off, smtps, and the default resolver (/etc/hosts for
 
 import glob
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -310,3 +311,49 @@ def test_ipv6_client_confirmed_by_aaaa(hermod, dns):
         send_ok(c)
     assert b"Received: from v6 (v6.example.test [IPv6:::1])" in received_of(hermod, 1)
     assert "connect from v6.example.test[::1]" in hermod.log("smtpd")
+
+
+def test_sighup_takes_new_name_servers(hermod, dns):
+    """The resolver runs (a first lookup started it) with a server that
+    refuses; dns_servers changed and SIGHUP: the next client's name comes
+    from the new server."""
+    named(dns, "127.0.0.11", "eleven.example.test")
+    lookup_on(hermod, "127.0.0.1:%d" % free_udp_port())
+    with Client(hermod.smtp_port, source="127.0.0.11", timeout=DNS_TRIES_SEC + 20) as c:
+        assert c.greeting[0] == 220
+        c.cmd("QUIT")
+    assert "connect from unknown[127.0.0.11]" in hermod.log("smtpd")
+    hermod.conf(dns_servers=dns.spec)
+    hermod.signal("smtpd", signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in hermod.log("smtpd"), 10)
+    with Client(hermod.smtp_port, source="127.0.0.11") as c:
+        assert c.greeting[0] == 220
+        c.cmd("QUIT")
+    assert "connect from eleven.example.test[127.0.0.11]" in hermod.log("smtpd")
+    assert dns.queries.get((ptr("127.0.0.11"), "PTR")) == 1
+
+
+def test_sighup_during_a_lookup_waits_for_it(hermod, dns):
+    """A reload while a lookup runs (at a server that never answers)
+    takes effect when that lookup ends: its client is unknown after the
+    resolver's tries, the next client gets its name from the new
+    server."""
+    silent = Silent()
+    try:
+        named(dns, "127.0.0.12", "twelve.example.test")
+        lookup_on(hermod, silent.spec)
+        s = socket.create_connection(("127.0.0.1", hermod.smtp_port), timeout=DNS_TRIES_SEC + 20,
+                                     source_address=("127.0.0.12", 0))
+        wait_for(lambda: silent.queries > 0, 10, what="the lookup at the silent server")
+        hermod.conf(dns_servers=dns.spec)
+        hermod.signal("smtpd", signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in hermod.log("smtpd"), 10)
+        assert s.makefile("rb").readline().startswith(b"220 ")
+        s.close()
+        assert "connect from unknown[127.0.0.12]" in hermod.log("smtpd")
+        with Client(hermod.smtp_port, source="127.0.0.12") as c:
+            assert c.greeting[0] == 220
+            c.cmd("QUIT")
+        assert "connect from twelve.example.test[127.0.0.12]" in hermod.log("smtpd")
+    finally:
+        silent.close()

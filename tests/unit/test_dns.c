@@ -674,6 +674,39 @@ TEST(test_cancel)
 	CHECK_INT(got.calls, 0);
 }
 
+static char good_server[64], dead_server[64];
+
+/* SIGHUP's servers: at once when no lookup runs, else when the running
+ * ones have ended (they end at the old server); a bad list keeps the old
+ * settings; the cache is emptied either way. */
+TEST(test_reload)
+{
+	char *good[] = { good_server, NULL }, *dead[] = { dead_server, NULL };
+	char *bad[] = { "not-an-address", NULL };
+	int before;
+
+	query_mx("mx.test");
+	before = srv_queries;
+	dns_reload(bad);
+	query_mx("mx.test");		/* the old server, asked again */
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(srv_queries, before + 1);
+	memset(&got, 0, sizeof(got));
+	CHECK(dns_query_mx("drop.test", on_mx, NULL) != NULL);
+	dns_reload(dead);		/* waits for drop.test */
+	wait_reply();
+	CHECK_INT(got.calls, 1);
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	before = srv_queries;
+	query_mx("mx.test");		/* nothing listens there: refused */
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	CHECK_INT(srv_queries, before);
+	dns_reload(good);
+	query_mx("mx.test");
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(srv_queries, before + 1);
+}
+
 int
 main(void)
 {
@@ -693,6 +726,19 @@ main(void)
 	ev = event_new(base, srv_fd, EV_READ | EV_PERSIST, on_query, NULL);
 	event_add(ev, NULL);
 	snprintf(server, sizeof(server), "127.0.0.1:%d", ntohs(sin.sin_port));
+	snprintf(good_server, sizeof(good_server), "%s", server);
+	{	/* a port nothing listens on */
+		int fd = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in d = { .sin_family = AF_INET };
+		socklen_t dl = sizeof(d);
+
+		inet_pton(AF_INET, "127.0.0.1", &d.sin_addr);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&d, dl) == -1 ||
+		    getsockname(fd, (struct sockaddr *)&d, &dl) == -1)
+			return 1;
+		snprintf(dead_server, sizeof(dead_server), "127.0.0.1:%d", ntohs(d.sin_port));
+		close(fd);
+	}
 
 	inet_pton(AF_INET, "192.0.2.5", &drop_ptr.sin_addr);
 	dns_set_timeouts(300, 1);
@@ -708,6 +754,7 @@ main(void)
 	RUN(test_ptr);
 	RUN(test_host);
 	RUN(test_cancel);
+	RUN(test_reload);
 	/* Lookups still running at dns_free: dropped, no callback. */
 	memset(&got, 0, sizeof(got));
 	dns_query_mx("drop.test", on_mx, NULL);
