@@ -60,6 +60,7 @@ static const struct {
 	{ ARES_ENOMEM, DNS_TEMPFAIL, "out of memory" },
 	{ ARES_EBADRESP, DNS_MALFORMED, "malformed answer" },
 	{ ARES_EBADNAME, DNS_MALFORMED, "not a valid domain name" },
+	{ ARES_ENOTINITIALIZED, DNS_TEMPFAIL, "the resolver did not start" },
 };
 
 static const char *status_names[] = {
@@ -251,6 +252,11 @@ dns_init(struct event_base *base, char *const *servers)
 
 	if (R.up)
 		fatal("dns_init called twice");
+	if (R.base == NULL) {	/* the first call; a later one keeps its lookups */
+		LIST_INIT(&R.socks);
+		TAILQ_INIT(&R.queries);
+	}
+	R.base = base;		/* dns_reload tries again with it */
 	if ((r = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
 		log_crit("c-ares: %s", ares_strerror(r));
 		return -1;
@@ -259,11 +265,8 @@ dns_init(struct event_base *base, char *const *servers)
 		ares_library_cleanup();
 		return -1;
 	}
-	R.base = base;
 	R.timer = evtimer_new(base, on_timer, NULL);
 	R.reload_ev = evtimer_new(base, on_reload, NULL);
-	LIST_INIT(&R.socks);
-	TAILQ_INIT(&R.queries);
 	R.up = 1;
 	return 0;
 }
@@ -313,8 +316,11 @@ dns_reload(char *const *servers)
 	size_t n = 0;
 
 	dns_cache_flush();
-	if (!R.up)
+	if (!R.up) {		/* it did not start: maybe it does now */
+		if (R.base != NULL && dns_init(R.base, servers) == 0)
+			log_info("DNS resolver started");
 		return;
+	}
 	servers_free();
 	while (servers != NULL && servers[n] != NULL)
 		n++;
@@ -774,7 +780,7 @@ dns_query_new(int type, void *arg)
 {
 	struct dns_query *q;
 
-	if (!R.up)
+	if (R.base == NULL)
 		fatal("dns query before dns_init");
 	reload_now();		/* none running: a waiting reload first */
 	q = xcalloc(1, sizeof(*q));
@@ -810,7 +816,7 @@ dns_query_finish(struct dns_query *q, struct answer *a)
 ares_channel
 dns_channel(void)
 {
-	return R.ch;
+	return R.up ? R.ch : NULL;
 }
 
 void
@@ -856,6 +862,12 @@ submit(const char *name, int type, dns_mx_cb mcb, dns_addr_cb acb,
 	}
 	free(q->hit);
 	q->hit = NULL;
+	if (!R.up) {		/* dns_init failed: a temporary failure */
+		q->state = Q_DEFERRED;
+		q->status = ARES_ENOTINITIALIZED;
+		event_active(q->defer, EV_TIMEOUT, 0);
+		return q;
+	}
 	q->state = Q_SUBMITTING;
 	ares_query(R.ch, name, ns_c_in, type, ares_done, q);
 	if (q->state == Q_SUBMITTING)

@@ -82,7 +82,9 @@ struct dns_query;
 /*
  * Start the resolver on base. servers: conf dns_servers, a NULL-terminated
  * list of IP[:PORT] ([IPV6]:PORT for an IPv6 server with a port); NULL or
- * empty: /etc/resolv.conf. 0, or -1 with a log line.
+ * empty: /etc/resolv.conf. 0, or -1 with a log line; after a failed
+ * start every lookup answers DNS_TEMPFAIL ("the resolver did not start")
+ * until dns_reload() starts it.
  */
 int dns_init(struct event_base *base, char *const *servers);
 
@@ -92,7 +94,8 @@ int dns_init(struct event_base *base, char *const *servers);
  * takes no new servers while lookups run and never re-reads
  * resolv.conf, so the channel is replaced when no lookup runs: at once,
  * or from the loop when the running ones have finished. Until then the
- * old settings serve. A bad list keeps the old settings (logged).
+ * old settings serve. A bad list keeps the old settings (logged). A
+ * resolver whose dns_init failed is started (or not, logged) now.
  */
 void dns_reload(char *const *servers);
 

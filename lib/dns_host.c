@@ -168,15 +168,28 @@ host_done(void *arg, int status, int timeouts, struct hostent *h)
 
 /* A lookup refused before c-ares sees it: answered from the loop. */
 static struct dns_query *
-refuse(struct dns_query *q, const char *why)
+fail(struct dns_query *q, enum dns_status st, const char *why)
 {
 	struct answer *a = xcalloc(1, sizeof(*a));
 
-	a->status = DNS_MALFORMED;
+	a->status = st;
 	a->why = why;
 	q->state = Q_SUBMITTING;
 	dns_query_finish(q, a);
 	return q;
+}
+
+static struct dns_query *
+refuse(struct dns_query *q, const char *why)
+{
+	return fail(q, DNS_MALFORMED, why);
+}
+
+/* dns_init failed: no channel to ask. */
+static struct dns_query *
+unstarted(struct dns_query *q)
+{
+	return fail(q, DNS_TEMPFAIL, "the resolver did not start");
 }
 
 struct dns_query *
@@ -189,6 +202,8 @@ dns_query_ptr(const struct sockaddr *sa, dns_name_cb cb, void *arg)
 	q->name_cb = cb;
 	if ((n = addr_bytes(sa, b, &family)) == 0)
 		return refuse(q, "not an IP address");
+	if (dns_channel() == NULL)
+		return unstarted(q);
 	q->state = Q_SUBMITTING;
 	ares_gethostbyaddr(dns_channel(), b, n, family, host_done, q);
 	if (q->state == Q_SUBMITTING)
@@ -215,6 +230,8 @@ dns_query_host(const char *name, int family, dns_addr_cb cb, void *arg)
 		len--;
 	memcpy(host, name, len);
 	host[len] = '\0';
+	if (dns_channel() == NULL)
+		return unstarted(q);
 	q->state = Q_SUBMITTING;
 	ares_gethostbyname(dns_channel(), host, family, host_done, q);
 	if (q->state == Q_SUBMITTING)

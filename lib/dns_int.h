@@ -54,7 +54,8 @@ void dns_query_drop(struct dns_query *q);
  * the loop if we are still inside the dns_query_*() call, else now;
  * q is freed afterwards. */
 void dns_query_finish(struct dns_query *q, struct answer *a);
-/* The channel, for dns_host.c's requests; re-arm the timer after one. */
+/* The channel, for dns_host.c's requests (NULL when dns_init failed);
+ * re-arm the timer after one. */
 ares_channel dns_channel(void);
 void dns_rearm(void);
 

@@ -174,6 +174,17 @@ session_lookup_allow(void)
 	lookup_allowed = 1;
 }
 
+void
+session_lookup_reload(void)
+{
+	char *const *servers = conf_list(C_dns_servers);
+
+	if (resolver == 1)
+		dns_reload(servers);
+	else
+		resolver = 0;	/* not started, or failed: the next lookup tries */
+}
+
 static int
 resolver_up(struct event_base *base)
 {

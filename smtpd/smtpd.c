@@ -8,7 +8,8 @@
  * Listeners: smtp_listen (port 25), submission_listen (587: STARTTLS,
  * then AUTH before MAIL) and smtps_listen (465: implicit TLS, RFC 8314);
  * the last two only with a certificate (smtpd_tls.c), else the log says
- * they are not opened. SIGHUP also reloads the certificate.
+ * they are not opened. SIGHUP also reloads the certificate and the name
+ * servers.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,7 +20,6 @@
 
 #include "conf.h"
 #include "daemon.h"
-#include "dns.h"
 #include "event.h"
 #include "log.h"
 #include "policy.h"
@@ -146,7 +146,7 @@ on_hup(void *arg)
 	(void)arg;
 	if (daemon_reload_config() == 0) {
 		log_info("configuration reloaded");
-		dns_reload(conf_list(C_dns_servers));	/* if started */
+		session_lookup_reload();	/* new name servers */
 	}
 	smtpd_tls_reload();	/* new sessions only; a failure keeps the old */
 }

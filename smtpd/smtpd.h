@@ -161,6 +161,9 @@ void session_connected(struct session *s);
 /* Client name lookups (smtpd_peername_lookup) may run: smtpd.c, not in
  * smtpd -s. */
 void session_lookup_allow(void);
+/* SIGHUP: a running resolver takes the new dns_servers (dns_reload); one
+ * that failed to start is tried again at the next lookup. */
+void session_lookup_reload(void);
 /* A reply given as one line "DDD x.y.z text" (or "DDD text"); it goes out
  * through lib/smtp_server (buffered, written by the loop). */
 void session_reply(struct session *s, const char *fmt, ...)

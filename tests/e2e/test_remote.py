@@ -544,6 +544,22 @@ def test_burst_to_one_relayhost_comes_back_on_room(env):
     assert int(st["delivered"]) == 170
 
 
+def test_sighup_starts_a_resolver_that_did_not_start(env):
+    """A bad dns_servers: the resolver does not start and remote mail is
+    deferred; the list mended and SIGHUP, then a flush: delivered."""
+    sink = env.sink("127.0.0.2")
+    env.mx("mended.example", (10, "127.0.0.2"))
+    env.h.conf(dns_servers="not-an-address")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@mended.example"])
+    wait_for(lambda: "status=deferred" in env.h.log("queued"), 30, what="the deferral")
+    env.h.conf(dns_servers=env.dns.spec)
+    env.h.signal("queued", signal.SIGHUP)
+    wait_for(lambda: "DNS resolver started" in env.h.log("queued"), 10)
+    assert env.h.run("hermod", "flush").returncode == 0
+    assert len(sink.wait(1)) == 1
+
+
 def test_sighup_takes_new_name_servers(env):
     """queued's resolver asks a server that refuses: deferred. dns_servers
     changed and SIGHUP, then a flush: the MX comes from the new server and

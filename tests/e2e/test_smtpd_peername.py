@@ -313,22 +313,28 @@ def test_ipv6_client_confirmed_by_aaaa(hermod, dns):
     assert "connect from v6.example.test[::1]" in hermod.log("smtpd")
 
 
-def test_sighup_takes_new_name_servers(hermod, dns):
-    """The resolver runs (a first lookup started it) with a server that
-    refuses; dns_servers changed and SIGHUP: the next client's name comes
-    from the new server."""
-    named(dns, "127.0.0.11", "eleven.example.test")
-    lookup_on(hermod, "127.0.0.1:%d" % free_udp_port())
-    with Client(hermod.smtp_port, source="127.0.0.11", timeout=DNS_TRIES_SEC + 20) as c:
+def greet_and_quit(hermod, source, timeout=60):
+    with Client(hermod.smtp_port, source=source, timeout=timeout) as c:
         assert c.greeting[0] == 220
         c.cmd("QUIT")
+
+
+@pytest.mark.parametrize("before", ["refusing", "bad"])
+def test_sighup_takes_new_name_servers(hermod, dns, before):
+    """The first client is unknown: its lookup went to a server that
+    refuses, or the resolver did not start (a bad list). dns_servers
+    mended and SIGHUP: the next client's name comes from the new server
+    (a running resolver takes it; one that did not start starts)."""
+    named(dns, "127.0.0.11", "eleven.example.test")
+    lookup_on(hermod, "127.0.0.1:%d" % free_udp_port() if before == "refusing"
+              else "not-an-address")
+    greet_and_quit(hermod, "127.0.0.11", DNS_TRIES_SEC + 20)
     assert "connect from unknown[127.0.0.11]" in hermod.log("smtpd")
+    assert ("the DNS resolver did not start" in hermod.log("smtpd")) == (before == "bad")
     hermod.conf(dns_servers=dns.spec)
     hermod.signal("smtpd", signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in hermod.log("smtpd"), 10)
-    with Client(hermod.smtp_port, source="127.0.0.11") as c:
-        assert c.greeting[0] == 220
-        c.cmd("QUIT")
+    greet_and_quit(hermod, "127.0.0.11")
     assert "connect from eleven.example.test[127.0.0.11]" in hermod.log("smtpd")
     assert dns.queries.get((ptr("127.0.0.11"), "PTR")) == 1
 
@@ -351,9 +357,7 @@ def test_sighup_during_a_lookup_waits_for_it(hermod, dns):
         assert s.makefile("rb").readline().startswith(b"220 ")
         s.close()
         assert "connect from unknown[127.0.0.12]" in hermod.log("smtpd")
-        with Client(hermod.smtp_port, source="127.0.0.12") as c:
-            assert c.greeting[0] == 220
-            c.cmd("QUIT")
+        greet_and_quit(hermod, "127.0.0.12")
         assert "connect from twelve.example.test[127.0.0.12]" in hermod.log("smtpd")
     finally:
         silent.close()

@@ -743,8 +743,18 @@ main(void)
 	inet_pton(AF_INET, "192.0.2.5", &drop_ptr.sin_addr);
 	dns_set_timeouts(300, 1);
 	CHECK(dns_init(base, bad) == -1);
-	if (dns_init(base, servers) == -1)
-		return 1;
+	/* Not started: every kind of lookup fails for now, from the loop. */
+	query_mx("mx.test");
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	CHECK_STR(got.why, "the resolver did not start");
+	query_addr("a.test", AF_INET);
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	query_ptr("192.0.2.1");
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	query_host("a.test", AF_INET);
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	CHECK_INT(srv_queries, 0);
+	dns_reload(servers);	/* now it starts */
 	RUN(test_valid_hostname);
 	RUN(test_mx);
 	RUN(test_mx_failures);
