@@ -544,6 +544,17 @@ on_data(struct cli_conn *c, struct cmd *k, const struct cli_reply *r)
 		    c->peer);
 		return 1;
 	}
+	if (r->code / 100 != 4 && r->code / 100 != 5) {
+		/*
+		 * 2xx or another 3xx: no message went, so this is no
+		 * delivery (a 250 given as final reply would lose it), and
+		 * the server's state is unknown (a desynchronised reply
+		 * stream, or one waiting for data): close, which defers.
+		 */
+		cli_failx(c, "4.5.0", "%s answered DATA with %d instead of 354",
+		    c->peer, r->code);
+		return 1;
+	}
 	cli_reply_local(&nothing, r->code, r->status, r->text);
 	nothing.local = 0;
 	for (i = 0; i < c->nrcpt && !c->freed; i++)
