@@ -196,6 +196,8 @@ cmd_mail(struct session *s, char *arg)
 	session_reply(s, "250 2.1.0 Ok");
 }
 
+static const char R_TOO_MANY_RCPTS[] = "452 4.5.3 Error: too many recipients";
+
 static const char *
 add_rcpt(struct session *s, const char *path, struct rcpt *r)
 {
@@ -203,7 +205,7 @@ add_rcpt(struct session *s, const char *path, struct rcpt *r)
 	struct txn *tx = s->tx;
 
 	if (tx->nrcpt >= conf_num(C_smtpd_recipient_limit))
-		return "452 4.5.3 Error: too many recipients";
+		return R_TOO_MANY_RCPTS;
 	if (addr_has_8bit(path) && !tx->smtputf8)
 		return "553 5.6.7 Error: non-ASCII recipient address needs SMTPUTF8";
 	if (s->dnsbl != NULL && !s->trusted && s->auth_user == NULL) {
@@ -244,6 +246,13 @@ cmd_rcpt(struct session *s, char *arg)
 	}
 	free(r.notify);
 	free(r.orcpt);
+	/* The recipient limit is no client error: a pipelining client that
+	 * sent more gets 452 for the rest and sends them again later. As
+	 * errors they would end the session before its DATA, every time. */
+	if (err == R_TOO_MANY_RCPTS && ++s->tx->overshoot <= SMTPD_RCPT_OVERSHOOT) {
+		session_reply(s, "%s", err);
+		return;
+	}
 	if (err[0] != '5' || err[1] != '0')	/* policy, not syntax */
 		session_log_reject(s, "RCPT", path, err);
 	session_error(s, "%s", err);

@@ -44,6 +44,10 @@
 #define SMTPD_OUTPUT_MAX	(256 * 1024)	/* unread replies: stop reading */
 #define SMTPD_DATA_CHUNK	(16 * 1024)	/* data handed to queued at once */
 #define SMTPD_CMDS_PER_TURN	100	/* pipelined commands per loop turn */
+/* RCPTs past smtpd_recipient_limit answered 452 without counting as errors
+ * (Postfix's smtpd_recipient_overshoot_limit): RFC 5321 4.5.3.1.10 lets a
+ * pipelining client send them all and resend the refused ones later. */
+#define SMTPD_RCPT_OVERSHOOT	1000
 
 enum listen_kind { LK_SMTP, LK_SUBMISSION, LK_SMTPS };
 
@@ -86,6 +90,7 @@ struct txn {
 	char *envid;			/* decoded */
 	struct rcpt *rcpts;
 	int nrcpt, cap;
+	unsigned overshoot;		/* RCPTs refused for the limit */
 	/* the message */
 	int bdat;			/* BDAT transaction */
 	int started;			/* handed to queued */

