@@ -465,12 +465,15 @@ session_on_line(struct srv_session *srv, char *line, size_t len)
 }
 
 /* A line refused before dispatch: a NUL byte counts as an unknown
- * command and gets Postfix's text; a too-long line the table's. */
+ * command and gets Postfix's text; a too-long line the table's, or
+ * AUTH's inside an exchange (it ends the exchange). */
 void
 session_on_bad_line(struct srv_session *srv, enum smtp_reply_id why)
 {
 	struct session *s = srv_udata(srv);
 
+	if (why == RPL_LINE_TOO_LONG && auth_line_too_long(s))
+		return;
 	if (why != RPL_NUL) {
 		srv_reply_id(srv, why);
 		return;

@@ -364,6 +364,20 @@ auth_continue(struct session *s, const char *line, size_t len)
 	return 1;
 }
 
+/* A response longer than a command line never reaches auth_continue():
+ * the engine drops it. It still ends the exchange (RFC 4954 4), or the
+ * client's next command would be read as a response. */
+int
+auth_line_too_long(struct session *s)
+{
+	if (s->auth == NULL || (s->auth->step != A_PLAIN &&
+	    s->auth->step != A_LOGIN_USER && s->auth->step != A_LOGIN_PASS))
+		return 0;
+	s->auth->step = A_NONE;
+	session_reply(s, "500 5.5.6 Authentication exchange line is too long");
+	return 1;
+}
+
 /* Why AUTH cannot run now, or NULL. */
 static const char *
 auth_refusal(const struct session *s)

@@ -39,6 +39,9 @@ int auth_offered(const struct session *s);
 void cmd_auth(struct session *s, char *arg);
 /* An AUTH exchange waits for the client's next line: 1 and it was taken. */
 int auth_continue(struct session *s, const char *line, size_t len);
+/* A line past the engine's limit came during an exchange: it fails with
+ * 500 5.5.6 (1), or there is none (0). */
+int auth_line_too_long(struct session *s);
 /* MAIL FROM by an authenticated client: NULL, or the 553 reply. */
 const char *auth_sender_check(struct session *s, const char *sender);
 void auth_reset(struct session *s);	/* after STARTTLS: forget AUTH */

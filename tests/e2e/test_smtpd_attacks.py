@@ -51,3 +51,27 @@ def test_recipients_past_the_limit_do_not_end_the_session(hermod):
         assert c.cmd("QUIT")[0] == 221
     msgs = hermod.wait_messages("alice", 1)
     assert b"all of them" in msgs[0]
+
+
+def plaintext_auth(hermod, **conf):
+    from test_tls_auth import PASSWORD, password_hash
+    hermod.add_user("bob", extra="password=" + password_hash(hermod, PASSWORD))
+    start(hermod, smtpd_tls_auth_only="no", **conf)
+    return PASSWORD
+
+
+def test_too_long_auth_response_ends_the_exchange(hermod):
+    # RFC 4954 4: a response too long for the buffer fails the AUTH with
+    # 500 5.5.6. The engine's line limit used to answer it as a command
+    # line (500 5.5.2) and leave the exchange open: the client's next
+    # command was then read as a base64 response.
+    plaintext_auth(hermod)
+    with ehlo(hermod.smtp_port) as c:
+        assert c.cmd("AUTH PLAIN") == (334, "")
+        code, text = c.cmd("A" * 5000)
+        assert (code, text[:5]) == (500, "5.5.6")
+        assert c.cmd("NOOP") == (250, "2.0.0 Ok")
+        assert c.cmd("AUTH LOGIN") == (334, "VXNlcm5hbWU6")
+        code, text = c.cmd("QUFB" * 1000)
+        assert (code, text[:5]) == (500, "5.5.6")
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
