@@ -129,12 +129,26 @@ alias_result_free(struct alias_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* Whose rights an :include: file is read with (READER_ANY: only what
+ * every user may read). queued reads as the mail system's account, which
+ * can read what the users must not (the users table with its password
+ * hashes, the spool, TLS keys): a list file a user controls, or a
+ * symlink a user put where the aliases file names a list, would
+ * otherwise turn such a file's lines into recipients that bounces and
+ * deliveries show. So, as Postfix does: a top-level include is read with
+ * the rights of the aliases table's owner (any user's when that is
+ * root), a nested one with those of the include file that names it
+ * (when a user owns that file). Checked on the file's owner and mode
+ * (group rights are not granted). */
+#define READER_ANY ((uid_t)-1)
+
 struct ctx {
 	struct map *m;
 	struct alias_result *out;
 	struct strset leaves, expanded;
 	struct buf val;
 	int tempfail, full, loops;
+	uid_t reader;
 };
 
 static int
@@ -298,8 +312,36 @@ out:
 /* ---- :include: files ---- */
 
 static int
-read_include(const char *path, struct buf *text, const char **status,
-    const char **why)
+readable_by(const struct stat *st, uid_t reader)
+{
+	if (reader != READER_ANY && st->st_uid == reader)
+		return (st->st_mode & S_IRUSR) != 0;
+	return (st->st_mode & S_IROTH) != 0;
+}
+
+/* The reader of a top-level include: the aliases table's owner. */
+static uid_t
+top_reader(struct map *m)
+{
+	struct stat st;
+
+	if (m == NULL || stat(map_path(m), &st) < 0 || st.st_uid == 0)
+		return READER_ANY;
+	return st.st_uid;
+}
+
+/* The reader of what the include file (owner `owner`) names: a user who
+ * owns the file gives his rights; root or our own account keep the
+ * reader as it was. */
+static uid_t
+next_reader(uid_t reader, uid_t owner)
+{
+	return owner == 0 || owner == geteuid() ? reader : owner;
+}
+
+static int
+read_include(const char *path, uid_t reader, struct buf *text, uid_t *owner,
+    const char **status, const char **why)
 {
 	struct stat st;
 	int fd, rc = -1;
@@ -316,7 +358,11 @@ read_include(const char *path, struct buf *text, const char **status,
 		*why = "not a regular file";
 	else if (st.st_mode & S_IWOTH)
 		*why = "include file is world-writable";
-	else if (st.st_size > ALIAS_INCLUDE_MAX)
+	else if (!readable_by(&st, reader)) {
+		*status = "4.3.0";	/* as an open() refused: fixable */
+		*why = reader == READER_ANY ? "not readable by every user (see aliases(5))" :
+		    "not readable by the owner of the list that names it (see aliases(5))";
+	} else if (st.st_size > ALIAS_INCLUDE_MAX)
 		*why = "include file too large";
 	else
 		rc = 0;
@@ -328,6 +374,7 @@ read_include(const char *path, struct buf *text, const char **status,
 			rc = -1;
 		}
 	}
+	*owner = rc == 0 ? st.st_uid : 0;
 	close(fd);
 	return rc;
 }
@@ -362,6 +409,7 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 	struct buf text, val;
 	const char *status = "5.3.0", *why = "?";
 	char err[256], *reason, *inc = xasprintf(":include:%s", path);
+	uid_t owner = 0, reader = c->reader;
 	int node, rc;
 
 	if (!set_add(&c->expanded, inc)) {
@@ -372,7 +420,7 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 	free(inc);
 	buf_init(&text, ALIAS_INCLUDE_MAX);
 	buf_init(&val, MAP_VALUE_MAX);
-	rc = read_include(path, &text, &status, &why);
+	rc = read_include(path, reader, &text, &owner, &status, &why);
 	if (rc == 0 && include_targets(&text, &val, err, sizeof(err)) < 0) {
 		why = err;	/* status stays 5.3.0: the file is wrong */
 		rc = -1;
@@ -384,7 +432,9 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 		free(reason);
 	} else {
 		node = add_node(c, ALIAS_INCLUDE, path, parent, depth);
+		c->reader = next_reader(reader, owner);
 		expand_value(c, val.data, val.len, node, depth + 1, key, domain);
+		c->reader = reader;
 	}
 	buf_free(&text);
 	buf_free(&val);
@@ -463,6 +513,7 @@ alias_expand(const char *addr, struct alias_result *out)
 	alias_result_free(out);
 	memset(&c, 0, sizeof(c));
 	c.m = aliases();
+	c.reader = top_reader(c.m);
 	c.out = out;
 	buf_init(&c.val, MAP_VALUE_MAX);
 	expand_addr(&c, addr, -1, 0);

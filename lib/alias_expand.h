@@ -13,7 +13,10 @@
  *     ALIAS_REMOTE leaves;
  *   - `:include:/path` is read now: a regular file, at most
  *     ALIAS_INCLUDE_MAX bytes, not world-writable, targets separated by
- *     commas or newlines, `#` comment lines;
+ *     commas or newlines, `#` comment lines; readable by whose rights
+ *     apply (by its owner or by all: the aliases table's owner, any user
+ *     when root owns it, for a top-level one; the user who owns the
+ *     include file that names it for a nested one), else 4.3.0;
  *   - `|command` and `/file` are ALIAS_PIPE / ALIAS_FILE leaves (their
  *     delivery is not enabled: queued bounces them with 5.3.0).
  * An alias that names itself ("alice: alice, archive") delivers to the

@@ -1,0 +1,104 @@
+"""Attacks on local delivery and the tables, the way the CVE batteries of
+other MTAs go at them: :include: files as a way to read what only the
+mail system may read, recipients shaped like paths, mbox quoting,
+LMTP clients that go away mid-message, sendmail's options."""
+
+import os
+import socket
+import time
+
+import pytest
+
+from hermod import IS_ROOT, wait_for
+from test_queued import SENDER, FakeLmtpd, lmtp_submit, prepare
+
+SECRET = "password=$6$S3cr3tHashNobodyMayRead"
+
+
+def nobody():
+    import pwd
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def secret_file(h):
+    """A file like /etc/hermod/users: readable by the mail system (root
+    and the hermod group), not by the users."""
+    path = h.path("etc", "secret")
+    with open(path, "w") as f:
+        f.write("alice /home/alice/Maildir/ %s\n" % SECRET)
+    os.chmod(path, 0o640)
+    os.chown(path, 0, h.gid)
+    return path
+
+
+def user_dir(h):
+    """A directory that belongs to a mail user (nobody), as a home does."""
+    d = h.path("home")
+    os.mkdir(d, 0o755)
+    os.chown(d, *nobody())
+    return d
+
+
+def expand_list(h, inc):
+    """Submit to list@ (aliased to :include:inc) with a fake lmtpd behind
+    queued; returns (RCPT reply, the recipients lmtpd was given)."""
+    prepare(h, aliases="postmaster: alice\nlist: :include:%s\n" % inc)
+    fake = FakeLmtpd(h.lmtp_socket)
+    try:
+        h.start("queued")
+        rr, _ = lmtp_submit(h, ["list@example.test"], b"Subject: l\r\n\r\nx\r\n")
+        time.sleep(1.0)
+        with fake.lock:
+            return rr[0], [r for rs, _ in fake.msgs for r in rs]
+    finally:
+        fake.close()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs a user other than the daemons'")
+def test_user_include_file_cannot_include_a_private_file(hermod):
+    """A list file owned by a user names, in its turn, a file the user
+    cannot read: it is read with the user's rights (as Postfix does), so
+    its lines never become recipients, nor a bounce that shows them."""
+    sec = secret_file(hermod)
+    inc = os.path.join(user_dir(hermod), "list")
+    with open(inc, "w") as f:
+        f.write("bob\n:include:%s\n" % sec)
+    os.chmod(inc, 0o644)
+    os.chown(inc, *nobody())
+    (code, text), got = expand_list(hermod, inc)
+    assert code == 451 and text.startswith(b"4.3.0 cannot use include file %s: not readable"
+                                           % sec.encode()), text
+    assert not [r for r in got if "S3cr3t" in r]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs a user other than the daemons'")
+def test_user_include_file_swapped_for_a_symlink(hermod):
+    """The aliases file names a list in a user's directory; the user
+    replaces it by a symlink to a private file of the mail system."""
+    sec = secret_file(hermod)
+    inc = os.path.join(user_dir(hermod), "list")
+    os.symlink(sec, inc)
+    os.lchown(inc, *nobody())
+    (code, text), got = expand_list(hermod, inc)
+    assert code == 451 and b"not readable by every user" in text, text
+    assert not [r for r in got if "S3cr3t" in r]
+
+
+def test_include_rights_follow_the_owner(hermod):
+    """What stays allowed: a list anyone may read, naming a list that
+    only its owner (the owner of the first list too) may read."""
+    d = user_dir(hermod) if IS_ROOT else hermod.path("etc")
+    inner, outer = os.path.join(d, "inner"), os.path.join(d, "outer")
+    with open(inner, "w") as f:
+        f.write("carol\n")
+    with open(outer, "w") as f:
+        f.write("bob, :include:%s\n" % inner)
+    os.chmod(outer, 0o644)
+    os.chmod(inner, 0o600)
+    if IS_ROOT:     # a user's lists; the daemons open inner by its group
+        os.chown(outer, *nobody())
+        os.chown(inner, nobody()[0], hermod.gid)
+        os.chmod(inner, 0o640)
+    (code, _), got = expand_list(hermod, outer)
+    assert code == 250 and sorted(got) == ["bob@example.test", "carol@example.test"]
