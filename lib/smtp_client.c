@@ -551,9 +551,10 @@ cli_rcpt(struct cli_conn *c, const char *rcpt,
 	struct rcpt *rc;
 	int idx = c->nrcpt;
 
+	/* ORCPT: RFC 3461 §5 lets NOTIFY and ORCPT add 500 characters */
 	if (c->freed || !c->txn || c->dmode != D_NONE || bad_value(rcpt, 256)
 	    || (p != NULL && (bad_value(p->notify, 40) ||
-	    bad_value(p->orcpt, 200))))
+	    bad_value(p->orcpt, 500))))
 		return -1;
 	c->rcpts = xrealloc(c->rcpts, (size_t)(idx + 1) * sizeof(*rc));
 	rc = &c->rcpts[idx];

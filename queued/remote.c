@@ -49,6 +49,7 @@ struct rjob {
 	int *idx;		/* leaf indexes */
 	char *st;		/* per idx: 0 open, 1 accepted at RCPT, 2 reported */
 	int n, first, count;	/* the current transaction: first..first+count */
+	int *cmap, ncmap;	/* the client's recipient index -> idx slot */
 	int dsn_offered;	/* the server takes NOTIFY: success DSNs are its job */
 	TAILQ_ENTRY(rjob) link;
 };
@@ -101,11 +102,26 @@ struct transport remote_transport = {
 
 /* ---- results ------------------------------------------------------------------ */
 
+/*
+ * A peer's text made fit for one log line and the DSN (whose report
+ * fields are US-ASCII, RFC 3464 §2.1.1): line breaks and tabs become
+ * spaces, other control and 8-bit bytes '?' (Postfix's printable()).
+ */
+static void
+printable(char *s)
+{
+	for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+		else if (*p < 32 || *p > 126)
+			*p = '?';
+}
+
 static void
 report(struct rjob *j, int k, int code, const char *dsn, const char *relay,
     const char *text)
 {
-	char def[16];
+	char def[16], clean[REASON_MAX];
 
 	if (j->st[k] == 2)
 		return;
@@ -114,7 +130,9 @@ report(struct rjob *j, int k, int code, const char *dsn, const char *relay,
 		snprintf(def, sizeof(def), "%d.0.0", code / 100 % 10);
 		dsn = def;
 	}
-	sched_leaf_result(j->rm->m, j->idx[k], code, dsn, relay, text);
+	snprintf(clean, sizeof(clean), "%s", text != NULL ? text : "");
+	printable(clean);
+	sched_leaf_result(j->rm->m, j->idx[k], code, dsn, relay, clean);
 	/* RFC 3461 §4.2: NOTIFY went on to a DSN server, which reports the
 	 * success itself; without DSN, bounce.c sends our "relayed" notice */
 	if (code / 100 == 2 && j->dsn_offered)
@@ -129,9 +147,6 @@ report_reply(struct rjob *j, int k, const struct cli_reply *r, const char *relay
 
 	snprintf(text, sizeof(text), "%d %s%s%s", r->code, r->status,
 	    r->status[0] ? " " : "", r->text != NULL ? r->text : "");
-	for (char *p = text; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = ' ';
 	report(j, k, r->code, r->status, relay, text);
 }
 
@@ -169,6 +184,7 @@ job_end(struct rjob *j)
 
 	free(j->idx);
 	free(j->st);
+	free(j->cmap);
 	free(j);
 	rmsg_done(rm);
 }
@@ -401,6 +417,7 @@ send_batch(struct rsess *s)
 
 	j->first += j->count;
 	j->count = j->n - j->first < limit ? j->n - j->first : limit;
+	j->ncmap = 0;
 	cli_mail(s->cli, m->sender, &mp);
 	for (int i = 0; i < j->count; i++) {
 		const struct leaf *l = &m->leaves[j->idx[j->first + i]];
@@ -408,8 +425,15 @@ send_batch(struct rsess *s)
 		char notify[40];
 
 		notify_str(er->notify, notify, sizeof(notify));
-		cli_rcpt(s->cli, l->addr, &(struct cli_rcpt_params){
-		    .notify = notify[0] ? notify : NULL, .orcpt = er->orcpt });
+		/* One the client will not put on a command line is not in
+		 * the transaction: its index must not go to the next one's
+		 * reply (which made an unsent recipient "sent"). */
+		if (cli_rcpt(s->cli, l->addr, &(struct cli_rcpt_params){
+		    .notify = notify[0] ? notify : NULL, .orcpt = er->orcpt }) < 0)
+			report(j, j->first + i, 550, "5.1.3", NULL, "recipient "
+			    "or its DSN parameters not usable in an SMTP command");
+		else
+			j->cmap[j->ncmap++] = j->first + i;
 	}
 	cli_data_fd(s->cli, m->fd, m->data_off, m->size);
 }
@@ -477,12 +501,12 @@ on_rcpt(struct cli_conn *cli, int idx, const struct cli_reply *r, void *arg)
 	struct rjob *j = s->job;
 
 	(void)cli;
-	if (j == NULL || idx < 0 || idx >= j->count)
+	if (j == NULL || idx < 0 || idx >= j->ncmap)
 		return;
 	if (r->code / 100 == 2)
-		j->st[j->first + idx] = 1;
+		j->st[j->cmap[idx]] = 1;
 	else
-		report_reply(j, j->first + idx, r, s->relay);
+		report_reply(j, j->cmap[idx], r, s->relay);
 }
 
 static void
@@ -492,7 +516,7 @@ on_final(struct cli_conn *cli, int idx, const struct cli_reply *r, void *arg)
 	struct rjob *j = s->job;
 
 	(void)cli;
-	if (j == NULL || idx < 0 || idx >= j->count)
+	if (j == NULL || idx < 0 || idx >= j->ncmap)
 		return;
 	/* SMTP has one reply after the dot: it holds for every accepted rcpt */
 	for (int k = j->first; k < j->first + j->count; k++)
@@ -551,9 +575,7 @@ on_closed(struct cli_conn *cli, const struct cli_reply *r, void *arg)
 		snprintf(s->fdsn, sizeof(s->fdsn), "%s", r->status[0] ? r->status : "4.4.1");
 		snprintf(s->ftext, sizeof(s->ftext), "%s%s%s", r->local ? "" : s->relay,
 		    r->local ? "" : " said: ", r->text != NULL ? r->text : "");
-		for (char *p = s->ftext; *p != '\0'; p++)
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
+		printable(s->ftext);
 		log_qinfo(j->rm->m->id, "%s: %s", s->relay, s->ftext);
 		if (strcmp(r->status, "4.7.5") == 0 && s->tls_level == TLS_MAY && !s->plain)
 			s->plain = 1;	/* "may": the same host again, in plaintext */
@@ -657,6 +679,7 @@ job_for(struct rmsg *rm, struct rjob **jobs, int *njobs, const char *dname, int 
 	j->d = d;
 	j->idx = xmalloc((size_t)n * sizeof(*j->idx));
 	j->st = xcalloc((size_t)n, 1);
+	j->cmap = xcalloc((size_t)n, sizeof(*j->cmap));
 	jobs[(*njobs)++] = j;
 	return j;
 }

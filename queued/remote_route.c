@@ -494,6 +494,13 @@ route_resolve(const char *dest, int relay,
 			answer_later(q);
 			return q;
 		}
+		/* Addresses allow 255, DNS 253: cut, it would name another domain */
+		if (mx && len - (len > 0 && dest[len - 1] == '.') > DNS_NAME_MAX) {
+			fail(q, 550, "5.1.2", "bad domain name %s: longer than DNS allows",
+			    dest);
+			answer_later(q);
+			return q;
+		}
 		snprintf(q->name, sizeof(q->name), "%.*s", (int)(mx ? len : len - 2),
 		    mx ? dest : dest + 1);
 	}

@@ -206,3 +206,97 @@ def test_replies_ahead_of_commands_desync(env):
     dsn, status, text = result_of(env.h, "a@s.example")
     assert status == "deferred" and dsn.startswith("4."), (dsn, status, text)
     assert p.messages == []
+
+
+def lmtp_submit(h, rcpts, body=b"Subject: t\r\n\r\nhi\r\n", sender=SENDER, mail_opts=()):
+    """Like test_remote.submit, with options per recipient: rcpts is a
+    list of (address, [options])."""
+    import smtplib
+    s = smtplib.LMTP(h.submit_socket)
+    try:
+        s.ehlo()
+        assert s.mail(sender, list(mail_opts))[0] == 250
+        for r, opts in rcpts:
+            code, msg = s.rcpt(r, list(opts))
+            assert code == 250, (r, msg)
+        assert s.docmd("DATA")[0] == 354
+        s.send(body + b".\r\n")
+        for _ in rcpts:
+            assert s.getreply()[0] == 250
+    finally:
+        s.close()
+
+
+# ---- what the client refuses to send must not shift the others' results ----------
+
+
+def test_long_orcpt_keeps_recipients_apart(env):
+    """An ORCPT queued accepts (RFC 3461 allows 500 characters) but that
+    the client once refused to put on the line: the recipient silently
+    dropped out of the transaction, the replies of the next ones were
+    taken for it, and it was logged as sent while never sent."""
+    env.mx("o.example", "127.0.0.2")
+    p = env.peer("127.0.0.2", EHLO=b"250-peer\r\n250-DSN\r\n250 PIPELINING\r\n",
+                 RCPT=lambda peer, line: b"550 5.1.1 no such user\r\n"
+                 if b"<c@o.example>" in line else b"250 2.1.5 ok\r\n")
+    env.h.start("lmtpd", "queued")
+    orcpt = "ORCPT=rfc822;" + "x" * 230 + "@o.example"
+    lmtp_submit(env.h, [("a@o.example", []), ("b@o.example", [orcpt]),
+                        ("c@o.example", [])])
+    for r in ("a", "b", "c"):
+        result_of(env.h, r + "@o.example")
+    rcpt_lines = [ln for ln in p.lines if ln.upper().startswith(b"RCPT")]
+    assert any(b"<b@o.example>" in ln for ln in rcpt_lines), rcpt_lines
+    assert results_of(env.h, "b@o.example")[0][1] == "sent"
+    assert results_of(env.h, "c@o.example")[0] == ("5.1.1", "bounced")
+
+
+# ---- the peer's words in our bounce ---------------------------------------------
+
+
+def test_hostile_reply_text_stays_inside_the_dsn_field(env):
+    """A refusal whose text carries 8-bit bytes, terminal escapes, a
+    header line and a MIME boundary on its continuation lines: the DSN
+    has exactly its three parts, its report fields are printable ASCII
+    (RFC 3464 §2.1.1), and the text is there with the bad bytes replaced."""
+    reply = (b"550-5.1.1 first line\r\n"
+             b"550-5.1.1 Content-Type: text/html\r\n"
+             b"550-5.1.1 --boundary--\r\n"
+             b"550 5.1.1 caf\xc3\xa9 \xff\x1b[31mred\x07 end\r\n")
+    env.mx("h.example", "127.0.0.2")
+    env.peer("127.0.0.2", RCPT=reply)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["x@h.example"])
+    raw, m = bounce_of(env.h)
+    parts = [p.get_content_type() for p in m.iter_parts()]
+    assert parts == ["text/plain", "message/delivery-status", "message/rfc822"], parts
+    status = raw[raw.index(b"Content-Type: message/delivery-status"):]
+    status = status[:status.index(b"\n--")]
+    bad = [b for b in status if not (32 <= b < 127 or b in (13, 10))]
+    assert bad == [], status
+    text = raw[:raw.index(b"Content-Type: message/delivery-status")]
+    assert b"\x1b" not in text and b"\xff" not in text and b"\x07" not in text
+    diag = re.search(rb"Diagnostic-Code: smtp; (.*?)\r?\n", status).group(1)
+    assert diag.startswith(b"550 5.1.1 first line Content-Type: text/html --boundary-- caf"), diag
+    assert diag.endswith(b"red? end"), diag
+
+
+# ---- routing ------------------------------------------------------------------
+
+
+def test_domain_longer_than_dns_allows_is_not_cut(env):
+    """A recipient domain of 254 characters (the address parser allows
+    255, DNS only 253): it bounces 5.1.2; it was once cut to 253 and the
+    mail went to the exchanger of that other domain."""
+    labels = ["a" * 63, "b" * 63, "c" * 63]
+    long_dom = ".".join(labels + ["m" * 61 + "z"])
+    cut_dom = long_dom[:253]
+    assert len(long_dom) == 254 and cut_dom == ".".join(labels + ["m" * 61])
+    env.dns.add(cut_dom, "MX", "10 mx.cut.example.")
+    env.dns.add("mx.cut.example", "A", "127.0.0.2")
+    s = env.sink("127.0.0.2")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["u@" + long_dom])
+    dsn, status, text = result_of(env.h, "u@" + long_dom)
+    assert (dsn, status) == ("5.1.2", "bounced"), (dsn, status, text)
+    assert s.msgs == []
