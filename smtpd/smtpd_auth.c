@@ -310,7 +310,9 @@ response(struct session *s, const char *buf, int n)
 		authcid = memchr(buf, '\0', (size_t)n);
 		pass = authcid ? memchr(authcid + 1, '\0',
 		    (size_t)(n - (authcid + 1 - buf))) : NULL;
-		if (pass == NULL) {
+		/* passwd holds no NUL (RFC 4616 2): one would cut it short,
+		 * and "password NUL anything" would pass */
+		if (pass == NULL || strlen(pass + 1) != (size_t)(n - (pass + 1 - buf))) {
 			a->step = A_NONE;
 			session_error(s, "501 5.5.2 Error: malformed PLAIN response");
 			return;

@@ -75,3 +75,18 @@ def test_too_long_auth_response_ends_the_exchange(hermod):
         code, text = c.cmd("QUFB" * 1000)
         assert (code, text[:5]) == (500, "5.5.6")
         assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+
+
+def test_auth_plain_with_more_nul_bytes_is_malformed(hermod):
+    # RFC 4616 2: authzid NUL authcid NUL passwd, passwd without NUL. A
+    # third NUL cut the password there, so "password NUL anything" was a
+    # valid login; LOGIN already refused a password holding a NUL.
+    import base64
+    password = plaintext_auth(hermod, smtpd_auth_failure_limit=20)
+    with ehlo(hermod.smtp_port) as c:
+        for bad in ("\0bob\0%s\0junk" % password, "\0bob\0%s\0" % password):
+            resp = base64.b64encode(bad.encode()).decode()
+            code, text = c.cmd("AUTH PLAIN " + resp)
+            assert (code, text[:5]) == (501, "5.5.2"), bad
+        resp = base64.b64encode(("\0bob\0" + password).encode()).decode()
+        assert c.cmd("AUTH PLAIN " + resp)[0] == 235
