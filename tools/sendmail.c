@@ -51,10 +51,46 @@ clean(const char *what, const char *v)
 	return v;
 }
 
+/* A DSN keyword or an ENVID: one word, so that no value can add
+ * parameters of its own to MAIL or RCPT ("-N NEVER ORCPT=..."). */
+static const char *
+token(const char *what, const char *v)
+{
+	clean(what, v);
+	if (strchr(v, ' ') != NULL) {
+		fprintf(stderr, "sendmail: %s: space in \"%s\"\n", what, v);
+		exit(EX_DATAERR);
+	}
+	return v;
+}
+
+/* One address as it goes between the angle brackets of MAIL or RCPT:
+ * outside a quoted local part no space, bracket or comma, which would
+ * end the path and add parameters ("a@b> NOTIFY=NEVER") or hide a
+ * second address. */
+static const char *
+one_address(const char *what, const char *v)
+{
+	int quoted = 0;
+
+	clean(what, v);
+	for (const char *p = v; *p; p++) {
+		if (*p == '\\' && quoted && p[1])
+			p++;
+		else if (*p == '"')
+			quoted = !quoted;
+		else if (!quoted && strchr(" <>,", *p) != NULL) {
+			fprintf(stderr, "sendmail: %s: not one address: \"%s\"\n", what, v);
+			exit(EX_DATAERR);
+		}
+	}
+	return v;
+}
+
 void
 submission_add_rcpt(struct submission *sub, const char *addr)
 {
-	clean("recipient", addr);
+	one_address("recipient", addr);
 	if (sub->nrcpts >= SENDMAIL_RCPT_MAX) {
 		fprintf(stderr, "sendmail: too many recipients (limit %d)\n",
 		    SENDMAIL_RCPT_MAX);
@@ -415,11 +451,11 @@ main(int argc, char **argv)
 				usage();
 			break;
 		case 'f': case 'r': from = optval(argv, &i, 2); break;
-		case 'F': sub.fullname = xstrdup(optval(argv, &i, 2)); break;
-		case 'N': sub.notify = clean("-N", optval(argv, &i, 2)); break;
-		case 'R': sub.ret = clean("-R", optval(argv, &i, 2)); break;
-		case 'V': sub.envid = clean("-V", optval(argv, &i, 2)); break;
-		case 'B': sub.body = clean("-B", optval(argv, &i, 2)); break;
+		case 'F': sub.fullname = xstrdup(clean("-F", optval(argv, &i, 2))); break;
+		case 'N': sub.notify = token("-N", optval(argv, &i, 2)); break;
+		case 'R': sub.ret = token("-R", optval(argv, &i, 2)); break;
+		case 'V': sub.envid = token("-V", optval(argv, &i, 2)); break;
+		case 'B': sub.body = token("-B", optval(argv, &i, 2)); break;
 		case 'C': conf_file = optval(argv, &i, 2); break;
 		case 'b': mode = a + 2; break;
 		case 'q': mode = "q"; break;
@@ -450,14 +486,14 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (from && trusted())
-		sub.sender = strcmp(from, "<>") == 0 ? xstrdup("") : xstrdup(clean("-f", from));
+		sub.sender = strcmp(from, "<>") == 0 ? xstrdup("") : xstrdup(one_address("-f", from));
 	else {
 		if (from && sub.verbose)
 			fprintf(stderr, "sendmail: -f %s ignored: not a trusted user\n", from);
 		sub.sender = default_sender(sub.myhostname);
 	}
-	for (; i < argc; i++)
-		submission_add_rcpt(&sub, argv[i]);
+	for (; i < argc; i++)	/* an address list, as sendmail takes it */
+		submission_add_list(&sub, clean("recipient", argv[i]));
 	if (message_read_headers(&sub, stdin) < 0)
 		return EX_DATAERR;
 	if (sub.nrcpts == 0) {

@@ -29,11 +29,15 @@ struct submission {
 	/* message state */
 	struct buf headers;
 	char *pending;		/* first body line read with the headers */
+	size_t pending_len;
 	int blank_seen;
 	int eof_dot;		/* a lone "." ended the input */
 };
 
 void submission_add_rcpt(struct submission *sub, const char *addr);
+/* An address list ("a@b, Name <c@d>"), as in To: or on the command line:
+ * each address through submission_add_rcpt. */
+void submission_add_list(struct submission *sub, const char *list);
 int message_read_headers(struct submission *sub, FILE *in);
 int message_send_body(struct submission *sub, FILE *in, FILE *out);
 

@@ -95,10 +95,10 @@ add_list_item(struct submission *sub, char *item)
 		submission_add_rcpt(sub, item);
 }
 
-/* Split an address-list header value on commas outside quotes, angle
- * brackets and comments. */
-static void
-add_list(struct submission *sub, const char *value)
+/* Split an address list on commas outside quotes, angle brackets and
+ * comments. */
+void
+submission_add_list(struct submission *sub, const char *value)
 {
 	char *copy = xstrdup(value), *start = copy;
 	int quoted = 0, angle = 0, paren = 0;
@@ -148,23 +148,49 @@ take_header(struct submission *sub, struct buf *hdr, int *seen)
 		seen[2] = 1;
 	if (sub->extract) {
 		if (header_is(h, "To") || header_is(h, "Cc"))
-			add_list(sub, strchr(h, ':') + 1);
+			submission_add_list(sub, strchr(h, ':') + 1);
 		else if (header_is(h, "Bcc")) {
-			add_list(sub, strchr(h, ':') + 1);
+			submission_add_list(sub, strchr(h, ':') + 1);
 			drop = 1;	/* Bcc never reaches the recipients */
 		}
 	}
 	if (!drop) {
-		/* continuation lines were joined with '\n': restore CRLF */
-		for (const char *p = h; *p; p++) {
-			if (*p == '\n')
+		/* it goes out in DATA as it is: a leading dot doubled (a
+		 * continuation line starts with white space) */
+		if (h[0] == '.')
+			buf_putc(&sub->headers, '.');
+		/* continuation lines were joined with '\n': restore CRLF; a NUL
+		 * is kept, as in the body */
+		for (size_t i = 0; i < hdr->len; i++) {
+			if (h[i] == '\n')
 				buf_append(&sub->headers, "\r\n", 2);
 			else
-				buf_putc(&sub->headers, *p);
+				buf_putc(&sub->headers, h[i]);
 		}
 		buf_append(&sub->headers, "\r\n", 2);
 	}
 	buf_reset(hdr);
+}
+
+/* From: "Full Name" <sender>: the -F name is a phrase; quoted when it
+ * has a character that would make it something else ("Doe, John" is
+ * two addresses unquoted). */
+static void
+from_with_name(struct submission *sub)
+{
+	const char *n = sub->fullname;
+
+	if (n[strcspn(n, "()<>[]:;@\\,.\"")] == '\0') {
+		buf_printf(&sub->headers, "From: %s <%s>\r\n", n, sub->sender);
+		return;
+	}
+	buf_puts(&sub->headers, "From: \"");
+	for (; *n; n++) {
+		if (*n == '"' || *n == '\\')
+			buf_putc(&sub->headers, '\\');
+		buf_putc(&sub->headers, *n);
+	}
+	buf_printf(&sub->headers, "\" <%s>\r\n", sub->sender);
 }
 
 static void
@@ -178,8 +204,7 @@ add_missing_headers(struct submission *sub, const int *seen)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	if (!seen[0]) {
 		if (sub->fullname)
-			buf_printf(&sub->headers, "From: %s <%s>\r\n",
-			    sub->fullname, sub->sender);
+			from_with_name(sub);
 		else
 			buf_printf(&sub->headers, "From: %s\r\n", sub->sender);
 	}
@@ -234,7 +259,8 @@ message_read_headers(struct submission *sub, FILE *in)
 		if (n == 0 || strchr(line, ':') == NULL ||
 		    strcspn(line, ": \t") != strcspn(line, ":")) {
 			/* blank line, or not a header: the body starts here */
-			sub->pending = n == 0 ? NULL : xstrdup(line);
+			sub->pending = n == 0 ? NULL : memcpy(xmalloc((size_t)n), line, (size_t)n);
+			sub->pending_len = (size_t)n;	/* NULs are kept */
 			sub->blank_seen = n == 0;
 			break;
 		}
@@ -277,7 +303,7 @@ message_send_body(struct submission *sub, FILE *in, FILE *out)
 	    fputs("\r\n", out) == EOF)
 		return -1;
 	if (sub->pending) {
-		rc = put_line(out, sub->pending, strlen(sub->pending));
+		rc = put_line(out, sub->pending, sub->pending_len);
 		free(sub->pending);
 		sub->pending = NULL;
 	}

@@ -102,3 +102,63 @@ def test_include_rights_follow_the_owner(hermod):
         os.chmod(inner, 0o640)
     (code, _), got = expand_list(hermod, outer)
     assert code == 250 and sorted(got) == ["bob@example.test", "carol@example.test"]
+
+
+# ---- sendmail(1): options and addresses that would inject ------------------
+
+def sendmail_env(h):
+    prepare(h)
+    fake = FakeLmtpd(h.lmtp_socket)
+    h.start("queued")
+    return fake
+
+
+def sendmail(h, *args, input=b"Subject: t\n\nbody\n"):
+    return h.run("sendmail", "-C", h.conf_path, *args, input=input)
+
+
+def test_sendmail_refuses_what_would_inject(hermod):
+    """A recipient that would close the path and add RCPT parameters, a
+    DSN option with a parameter behind it, a full name with a line break:
+    refused (65) before anything is sent, as a control character is."""
+    fake = sendmail_env(hermod)
+    try:
+        for args, what in (
+                (("bob@example.test> NOTIFY=NEVER ORCPT=rfc822;x@example.test",),
+                 b"not one address"),
+                (("-N", "SUCCESS ORCPT=rfc822;qq", "bob@example.test"), b"space in"),
+                (("-V", "id RET=FULL", "bob@example.test"), b"space in"),
+                (("-F", "Evil\nBcc: carol@example.test", "bob@example.test"),
+                 b"control character"),
+                (("-t",), b"not one address")):
+            inp = (b"To: <bob@example.test> NOTIFY=NEVER, dave@example.test> x\n\nb\n"
+                   if args == ("-t",) else b"Subject: t\n\nbody\n")
+            r = sendmail(hermod, *args, input=inp)
+            assert r.returncode == 65 and what in r.stderr, (args, r.stderr)
+        time.sleep(1.0)
+        assert fake.msgs == []
+    finally:
+        fake.close()
+
+
+def test_sendmail_address_lists_names_and_header_bytes(hermod):
+    """What must come through intact: a comma list and "Name <addr>" as
+    arguments (sendmail takes address lists there), a quoted local part
+    with '>' inside, a -F name with a comma (quoted in From:), a header
+    that starts with a dot, NUL bytes in a header and the first body
+    line."""
+    fake = sendmail_env(hermod)
+    try:
+        r = sendmail(hermod, "-F", 'Doe, John "JD"', "carol@example.test, Dave <dave@example.test>",
+                     '"h> x"@example.test',
+                     input=b".dot: kept\nSubject: a\x00b\n\nfirst\x00line\nmore\n")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: fake.msgs, 15, what="the message")
+        rcpts, data = fake.msgs[0]
+        assert sorted(rcpts) == ['"h> x"@example.test', "carol@example.test",
+                                 "dave@example.test"]
+        assert data.startswith(b".dot: kept\r\nSubject: a\x00b\r\n"), data
+        assert b'\r\nFrom: "Doe, John \\"JD\\"" <' in data, data
+        assert data.endswith(b"\r\n\r\nfirst\x00line\r\nmore\r\n"), data
+    finally:
+        fake.close()
