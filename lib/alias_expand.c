@@ -149,6 +149,7 @@ struct ctx {
 	struct buf val;
 	int tempfail, full, loops;
 	uid_t reader;
+	size_t inc_bytes;	/* read from include files so far */
 };
 
 static int
@@ -402,6 +403,22 @@ include_targets(struct buf *text, struct buf *val, char *err, size_t errlen)
 	return aliases_parse_targets(text->data, text->len, val, err, errlen);
 }
 
+/* Room to read another include file? Each is bounded, but a list of
+ * thousands of includes (or of symlinks to one big file) would cost
+ * seconds of queued's event loop per recipient: the whole expansion
+ * reads at most ALIAS_INCLUDE_TOTAL_MAX. Said once, as room() does. */
+static int
+include_budget(struct ctx *c, const char *path, int parent, int depth)
+{
+	if (c->inc_bytes <= ALIAS_INCLUDE_TOTAL_MAX)
+		return 1;
+	if (c->inc_bytes != SIZE_MAX)
+		add_error(c, path, parent, depth, "5.3.0",
+		    "alias expansion reads too much from include files");
+	c->inc_bytes = SIZE_MAX;
+	return 0;
+}
+
 static void
 expand_include(struct ctx *c, const char *path, int parent, int depth,
     const char *key, const char *domain)
@@ -418,9 +435,12 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 		return;
 	}
 	free(inc);
+	if (!include_budget(c, path, parent, depth))
+		return;
 	buf_init(&text, ALIAS_INCLUDE_MAX);
 	buf_init(&val, MAP_VALUE_MAX);
 	rc = read_include(path, reader, &text, &owner, &status, &why);
+	c->inc_bytes += text.len;
 	if (rc == 0 && include_targets(&text, &val, err, sizeof(err)) < 0) {
 		why = err;	/* status stays 5.3.0: the file is wrong */
 		rc = -1;

@@ -31,7 +31,9 @@
  * Aliases apply to local domains only: an address in another domain is an
  * ALIAS_REMOTE leaf without any lookup.
  * More than ALIAS_DEPTH_MAX levels: 5.4.6; more than ALIAS_NODES_MAX
- * nodes: 5.3.0 error leaf and expansion stops.
+ * nodes: 5.3.0 error leaf and expansion stops; include files read past
+ * ALIAS_INCLUDE_TOTAL_MAX bytes in all: 5.3.0 error leaf, no further
+ * include file is read.
  * Postmaster: "postmaster" with no alias of its own expands as the alias
  * "root" when there is one, else it is the local leaf postmaster@DOMAIN
  * (local_user_find() resolves an otherwise unknown postmaster as root).
@@ -50,6 +52,7 @@
 #define ALIAS_DEPTH_MAX		20
 #define ALIAS_NODES_MAX		10000
 #define ALIAS_INCLUDE_MAX	(1024 * 1024)
+#define ALIAS_INCLUDE_TOTAL_MAX	(8 * ALIAS_INCLUDE_MAX)	/* one expansion */
 
 enum alias_kind {
 	ALIAS_LOCAL,	/* leaf: a local recipient (local_user_find() it) */

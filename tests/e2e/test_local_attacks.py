@@ -162,3 +162,35 @@ def test_sendmail_address_lists_names_and_header_bytes(hermod):
         assert data.endswith(b"\r\n\r\nfirst\x00line\r\nmore\r\n"), data
     finally:
         fake.close()
+
+
+def test_include_files_bounded_in_all(hermod):
+    """Thousands of :include: lines (here symlinks to one big file of
+    comments) would each be read, seconds of queued's loop per recipient:
+    one expansion reads at most 8 MiB of include files; past that the
+    include files are one error (5.3.0, not read), and the other members
+    still get the message."""
+    d = hermod.path("lists")
+    os.mkdir(d)
+    big = os.path.join(d, "big")
+    with open(big, "w") as f:
+        f.write(("#" + "x" * 1000 + "\n") * 1040)   # just under 1 MiB
+    names = []
+    for i in range(12):
+        names.append(os.path.join(d, "l%d" % i))
+        os.symlink(big, names[-1])
+    top = os.path.join(d, "top")
+    with open(top, "w") as f:
+        f.write("bob\n" + "".join(":include:%s\n" % n for n in names) + "carol\n")
+    prepare(hermod, aliases="postmaster: alice\nlist: :include:%s\n" % top)
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        rr, _ = lmtp_submit(hermod, ["list@example.test"], b"Subject: l\r\n\r\nx\r\n")
+        assert rr[0][0] == 250
+        wait_for(lambda: fake.to(SENDER), 15, what="the bounce of the rest")
+        dsn = fake.to(SENDER)[0]
+        assert b"reads too much from include files" in dsn and b"5.3.0" in dsn
+        assert fake.to("bob@example.test") and fake.to("carol@example.test")
+    finally:
+        fake.close()
