@@ -64,6 +64,7 @@ release(struct cli_conn *c)
 		ev_connect_cancel(c->connecting);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
+	event_free(c->deadline);
 	while ((k = TAILQ_FIRST(&c->pending)) != NULL) {
 		TAILQ_REMOVE(&c->pending, k, entry);
 		cli_cmd_free(k);
@@ -211,6 +212,7 @@ cli_close_with(struct cli_conn *c, const struct cli_reply *r)
 	c->state = S_CLOSED;
 	if (c->bev != NULL)
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	evtimer_del(c->deadline);
 	txn_abort(c, r);
 	if (c->cb.closed != NULL && !c->freed)
 		c->cb.closed(c, r, c->arg);
@@ -349,6 +351,18 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	leave(c);
 }
 
+/* A reply took longer than its timeout in all (see cli_arm). */
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct cli_conn *c = arg;
+
+	(void)fd, (void)what;
+	enter(c);
+	cli_fail(c, "timeout with %s while %s", c->peer, c->doing);
+	leave(c);
+}
+
 static void
 watch(struct cli_conn *c, struct bufferevent *bev)
 {
@@ -426,6 +440,8 @@ conn_new(struct event_base *base, const struct cli_settings *s,
 	c->s.helo_name = c->s.peer_name = NULL;
 	c->s.auth_user = c->s.auth_pass = NULL;
 	c->state = S_CONNECTING;
+	if ((c->deadline = evtimer_new(base, on_deadline, c)) == NULL)
+		fatal("smtp client: out of memory");
 	c->data_fd = -1;
 	c->doing = "connecting";
 	TAILQ_INIT(&c->pending);

@@ -203,30 +203,59 @@ set_timeouts(struct cli_conn *c, int read_s, int write_s)
 	    write_s > 0 ? &w : NULL);
 }
 
+/*
+ * The read timeout notices only silence: a peer that trickles a byte
+ * now and then could hold one reply (SMTP_REPLY_LINES_MAX lines of
+ * SMTP_REPLY_LINE_READ_MAX) for days, and the message with it. So the
+ * same time also bounds the whole wait for each reply (Postfix's
+ * smtp_per_record_deadline): armed when a new wait starts, `key` naming
+ * what is awaited (a command, the greeting, the TLS handshake; NULL:
+ * nothing). cli_dispatch() clears the key: each reply has its own.
+ */
+static void
+set_deadline(struct cli_conn *c, const void *key, int secs)
+{
+	struct timeval tv = { secs, 0 };
+
+	if (key == c->deadline_key)
+		return;
+	c->deadline_key = key;
+	if (key == NULL || secs <= 0)
+		evtimer_del(c->deadline);
+	else
+		evtimer_add(c->deadline, &tv);
+}
+
 /* The read timeout follows the oldest command waiting for its reply. */
 void
 cli_arm(struct cli_conn *c)
 {
 	struct cmd *k = TAILQ_FIRST(&c->inflight);
+	int t;
 
 	if (c->bev == NULL || c->state == S_CLOSED)
 		return;
 	if (c->state == S_TLS) {
 		c->doing = "in the TLS handshake";
 		set_timeouts(c, c->s.helo_timeout, c->s.helo_timeout);
+		set_deadline(c, &c->tls_on, c->s.helo_timeout);
 	} else if (c->state == S_DATA) {
 		c->doing = "sending the message";
 		set_timeouts(c, 0, c->s.data_xfer_timeout);
+		set_deadline(c, NULL, 0);
 	} else if (k != NULL) {
 		c->doing = ctab[k->type].doing;
-		set_timeouts(c, *(const int *)((const char *)&c->s +
-		    ctab[k->type].timeout), c->s.data_xfer_timeout);
+		t = *(const int *)((const char *)&c->s + ctab[k->type].timeout);
+		set_timeouts(c, t, c->s.data_xfer_timeout);
+		set_deadline(c, k, t);
 	} else if (c->state == S_GREETING) {
 		c->doing = "waiting for the greeting";
 		set_timeouts(c, c->s.greeting_timeout, 0);
+		set_deadline(c, &c->rr, c->s.greeting_timeout);
 	} else {
 		c->doing = "idle";
 		set_timeouts(c, 0, 0);
+		set_deadline(c, NULL, 0);
 	}
 }
 
@@ -636,6 +665,7 @@ cli_dispatch(struct cli_conn *c)
 {
 	struct cmd *k = TAILQ_FIRST(&c->inflight);
 
+	c->deadline_key = NULL;		/* the next wait gets its own time */
 	if (c->state == S_GREETING) {
 		on_greeting(c, &c->cur);
 	} else if (c->state == S_DATA) {

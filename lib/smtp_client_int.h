@@ -77,6 +77,8 @@ struct cli_conn {
 	int want_drain;
 	struct smtp_data_enc enc;	/* dot-stuffing, CRLF line ends */
 	const char *doing;	/* "sending RCPT TO", for failure texts */
+	struct event *deadline;	/* the whole wait for one reply */
+	const void *deadline_key;	/* what it waits for (cli_arm) */
 };
 
 /* smtp_client.c */

@@ -48,6 +48,18 @@ rfc5322_date(char *out, size_t n, time_t t)
 	strftime(out, n, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
+/*
+ * A value from outside (ORCPT and ENVID, xtext that may decode to a line
+ * break; a reply text) as printable US-ASCII on one line (RFC 3464
+ * §2.1.1), the rest '?': no value can add a field or a MIME part.
+ */
+static void
+put_value(struct buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && s[i] != '\0'; i++)
+		buf_putc(b, s[i] >= 32 && s[i] < 127 ? s[i] : '?');
+}
+
 static void
 human_part(struct buf *b, struct msg *m, enum dsn_kind kind, const char *which)
 {
@@ -58,22 +70,29 @@ human_part(struct buf *b, struct msg *m, enum dsn_kind kind, const char *which)
 	buf_printf(b, kinds[kind].intro, life);
 	buf_puts(b, "\r\n\r\nFor further assistance, please send mail to postmaster.\r\n\r\n");
 	for (int i = 0; i < m->nleaf; i++)
-		if (which[i])
-			buf_printf(b, "<%s>: %s\r\n", m->leaves[i].addr,
-			    m->leaves[i].reason ? m->leaves[i].reason : "");
+		if (which[i]) {
+			buf_printf(b, "<%s>: ", m->leaves[i].addr);
+			put_value(b, m->leaves[i].reason ? m->leaves[i].reason : "",
+			    REASON_MAX);
+			buf_puts(b, "\r\n");
+		}
 }
 
 static void
 rcpt_fields(struct buf *b, struct msg *m, enum dsn_kind kind, int i)
 {
 	struct leaf *l = &m->leaves[i];
-	const char *orcpt = m->rcpts[l->parent].orcpt;
+	const char *orcpt = m->rcpts[l->parent].orcpt, *semi;
 	char date[64];
 
 	buf_printf(b, "\r\nFinal-Recipient: rfc822; %s\r\n", l->addr);
-	if (orcpt != NULL && strchr(orcpt, ';') != NULL)
-		buf_printf(b, "Original-Recipient: %.*s; %s\r\n",
-		    (int)(strchr(orcpt, ';') - orcpt), orcpt, strchr(orcpt, ';') + 1);
+	if (orcpt != NULL && (semi = strchr(orcpt, ';')) != NULL) {
+		buf_puts(b, "Original-Recipient: ");
+		put_value(b, orcpt, (size_t)(semi - orcpt));
+		buf_puts(b, "; ");
+		put_value(b, semi + 1, ADDR_MAX);
+		buf_puts(b, "\r\n");
+	}
 	/* a remote success reported by us: the next hop had no DSN (RFC 3461 §4.2) */
 	buf_printf(b, "Action: %s\r\nStatus: %s\r\n", kind == DSN_SUCCESS &&
 	    l->kind == LEAF_REMOTE ? "relayed" : kinds[kind].action,
@@ -81,10 +100,13 @@ rcpt_fields(struct buf *b, struct msg *m, enum dsn_kind kind, int i)
 	if (l->relay != NULL)	/* the name only: "host[addr]:port" -> "host" */
 		buf_printf(b, "Remote-MTA: dns; %.*s\r\n",
 		    (int)strcspn(l->relay, "["), l->relay);
-	if (l->reason != NULL && l->reason[0] != '\0')
-		buf_printf(b, "Diagnostic-Code: %s; %s\r\n",
-		    l->reason[0] >= '2' && l->reason[0] <= '5' && l->reason[3] == ' ' ?
-		    "smtp" : "x-unix", l->reason);
+	if (l->reason != NULL && l->reason[0] != '\0') {
+		buf_printf(b, "Diagnostic-Code: %s; ", strspn(l->reason, "0123456789")
+		    == 3 && l->reason[0] >= '2' && l->reason[0] <= '5' &&
+		    l->reason[3] == ' ' ? "smtp" : "x-unix");
+		put_value(b, l->reason, REASON_MAX);
+		buf_puts(b, "\r\n");
+	}
 	if (l->last_try > 0) {
 		rfc5322_date(date, sizeof(date), l->last_try);
 		buf_printf(b, "Last-Attempt-Date: %s\r\n", date);
@@ -104,8 +126,11 @@ status_part(struct buf *b, struct msg *m, enum dsn_kind kind, const char *which)
 	rfc5322_date(date, sizeof(date), (time_t)m->arrival);
 	buf_printf(b, "Reporting-MTA: dns; %s\r\nX-Hermod-Queue-ID: %s\r\n",
 	    queued_hostname(), m->id);
-	if (m->envid != NULL)
-		buf_printf(b, "Original-Envelope-Id: %s\r\n", m->envid);
+	if (m->envid != NULL) {
+		buf_puts(b, "Original-Envelope-Id: ");
+		put_value(b, m->envid, ADDR_MAX);
+		buf_puts(b, "\r\n");
+	}
 	buf_printf(b, "X-Hermod-Sender: rfc822; %s\r\nArrival-Date: %s\r\n",
 	    m->sender, date);
 	for (int i = 0; i < m->nleaf; i++)

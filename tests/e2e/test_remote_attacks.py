@@ -23,7 +23,7 @@ from hermod import wait_for
 from sinkfix import Sink, shared_port
 from test_remote import SENDER, submit
 
-HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+HOSTS = ["127.0.0.%d" % i for i in range(2, 12)]
 
 
 class Peer(threading.Thread):
@@ -45,6 +45,7 @@ class Peer(threading.Thread):
         super().__init__(daemon=True)
         self.replies = dict(self.DEFAULTS, **replies)
         self.lines, self.messages, self.conns = [], [], 0
+        self.closing = False
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -68,8 +69,17 @@ class Peer(threading.Thread):
         if data is None:
             raise EOFError
         c.sendall(data)
+        if self.closing:
+            self.closing = False
+            raise EOFError
+
+    def conn_close(self, data):
+        """From a reply function: send data, then close."""
+        self.closing = True
+        return data
 
     def session(self, c):
+        self.cur = c            # for reply functions that write themselves
         c.settimeout(60)
         f = c.makefile("rb")
         try:
@@ -227,6 +237,44 @@ def lmtp_submit(h, rcpts, body=b"Subject: t\r\n\r\nhi\r\n", sender=SENDER, mail_
         s.close()
 
 
+# ---- malformed replies -------------------------------------------------------------
+
+LF = {k: v.replace(b"\r\n", b"\n") for k, v in Peer.DEFAULTS.items()}
+LF.update(MAIL=b"250 2.1.0 ok\n", RCPT=b"250 2.1.5 ok\n")
+
+MALFORMED = [
+    # (name, replies, the results allowed)
+    ("codes differ between lines", {"EHLO": b"250-peer\r\n354 PIPELINING\r\n"}, {"deferred"}),
+    ("line past the reader's limit", {"MAIL": b"250 " + b"x" * 5000 + b"\r\n"}, {"deferred"}),
+    ("NUL in a reply", {"RCPT": b"250 2.1.5 o\x00k\r\n"}, {"deferred"}),
+    ("code not digits", {"MAIL": b"2a0 ok\r\n"}, {"deferred"}),
+    ("code out of range", {"RCPT": b"650 6.0.0 what\r\n"}, {"deferred"}),
+    ("no CRLF, then close", {"MAIL": lambda p, ln: p.conn_close(b"250 ok")}, {"deferred"}),
+    ("close after 354", {"DATA": lambda p, ln: p.conn_close(b"354 go\r\n")}, {"deferred"}),
+    ("3xx other than 354 to DATA", {"DATA": b"334 what\r\n"}, {"deferred"}),
+    ("bare code, no text", {"MAIL": b"250\r\n", "RCPT": b"250\r\n"}, {"sent"}),
+    ("bare LF line ends", LF, {"sent", "deferred"}),
+]
+
+
+def test_malformed_replies_defer_never_crash(env):
+    """One message to ten domains, each exchanger broken in its own way:
+    each recipient gets its own clean result, none is lost, none is sent
+    on a garbled exchange."""
+    rcpts = []
+    for i, (name, replies, allowed) in enumerate(MALFORMED):
+        dom = "bad%d.example" % i
+        env.mx(dom, HOSTS[i])
+        env.peer(HOSTS[i], **replies)
+        rcpts.append("u@" + dom)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, rcpts)
+    for (name, _, allowed), r in zip(MALFORMED, rcpts):
+        dsn, status, text = result_of(env.h, r)
+        assert status in allowed, (name, dsn, status, text)
+        assert dsn[0] == {"sent": "2", "deferred": "4"}[status], (name, dsn)
+
+
 # ---- what the client refuses to send must not shift the others' results ----------
 
 
@@ -300,3 +348,199 @@ def test_domain_longer_than_dns_allows_is_not_cut(env):
     dsn, status, text = result_of(env.h, "u@" + long_dom)
     assert (dsn, status) == ("5.1.2", "bounced"), (dsn, status, text)
     assert s.msgs == []
+
+
+# ---- per-recipient outcomes across transactions ------------------------------------
+
+
+def test_mixed_refusals_across_recipient_batches(env):
+    """Five recipients in transactions of two (smtp_destination_recipient_limit):
+    a 452 in the first is retried later, a 552 in the second bounces, the
+    rest are delivered; the DSN names only the bounced one."""
+    env.h.conf(smtp_destination_recipient_limit=2)
+    seen = {"r2": 0}
+
+    def rcpt(peer, line):
+        if b"<r2@" in line:
+            seen["r2"] += 1
+            if seen["r2"] == 1:
+                return b"452 4.5.3 too many recipients\r\n"
+        if b"<r4@" in line:
+            return b"552 5.2.2 mailbox full\r\n"
+        return b"250 2.1.5 ok\r\n"
+    env.mx("b.example", "127.0.0.2")
+    p = env.peer("127.0.0.2", RCPT=rcpt)
+    env.h.start("lmtpd", "queued")
+    rcpts = ["r%d@b.example" % i for i in range(1, 6)]
+    submit(env.h, rcpts)
+    raw, m = bounce_of(env.h)
+    assert b"Final-Recipient: rfc822; r4@b.example" in raw
+    assert raw.count(b"Final-Recipient:") == 1
+    wait_for(lambda: len(p.messages) == 4, 30, what="four transactions")
+    for r in rcpts:
+        wait_for(lambda: results_of(env.h, r) and results_of(env.h, r)[-1][1] != "deferred",
+                 30, what="a final result for " + r)
+    assert [s for _, s in results_of(env.h, "r2@b.example")] == ["deferred", "sent"]
+    assert results_of(env.h, "r4@b.example") == [("5.2.2", "bounced")]
+    for r in ("r1", "r3", "r5"):
+        assert results_of(env.h, r + "@b.example") == [("2.0.0", "sent")]
+    mails = [ln for ln in p.lines if ln.upper().startswith(b"MAIL")]
+    assert len(mails) == 4, mails
+
+
+def test_no_reply_after_the_dot_times_out_and_defers(env):
+    """The dot is never answered: after smtp_data_done_timeout the
+    recipient is deferred (not sent, not bounced) and the next attempt
+    delivers it."""
+    env.h.conf(smtp_data_done_timeout="3s")
+    state = {"n": 0}
+
+    def dot(peer, line):
+        state["n"] += 1
+        if state["n"] == 1:
+            time.sleep(8)       # longer than the timeout; then the next one
+        return b"250 2.0.0 stored\r\n"
+    env.mx("t.example", "127.0.0.2")
+    p = env.peer("127.0.0.2", DOT=dot)
+    env.h.start("lmtpd", "queued")
+    t0 = time.time()
+    submit(env.h, ["a@t.example"])
+    dsn, status, text = result_of(env.h, "a@t.example", timeout=30)
+    assert (status, dsn) == ("deferred", "4.4.2"), text
+    assert "after end of data" in text, text
+    assert time.time() - t0 < 8
+    wait_for(lambda: "sent" in [s for _, s in results_of(env.h, "a@t.example")], 40,
+             what="the retry")
+
+
+def test_trickled_reply_is_bounded_by_its_timeout(env):
+    """An exchanger that trickles its greeting a byte at a time, never
+    silent long enough for an idle timeout: smtp_helo_timeout bounds the
+    whole wait for the reply, as its description says, and the mail is
+    deferred instead of held for as long as the peer likes."""
+    env.h.conf(smtp_helo_timeout="3s")
+    stop = threading.Event()
+
+    def greeting(peer, line):
+        for b in b"220-" + b"x" * 1000:
+            if stop.wait(0.25):
+                return None
+            peer.cur.sendall(bytes([b]))
+        return b"\r\n220 done\r\n"
+    env.mx("w.example", "127.0.0.2")
+    env.peer("127.0.0.2", GREETING=greeting)
+    try:
+        env.h.start("lmtpd", "queued")
+        t0 = time.time()
+        submit(env.h, ["a@w.example"])
+        dsn, status, text = result_of(env.h, "a@w.example", timeout=40)
+        assert (status, dsn[0]) == ("deferred", "4"), text
+        assert "timeout" in text and "greeting" in text, text
+        assert time.time() - t0 < 15
+    finally:
+        stop.set()
+
+
+# ---- a broken resolver ------------------------------------------------------------
+
+
+class BadDNS(threading.Thread):
+    """A UDP name server that answers every query badly: "silent" (never),
+    "garbage" (our id and question, then a record running off the
+    packet), "truncated" (TC set, no answer: c-ares tries TCP, which
+    nobody serves)."""
+
+    def __init__(self, mode):
+        super().__init__(daemon=True)
+        self.mode, self.queries = mode, 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.spec = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                q, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.queries += 1
+            if self.mode == "silent" or len(q) < 12:
+                continue
+            flags = b"\x83\x80" if self.mode == "truncated" else b"\x81\x80"
+            an = b"\x00\x00" if self.mode == "truncated" else b"\x00\x01"
+            end = q.index(b"\x00", 12) + 5      # the question, no EDNS
+            r = q[:2] + flags + b"\x00\x01" + an + b"\x00\x00\x00\x00" + q[12:end]
+            if self.mode == "garbage":
+                r += b"\xc0\x0c\x00\x0f\x00\x01\x00\x00\x00\x3c\x00\xff\x00"
+            self.sock.sendto(r, addr)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "garbage", "truncated"])
+def test_broken_resolver_defers_in_bounded_time(env, mode):
+    """No answer, a garbled one, or a truncated one with no TCP to go to:
+    the recipient is deferred with 4.4.3 within c-ares's timeouts (5 s,
+    2 tries), never bounced, and queued keeps running."""
+    bad = BadDNS(mode)
+    try:
+        env.h.conf(dns_servers=bad.spec)
+        env.h.start("lmtpd", "queued")
+        t0 = time.time()
+        submit(env.h, ["a@x.example"])
+        dsn, status, text = result_of(env.h, "a@x.example", timeout=60)
+        assert (status, dsn) == ("deferred", "4.4.3"), text
+        assert time.time() - t0 < 45
+        assert bad.queries > 0
+        # still alive: local mail goes on
+        submit(env.h, ["sender@example.test"])
+        env.h.wait_messages("sender", 1, 30)
+    finally:
+        bad.close()
+
+
+def test_orcpt_and_envid_line_breaks_do_not_reach_the_dsn(env):
+    """ORCPT and ENVID are xtext: "+0D+0A" decodes to a line break. Written
+    raw into the report they would add fields or MIME parts to the bounce;
+    they must stay one line each."""
+    env.mx("n.example", "127.0.0.2")
+    env.peer("127.0.0.2", RCPT=b"550 5.1.1 no such user\r\n")
+    env.h.start("lmtpd", "queued")
+    inject = "+0D+0AX-Injected:+20yes+0D+0A+0D+0A--x--+0D+0A"
+    lmtp_submit(env.h, [("a@n.example", ["ORCPT=rfc822;a" + inject + "@n.example"])],
+                mail_opts=["ENVID=env" + inject])
+    raw, m = bounce_of(env.h)
+    assert b"\nX-Injected:" not in raw, raw
+    assert b"\n--x--" not in raw, raw
+    parts = [p.get_content_type() for p in m.iter_parts()]
+    assert parts == ["text/plain", "message/delivery-status", "message/rfc822"], parts
+    assert re.search(rb"Original-Recipient: rfc822; a.*@n\.example\r?\n", raw), raw
+
+
+# ---- STARTTLS ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["may", "encrypt"])
+def test_peer_drops_after_starttls_220(env, level):
+    """The server says 220 to STARTTLS and hangs up. Under "may" the same
+    host is tried again in plaintext and gets the mail; under "encrypt"
+    nothing goes in the clear: deferred 4.7.5."""
+    pol = env.h.path("etc", "tls_policy")
+    with open(pol, "w") as f:
+        f.write("d.example %s\n" % level)
+    env.h.conf(smtp_tls_policy_maps=pol)
+    env.mx("d.example", "127.0.0.2")
+    p = env.peer("127.0.0.2", EHLO=b"250-peer\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
+                 STAR=lambda peer, line: peer.conn_close(b"220 2.0.0 go ahead\r\n"))
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@d.example"])
+    dsn, status, text = result_of(env.h, "a@d.example")
+    mails = [ln for ln in p.lines if ln.upper().startswith(b"MAIL")]
+    if level == "may":
+        assert (dsn, status) == ("2.0.0", "sent"), text
+        assert len(p.messages) == 1 and p.conns == 2
+    else:
+        assert (dsn, status) == ("4.7.5", "deferred"), text
+        assert mails == [] and p.messages == []
