@@ -4,12 +4,13 @@ mail system may read, recipients shaped like paths, mbox quoting,
 LMTP clients that go away mid-message, sendmail's options."""
 
 import os
-import socket
 import time
 
 import pytest
 
 from hermod import IS_ROOT, wait_for
+from test_lmtpd import SENDER as LSENDER, maildir_files, mbox_path, msg, start
+from test_lmtpd_client import Client
 from test_queued import SENDER, FakeLmtpd, lmtp_submit, prepare
 
 SECRET = "password=$6$S3cr3tHashNobodyMayRead"
@@ -194,3 +195,85 @@ def test_include_files_bounded_in_all(hermod):
         assert fake.to("bob@example.test") and fake.to("carol@example.test")
     finally:
         fake.close()
+
+
+# ---- lmtpd: mailboxes that are not files, clients that go away ---------------
+
+def test_mbox_that_is_a_fifo_is_refused_not_a_hang(hermod):
+    """The owner puts a FIFO (or anything not a regular file) where the
+    mbox goes: that recipient is deferred at once, the others delivered."""
+    fifo = mbox_path(hermod, "bob")
+    start(hermod, users=[("bob", fifo, ""), ("alice", None, "")])
+    os.mkfifo(fifo, 0o600)
+    os.chown(fifo, hermod.uid, hermod.gid)
+    t = time.time()
+    with Client(hermod.lmtp_socket) as c:
+        _, dr = c.transaction(LSENDER, ["bob@example.test", "alice@example.test"], msg("fifo"))
+    assert time.time() - t < 20
+    assert dr[0][0] == 451 and dr[0][1].startswith("4.3.0") and "unsafe" in dr[0][1], dr
+    assert dr[1][0] == 250
+    assert len(maildir_files(hermod, "alice")) == 1
+
+
+def test_client_gone_mid_data_or_mid_bdat_delivers_nothing(hermod):
+    start(hermod, users=[("alice", None, ""), ("bob", mbox_path(hermod, "bob"), "")])
+    for start_chunk in (b"DATA\r\n", b"BDAT 1000 LAST\r\n"):
+        c = Client(hermod.lmtp_socket)
+        assert c.cmd("MAIL FROM:<%s>" % LSENDER)[0] == 250
+        assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
+        assert c.cmd("RCPT TO:<bob@example.test>")[0] == 250
+        c.send(start_chunk)
+        if start_chunk == b"DATA\r\n":
+            assert c.reply()[0] == 354
+        c.send(b"Subject: half\r\n\r\nhalf a message\r\n")
+        time.sleep(0.3)
+        c.sock.close()
+        c.file.close()
+    wait_for(lambda: hermod.log("lmtpd").count("lost connection during DATA") == 2, 15,
+             what="both sessions ended")
+    with Client(hermod.lmtp_socket) as c:       # still serving
+        _, dr = c.transaction(LSENDER, ["alice@example.test"], msg("whole"))
+        assert dr[0][0] == 250
+    got = maildir_files(hermod, "alice")
+    assert len(got) == 1 and b"Subject: whole" in got[0]
+    assert not os.path.exists(mbox_path(hermod, "bob")) or \
+        os.path.getsize(mbox_path(hermod, "bob")) == 0
+
+
+def test_bdat_past_the_size_limit_refused_per_recipient(hermod):
+    start(hermod, conf={"message_size_limit": 4096},
+          users=[("alice", None, ""), ("bob", mbox_path(hermod, "bob"), "")])
+    with Client(hermod.lmtp_socket) as c:
+        assert c.cmd("MAIL FROM:<%s>" % LSENDER)[0] == 250
+        assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
+        assert c.cmd("RCPT TO:<bob@example.test>")[0] == 250
+        c.send(b"BDAT 3000\r\n" + b"x" * 3000)
+        assert c.reply()[0] == 250
+        c.send(b"BDAT 3000 LAST\r\n" + b"y" * 3000)
+        r = [c.reply() for _ in range(2)]
+        assert all(code == 552 and t.startswith("5.3.4") for code, t in r), r
+        assert c.cmd("NOOP")[0] == 250
+    assert not os.path.isdir(hermod.path("mail/alice/new")) or maildir_files(hermod, "alice") == []
+
+
+def test_recipient_shapes_never_become_paths(hermod):
+    """Local parts and extensions shaped like paths reach the mailbox of
+    the table (the extension picks no folder), or no mailbox at all."""
+    start(hermod, users=[("alice", None, "")])
+    with Client(hermod.lmtp_socket) as c:
+        assert c.cmd("MAIL FROM:<%s>" % LSENDER)[0] == 250
+        for r, code in (("alice+../../../etc@example.test", 250),
+                        ("alice+a/b@example.test", 250),
+                        ("ALICE@Example.Test", 250),
+                        ("../alice@example.test", 550),
+                        ('"al/ice"@example.test', 550),
+                        ("|alice@example.test", 550),
+                        ("-alice@example.test", 550),
+                        ("x" * 65 + "@example.test", 501)):
+            got = c.cmd("RCPT TO:<%s>" % r)
+            assert got[0] == code, (r, got)
+        dr = c.data(msg("shapes"), 3)
+        assert [x[0] for x in dr] == [250, 250, 250], dr
+    assert sorted(os.listdir(hermod.path("mail"))) == ["alice"]
+    assert sorted(os.listdir(hermod.path("mail/alice"))) == ["cur", "new", "tmp"]
+    assert len(maildir_files(hermod, "alice")) == 3
