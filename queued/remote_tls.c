@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <event2/bufferevent_ssl.h>
 
 #include "conf.h"
@@ -151,17 +152,28 @@ struct bufferevent *
 remote_tls_wrap(struct bufferevent *plain, const char *host, int level)
 {
 	SSL_CTX *c = level == TLS_VERIFY ? ctx_verify : ctx_may;
+	const char *ip;
 	struct in6_addr a6;
 	struct bufferevent *bev;
 	SSL *ssl;
 
 	if (c == NULL || (ssl = SSL_new(c)) == NULL)
 		return NULL;
-	/* SNI and the name checked: the exchanger's name, never an address */
-	if (inet_pton(AF_INET, host, &a6) != 1 && inet_pton(AF_INET6, host, &a6) != 1) {
+	/*
+	 * SNI and the name checked: the exchanger's name. An address (a
+	 * literal, a bracketed relayhost) has no SNI, and under verify the
+	 * certificate must name that address: unchecked, any certificate
+	 * from a trusted CA would pass for it.
+	 */
+	ip = strncasecmp(host, "IPv6:", 5) == 0 ? host + 5 : host;
+	if (inet_pton(AF_INET, ip, &a6) != 1 && inet_pton(AF_INET6, ip, &a6) != 1) {
 		SSL_set_tlsext_host_name(ssl, host);
 		if (level == TLS_VERIFY)
 			SSL_set1_host(ssl, host);
+	} else if (level == TLS_VERIFY &&
+	    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip) != 1) {
+		SSL_free(ssl);
+		return NULL;
 	}
 	bev = bufferevent_openssl_filter_new(queued_base, plain, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);

@@ -544,3 +544,40 @@ def test_peer_drops_after_starttls_220(env, level):
     else:
         assert (dsn, status) == ("4.7.5", "deferred"), text
         assert mails == [] and p.messages == []
+
+
+
+def test_verify_checks_an_address_literal_too(env):
+    """Level verify for mail to an address literal: the certificate must
+    name that IP address. One that chains to the CA but names another
+    host (here sink.test) is refused: deferred 4.7.5, nothing sent;
+    unchecked, any certificate from the CA passed for any address. One
+    naming the address (subjectAltName IP) is taken."""
+    import os
+    import subprocess
+    import sinkfix
+    d = env.h.path("etc")
+    ipcert, ipkey, ca = (os.path.join(d, n) for n in ("ip.pem", "ipkey.pem", "ca.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-subj", "/CN=ip.test", "-addext", "subjectAltName=IP:127.0.0.3",
+                    "-days", "2", "-keyout", ipkey, "-out", ipcert],
+                   check=True, capture_output=True, timeout=60)
+    with open(ca, "wb") as f:
+        for c in (sinkfix.test_cert()[0], ipcert):
+            with open(c, "rb") as g:
+                f.write(g.read())
+    os.chmod(ca, 0o644)
+    s = env.sink("127.0.0.2", tls=True)
+    saved, sinkfix._CERT = sinkfix._CERT, (ipcert, ipkey)
+    try:
+        s3 = env.sink("127.0.0.3", tls=True)
+    finally:
+        sinkfix._CERT = saved
+    env.h.conf(smtp_tls_security_level="verify", smtp_tls_ca_file=ca)
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@[127.0.0.2]"])
+    dsn, status, text = result_of(env.h, "a@[127.0.0.2]")
+    assert (dsn, status) == ("4.7.5", "deferred"), text
+    assert s.msgs == []
+    submit(env.h, ["b@[127.0.0.3]"])
+    assert s3.wait(1)[0].tls
