@@ -89,7 +89,11 @@ dotlock(int dirfd, const char *lock, double deadline)
 		struct stat st;
 		if (fstatat(dirfd, lock, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    time(NULL) - st.st_mtime > conf_num(C_stale_lock_time)) {
-			unlinkat(dirfd, lock, 0);
+			/* one we cannot remove (a spool directory we may not
+			 * write, a directory in its place) stays: locked, as
+			 * Postfix says, not a loop until the delivery timeout */
+			if (unlinkat(dirfd, lock, 0) < 0 && errno != ENOENT)
+				return EAGAIN;
 			continue;
 		}
 		if (now_sec() >= deadline)

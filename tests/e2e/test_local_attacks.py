@@ -277,3 +277,26 @@ def test_recipient_shapes_never_become_paths(hermod):
     assert sorted(os.listdir(hermod.path("mail"))) == ["alice"]
     assert sorted(os.listdir(hermod.path("mail/alice"))) == ["cur", "new", "tmp"]
     assert len(maildir_files(hermod, "alice")) == 3
+
+
+def test_stale_dotlock_that_cannot_be_removed_is_locked_not_a_spin(hermod):
+    """A dotlock old enough to be stale that the owner cannot remove (a
+    spool directory he cannot write, 2775 root:mail; here a directory in
+    its place): 452 4.2.1 at once, as Postfix does, not a busy loop until
+    lmtpd_delivery_timeout kills the delivery."""
+    path = mbox_path(hermod, "bob")
+    start(hermod, conf={"mailbox_lock_timeout": "2s", "stale_lock_time": "60s",
+                        "lmtpd_delivery_timeout": "30s"},
+          users=[("bob", path, ""), ("alice", None, "")])
+    lock = path + ".lock"
+    os.mkdir(lock, 0o700)
+    os.chown(lock, hermod.uid, hermod.gid)
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    t0 = time.monotonic()
+    with Client(hermod.lmtp_socket) as c:
+        _, dr = c.transaction(LSENDER, ["bob@example.test", "alice@example.test"], msg("stale"))
+    assert time.monotonic() - t0 < 15
+    assert dr[0][0] == 452 and dr[0][1].startswith("4.2.1"), dr
+    assert dr[1][0] == 250
+    assert not os.path.exists(path) or os.path.getsize(path) == 0
