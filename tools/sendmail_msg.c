@@ -245,7 +245,12 @@ message_read_headers(struct submission *sub, FILE *in)
 
 	buf_init(&hdr, SENDMAIL_HEADER_MAX);
 	buf_init(&sub->headers, SENDMAIL_HEADER_MAX);
-	while ((n = read_line(in, &line, &cap)) >= 0) {
+	for (int first = 1; (n = read_line(in, &line, &cap)) >= 0; first = 0) {
+		/* a leading mbox "From " line (git format-patch, a message
+		 * saved from a mailbox) is not a header: dropped, as Postfix
+		 * and sendmail do, so the headers after it are headers */
+		if (first && strncmp(line, "From ", 5) == 0)
+			continue;
 		if (!sub->ignore_dots && strcmp(line, ".") == 0) {
 			sub->eof_dot = 1;
 			break;

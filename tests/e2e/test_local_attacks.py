@@ -300,3 +300,22 @@ def test_stale_dotlock_that_cannot_be_removed_is_locked_not_a_spin(hermod):
     assert dr[0][0] == 452 and dr[0][1].startswith("4.2.1"), dr
     assert dr[1][0] == 250
     assert not os.path.exists(path) or os.path.getsize(path) == 0
+
+
+def test_sendmail_leading_from_line_dropped(hermod):
+    """`sendmail -t < 0001-fix.patch`: git format-patch output (and a
+    message saved from an mbox) starts with a "From " line; dropped, as
+    Postfix's sendmail does, so the headers after it (and -t) work."""
+    fake = sendmail_env(hermod)
+    try:
+        r = sendmail(hermod, "-t", input=b"From 1234abcd Mon Sep 17 00:00:00 2001\n"
+                     b"From: Dev <dev@example.test>\nTo: bob@example.test\n"
+                     b"Subject: [PATCH] fix\n\nbody\nFrom here on\n")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: fake.msgs, 15, what="the patch")
+        rcpts, data = fake.msgs[0]
+        assert rcpts == ["bob@example.test"]
+        assert data.startswith(b"From: Dev <dev@example.test>\r\nTo: bob@example.test\r\n"), data
+        assert data.endswith(b"\r\n\r\nbody\r\nFrom here on\r\n"), data
+    finally:
+        fake.close()
