@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -468,8 +469,12 @@ caps_parse(struct cli_conn *c, const char *text)
 			    strncasecmp(line, kws[i].kw, kwlen) != 0)
 				continue;
 			c->caps.flags |= kws[i].flag;
+			/* a bare SIZE is no fixed limit (RFC 1870); strtoull
+			 * alone would skip the "\n" and read the next
+			 * keyword's digits ("8BITMIME": 8 bytes) */
 			if (kws[i].flag == CLI_CAP_SIZE)
-				c->caps.size = strtoull(arg, NULL, 10);
+				c->caps.size = isdigit((unsigned char)*arg) ?
+				    strtoull(arg, NULL, 10) : 0;
 			else if (kws[i].flag == CLI_CAP_AUTH)
 				snprintf(c->caps.auth, sizeof(c->caps.auth),
 				    "%.*s", (int)strcspn(arg, "\n"), arg);

@@ -350,6 +350,31 @@ def test_domain_longer_than_dns_allows_is_not_cut(env):
     assert s.msgs == []
 
 
+# ---- EHLO keywords ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size,result", [
+    (b"SIZE", "sent"),                          # no fixed limit (RFC 1870)
+    (b"SIZE 999999999999999999999999999999", "sent"),    # absurd: no limit
+    (b"SIZE 10", "bounced"),                    # smaller than the message
+])
+def test_size_keyword_forms(env, size, result):
+    """SIZE without a number means no fixed limit; it was read from the
+    next keyword's digits ("8BITMIME": 8 bytes) and every message bounced
+    5.3.4. An absurd number is no limit; a small one bounces 5.3.4."""
+    env.mx("z.example", "127.0.0.2")
+    p = env.peer("127.0.0.2", EHLO=b"250-peer\r\n250-" + size +
+                 b"\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@z.example"])
+    dsn, status, text = result_of(env.h, "a@z.example")
+    assert status == result, (dsn, status, text)
+    if result == "bounced":
+        assert dsn == "5.3.4" and p.messages == []
+    else:
+        assert len(p.messages) == 1
+
+
 # ---- per-recipient outcomes across transactions ------------------------------------
 
 
