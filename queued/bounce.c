@@ -167,8 +167,10 @@ int
 bounce_build(struct buf *b, struct msg *m, enum dsn_kind kind, const char *which,
     int msgfd, const char *seed)
 {
+	/* whole only if it fits the DSN's buffer too: past BOUNCE_MAX it
+	 * was dropped, and the part claimed a message it did not carry */
 	int full = kind == DSN_FAILED && !m->ret_hdrs &&
-	    m->size <= conf_num(C_bounce_size_limit);
+	    m->size <= conf_num(C_bounce_size_limit) && m->size <= BOUNCE_MAX / 2;
 	char date[64];
 
 	rfc5322_date(date, sizeof(date), time(NULL));

@@ -606,3 +606,21 @@ def test_verify_checks_an_address_literal_too(env):
     assert s.msgs == []
     submit(env.h, ["b@[127.0.0.3]"])
     assert s3.wait(1)[0].tls
+
+
+# ---- the bounce's own bounds ------------------------------------------------------------
+
+
+def test_bounce_of_a_message_past_the_dsn_buffer_returns_headers(env):
+    """bounce_size_limit set above what a notification can hold (64 MB):
+    the original comes back as headers only instead of being dropped
+    from a DSN that still claimed to carry it."""
+    env.h.conf(message_size_limit="100m", bounce_size_limit="100m")
+    env.dns.add("nullmx.example", "MX", "0 .")
+    env.h.start("lmtpd", "queued")
+    body = b"Subject: huge\r\n\r\n" + (b"z" * 998 + b"\r\n") * 68000
+    submit(env.h, ["a@nullmx.example"], body=body)
+    raw, m = bounce_of(env.h, timeout=90)
+    parts = [p.get_content_type() for p in m.iter_parts()]
+    assert parts == ["text/plain", "message/delivery-status", "text/rfc822-headers"], parts
+    assert b"Subject: huge" in raw and len(raw) < 1024 * 1024
