@@ -86,6 +86,11 @@ struct pend {
 };
 static TAILQ_HEAD(, pend) pending = TAILQ_HEAD_INITIALIZER(pending);
 
+/* The batch start_batch() is starting: out of `pending` already, its
+ * messages' descriptors are the master's until sent. */
+static struct pend **starting;
+static int nstarting;
+
 /* Whose rights a delivery takes: the table's uid/gid, else (as root)
  * the unprivileged service account, like Postfix's default_privs. */
 static int
@@ -195,6 +200,12 @@ worker_spawn(struct worker *w, uid_t uid, gid_t gid)
 		struct pend *p;
 		TAILQ_FOREACH(p, &pending, entry)
 			close(p->fd);
+		/* nor the master's copies of this batch's messages: the
+		 * worker gets its own with the jobs, and a copy left here
+		 * would keep each (up to message_size_limit, in the run
+		 * directory) until the worker exits */
+		for (int i = 0; i < nstarting; i++)
+			close(starting[i]->fd);
 		close(session_sock);
 		close(sig_fd);
 		deliver_worker_main(sv[1], uid, gid);
@@ -267,8 +278,12 @@ pend_free(struct pend *p)
 static void
 start_batch(struct pend **b, int n)
 {
+	starting = b;
+	nstarting = n;
 	struct worker *w = worker_for(b[0]->uid, b[0]->gid);
 	const char *fail = w == NULL ? "cannot start a delivery process" : NULL;
+
+	nstarting = 0;
 
 	for (int i = 0; i < n && fail == NULL; i++) {
 		b[i]->j.index = (uint32_t)i;

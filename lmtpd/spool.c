@@ -8,8 +8,9 @@
  * 40 % of lmtpd's CPU skipping the inodes of recently deleted spool
  * files). One that grows past SPOOL_MEM_MAX moves to an unlinked file
  * (O_TMPFILE) in lmtpd's private directory, so memory stays bounded per
- * session. Once complete the memfd is sealed: a worker (running as a
- * mailbox owner) cannot change what the other recipients receive.
+ * session. Once complete the memfd is sealed, and the file reopened
+ * read-only: a worker (running as a mailbox owner) cannot change what the
+ * other recipients receive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,6 +133,24 @@ spool_write(struct spool *s, const char *p, size_t len)
 	}
 }
 
+/* A spool file on disk cannot be sealed as the memfd is: the workers
+ * get a read-only descriptor of it instead (a new open file description
+ * through /proc), so that here too a worker running as one mailbox owner
+ * cannot change what the other recipients receive. Without /proc the
+ * read-write one stays. */
+static void
+reopen_read_only(struct spool *s)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	close(s->fd);
+	s->fd = fd;
+}
+
 int
 spool_finish(struct spool *s)
 {
@@ -147,6 +166,8 @@ spool_finish(struct spool *s)
 	    fcntl(s->fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW |
 		  F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
 		s->err = errno;
+	if (s->err == 0 && !s->mem)
+		reopen_read_only(s);
 	return s->err == 0 ? 0 : -1;
 }
 

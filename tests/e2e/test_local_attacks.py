@@ -319,3 +319,89 @@ def test_sendmail_leading_from_line_dropped(hermod):
         assert data.endswith(b"\r\n\r\nbody\r\nFrom here on\r\n"), data
     finally:
         fake.close()
+
+
+def spool_fds_of_workers(h):
+    """(pid, fd, O_ACCMODE) of every lmtpd-deliver worker's descriptor of
+    one of our lmtpd's spool files."""
+    out, tmp = [], h.path("run", "lmtpd.tmp") + "/"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() != "lmtpd-deliver":
+                    continue
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(tmp):
+                    with open("/proc/%s/fdinfo/%s" % (pid, fd)) as f:
+                        flags = int(f.read().split("flags:")[1].split()[0], 8)
+                    out.append((pid, fd, flags & os.O_ACCMODE))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def test_big_spooled_message_reaches_workers_read_only(hermod):
+    """A message past lmtpd's memory bound is spooled to a file, which
+    cannot be sealed as the memfd is: the workers get it read-only, so a
+    worker running as one owner cannot change another's copy."""
+    import fcntl
+    import threading
+    path = mbox_path(hermod, "bob")
+    start(hermod, conf={"mailbox_lock_timeout": "20s"}, users=[("bob", path, "")])
+    with open(path, "wb"):
+        pass
+    os.chown(path, hermod.uid, hermod.gid)
+    result = []
+    with open(path, "r+b") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)      # the worker waits, fd open
+        big = msg("big", (b"y" * 998 + b"\r\n") * 2100)     # > 2 MiB
+        th = threading.Thread(target=lambda: result.append(
+            Client(hermod.lmtp_socket).transaction(LSENDER, ["bob@example.test"], big)))
+        th.start()
+        seen = wait_for(lambda: spool_fds_of_workers(hermod), 15, what="a worker with the spool")
+        fcntl.lockf(held, fcntl.LOCK_UN)
+    th.join(30)
+    assert seen and all(mode == os.O_RDONLY for _, _, mode in seen), seen
+    assert result and result[0][1][0][0] == 250, result
+
+
+def our_workers(h):
+    """pids of the delivery workers of our lmtpd (its master's children)."""
+    def ppid(pid):
+        with open("/proc/%s/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    lmtpd, out = h.procs["lmtpd"].pid, []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() == "lmtpd-deliver" and ppid(ppid(pid)) == lmtpd:
+                    out.append(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def test_new_worker_keeps_no_copy_of_the_message(hermod):
+    """The worker forked for a batch inherited the master's descriptors
+    of that batch's messages and kept them while it lived (a 50 MB
+    message in the run directory held until the worker's idle exit)."""
+    start(hermod, conf={"lmtpd_worker_max_idle": "60s"},
+          users=[("bob", mbox_path(hermod, "bob"), ""), ("alice", None, "")])
+    with Client(hermod.lmtp_socket) as c:
+        for body in (b"small\r\n", (b"y" * 998 + b"\r\n") * 1100):
+            _, dr = c.transaction(LSENDER, ["bob@example.test", "alice@example.test"],
+                                  msg("kept", body))
+            assert [x[0] for x in dr] == [250, 250], dr
+    time.sleep(0.5)
+    pids = our_workers(hermod)
+    assert pids, "no worker found"
+    held = []
+    for pid in pids:
+        for fd in os.listdir("/proc/%s/fd" % pid):
+            try:
+                target = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if "lmtpd-msg" in target or "lmtpd.tmp" in target:
+                held.append((pid, fd, target))
+    assert held == []
