@@ -425,9 +425,19 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 setup_bev(struct srv_session *s)
 {
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, input_max(s));
 	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	/* A TLS filter encrypts our replies into the socket bufferevent
+	 * below it at once: without a cap there, a peer that pipelines
+	 * and never reads grew that buffer without bound, ours staying
+	 * empty under output_max. With it the filter keeps the rest in
+	 * ours, where process() sees it and stops reading commands. */
+	if (under != NULL)
+		bufferevent_setwatermark(under, EV_WRITE, 0,
+		    LIM(s, output_max, SRV_IO_MAX_DEF));
 	bufferevent_enable(s->bev, direct(s) ? EV_READ : EV_READ | EV_WRITE);
 }
 

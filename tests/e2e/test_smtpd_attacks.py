@@ -90,3 +90,64 @@ def test_auth_plain_with_more_nul_bytes_is_malformed(hermod):
             assert (code, text[:5]) == (501, "5.5.2"), bad
         resp = base64.b64encode(("\0bob\0" + password).encode()).decode()
         assert c.cmd("AUTH PLAIN " + resp)[0] == 235
+
+
+def test_tls_client_that_never_reads_is_not_read_either(hermod):
+    # Under TLS the filter encrypted every reply into the socket's own
+    # buffer at once, so smtpd's check on unsent replies (output_max) saw
+    # nothing: a client pipelining NOOPs without reading made smtpd read
+    # on and hold all the replies, its memory growing without bound (one
+    # client could take the daemon down). Now reading stops, the client's
+    # writes block, and the session goes on once the client reads.
+    import select
+    import ssl
+    from test_tls_auth import ctx, make_cert
+    cert, key = make_cert(hermod, "cert", "mx.example.test")
+    start(hermod, tls_cert_file=cert, tls_key_file=key)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", hermod.smtp_port))
+    c = Client.__new__(Client)
+    c.sock, c.buf = raw, b""
+    assert c.reply()[0] == 220
+    assert c.cmd("EHLO x")[0] == 250
+    assert c.cmd("STARTTLS")[0] == 220
+    tls = ctx().wrap_socket(raw, server_hostname="mx.example.test")
+    tls.setblocking(False)
+    piece = b"NOOP\r\n" * 10000
+    pending, sent, cap = piece, 0, 64 * 1024 * 1024
+    while sent < cap:
+        try:
+            n = tls.send(pending)           # a retry passes the same buffer
+            sent += n
+            pending = pending[n:] or piece
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            if not select.select([], [tls], [], 3)[1]:
+                break               # smtpd stopped reading: as it should
+            time.sleep(0.01)
+    assert sent < cap, "smtpd read %d bytes from a client that reads nothing" % sent
+    # the client reads now: every NOOP is answered, then QUIT
+    todo = pending + b"QUIT\r\n"        # what the last send tried, first
+    nops = (sent + len(pending)) // 6
+    got = bytearray()
+    deadline = time.monotonic() + 180
+    while not got.endswith(b"221 2.0.0 Bye\r\n") and time.monotonic() < deadline:
+        select.select([tls], [tls] if todo else [], [], 1)
+        try:
+            if todo:
+                todo = todo[tls.send(todo):]
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            pass
+        try:
+            while True:
+                chunk = tls.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            pass
+    tls.close()
+    assert got.endswith(b"221 2.0.0 Bye\r\n"), got[-200:]
+    assert got.count(b"250 2.0.0 Ok\r\n") == nops
+    print("sent", sent)
