@@ -253,6 +253,11 @@ add_hop(struct route_query *q, const char *host, const struct sockaddr_storage *
 
 	if (q->r.n >= ROUTE_MAX_ADDRS)
 		return;
+	/* an address listed again (under another MX name, or twice) is
+	 * not worth a second try: a dead one would cost its timeout again */
+	for (int i = 0; i < q->r.n; i++)
+		if (same_ip(&q->r.v[i].ss, ss))
+			return;
 	h = &q->r.v[q->r.n];
 	snprintf(h->host, sizeof(h->host), "%s", host);
 	h->ss = *ss;

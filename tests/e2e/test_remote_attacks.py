@@ -624,3 +624,20 @@ def test_bounce_of_a_message_past_the_dsn_buffer_returns_headers(env):
     parts = [p.get_content_type() for p in m.iter_parts()]
     assert parts == ["text/plain", "message/delivery-status", "text/rfc822-headers"], parts
     assert b"Subject: huge" in raw and len(raw) < 1024 * 1024
+
+
+def test_same_address_under_many_mx_names_is_tried_once(env):
+    """Ten MX names that all resolve to one address (a dead or hostile
+    host): one session tries it once, not ten times (each try may cost
+    smtp_helo_timeout)."""
+    for i in range(10):
+        env.dns.add("m.example", "MX", "%d mx%d.m.example." % (10 + i, i))
+        env.dns.add("mx%d.m.example" % i, "A", "127.0.0.2")
+    p = env.peer("127.0.0.2", GREETING=b"421 4.3.2 busy\r\n")
+    env.h.conf(minimal_backoff_time="60s", maximal_backoff_time="60s")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@m.example"])
+    dsn, status, text = result_of(env.h, "a@m.example")
+    assert status == "deferred", text
+    time.sleep(0.5)
+    assert p.conns == 1
