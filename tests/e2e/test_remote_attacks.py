@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from dnsfix import FakeDNS
+from dnsfix import FakeDNS, _Resolver
 from hermod import wait_for
 from sinkfix import Sink, shared_port
 from test_remote import SENDER, submit
@@ -641,3 +641,47 @@ def test_same_address_under_many_mx_names_is_tried_once(env):
     assert status == "deferred", text
     time.sleep(0.5)
     assert p.conns == 1
+
+
+class _CnameResolver(_Resolver):
+    """dnsfix's zone, plus CNAMEs followed the way a recursive server
+    answers: the chain (at most 8 links, so a loop ends), then the
+    records of the asked type at its end."""
+
+    def resolve(self, request, handler):
+        from dnslib import QTYPE, RR
+        name = str(request.q.qname).rstrip(".").lower()
+        chain = []
+        while name in self.fix.cnames and len(chain) < 8:
+            target = self.fix.cnames[name]
+            chain.append(RR.fromZone("%s. 60 IN CNAME %s." % (name, target))[0])
+            name = target
+        request.q.qname = name
+        reply = super().resolve(request, handler)
+        for rr in reversed(chain):
+            reply.rr.insert(0, rr)
+        reply.q.qname = chain[0].rname if chain else reply.q.qname
+        reply.header.rcode = 0 if chain and len(chain) == 8 else reply.header.rcode
+        return reply
+
+
+def test_cname_chains_and_loops(env):
+    """An MX host that is a CNAME, and a domain that is a CNAME of
+    another with MX records: both delivered. A CNAME loop: no delivery,
+    a bounded answer (bounced or deferred), queued unharmed."""
+    env.dns.cnames = {"alias.example": "real.example",
+                      "mxalias.c1.example": "mx.c1.example",
+                      "loop1.example": "loop2.example", "loop2.example": "loop1.example"}
+    env.dns.server.server.resolver = _CnameResolver(env.dns)
+    env.dns.add("c1.example", "MX", "10 mxalias.c1.example.")
+    env.dns.add("mx.c1.example", "A", "127.0.0.2")
+    env.dns.add("real.example", "MX", "10 mx.real.example.")
+    env.dns.add("mx.real.example", "A", "127.0.0.2")
+    s = env.sink("127.0.0.2")
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@c1.example", "b@alias.example", "c@loop1.example"])
+    assert result_of(env.h, "a@c1.example")[1] == "sent"
+    assert result_of(env.h, "b@alias.example")[1] == "sent"
+    dsn, status, text = result_of(env.h, "c@loop1.example")
+    assert status in ("bounced", "deferred"), text
+    assert sorted(r for m in s.msgs for r in m.rcpts) == ["a@c1.example", "b@alias.example"]
