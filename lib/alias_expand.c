@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -367,7 +368,11 @@ read_include(const char *path, uid_t reader, struct buf *text, uid_t *owner,
 		*why = "include file too large";
 	else
 		rc = 0;
-	while (rc == 0 && (n = read(fd, chunk, sizeof(chunk))) != 0) {
+	/* no more than the file's size: a /proc or /sys file says 0 or 4096
+	 * whatever it holds (/proc/self/maps, anyone may read, would show
+	 * queued's memory layout as recipients) */
+	while (rc == 0 && text->len < (size_t)st.st_size &&
+	    (n = read(fd, chunk, MIN(sizeof(chunk), (size_t)st.st_size - text->len))) != 0) {
 		if (n < 0 || buf_append(text, chunk, (size_t)n) < 0 ||
 		    memchr(chunk, '\0', (size_t)n) != NULL) {
 			*why = n < 0 ? strerror(errno) : "include file unreadable "

@@ -405,3 +405,17 @@ def test_new_worker_keeps_no_copy_of_the_message(hermod):
             if "lmtpd-msg" in target or "lmtpd.tmp" in target:
                 held.append((pid, fd, target))
     assert held == []
+
+
+def test_include_of_a_proc_file_reads_nothing(hermod):
+    """/proc/self/maps is a "regular file" anyone may read, of size 0:
+    included, its lines (queued's memory layout, what ASLR hides) became
+    recipients that deliveries and bounces show. An include file is read
+    up to the size it has, so such a file is an empty list."""
+    inc = hermod.path("etc", "list")
+    with open(inc, "w") as f:
+        f.write("bob\n:include:/proc/self/maps\n")
+    os.chmod(inc, 0o644)
+    (code, _), got = expand_list(hermod, inc)
+    assert code == 250
+    assert got == ["bob@example.test"], got[:5]
