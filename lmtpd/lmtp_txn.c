@@ -156,7 +156,7 @@ int
 lmtp_txn_deliver(struct lmtp_txn *t, int toobig, void (*done)(void *), void *arg)
 {
 	if (toobig) {
-		settle_all(t, DLV_TOOBIG, "message too big");
+		settle_all(t, DLV_TOOBIG, "larger than message_size_limit");
 		return 1;
 	}
 	if (t->spool == NULL || spool_finish(t->spool) < 0) {
