@@ -150,4 +150,124 @@ def test_tls_client_that_never_reads_is_not_read_either(hermod):
     tls.close()
     assert got.endswith(b"221 2.0.0 Bye\r\n"), got[-200:]
     assert got.count(b"250 2.0.0 Ok\r\n") == nops
-    print("sent", sent)
+
+
+def test_parameters_at_and_past_their_bounds(hermod):
+    start(hermod, smtpd_hard_error_limit=100)
+    with ehlo(hermod.smtp_port) as c:
+        mail = "MAIL FROM:<bob@remote.test> "
+        for params, want in (
+                ("SIZE=99999999999999999999", "501 5.5.4"),     # past 64 bits
+                ("SIZE=", "501 5.5.4"), ("SIZE=1 size=2", "501 5.5.4"),
+                ("SIZE=52428801", "552 5.3.4"), ("BODY=garbage", "555 5.5.4"),
+                ("ENVID=" + "e" * 101, "501 5.5.4"), ("ENVID=a+ZZ", "501 5.5.4"),
+                ("ENVID=a+0D+0Ab", "501 5.5.4"), ("ENVID=a+00", "501 5.5.4"),
+                ("AUTH=a+Z", "501 5.5.4"), ("RET=FULL RET=HDRS", "501 5.5.4"),
+                (" ".join("P%d=1" % i for i in range(40)), "501 5.5.4")):
+            code, text = c.cmd(mail + params)
+            assert "%d %s" % (code, text[:5]) == want, params
+        # at the bounds: accepted; AUTH= from a client that did not
+        # authenticate is taken and dropped (RFC 4954 5)
+        assert c.cmd(mail + "SIZE=52428800 ENVID=" + "e" * 100 +
+                     " AUTH=alice@example.test")[0] == 250
+        rcpt = "RCPT TO:<%s> " % ALICE
+        for params, want in (
+                ("NOTIFY=", "501 5.5.4"), ("NOTIFY=NEVER,DELAY", "501 5.5.4"),
+                ("NOTIFY=SUCCESS,SUCCESS", "501 5.5.4"), ("ORCPT=rfc822;", "501 5.5.4"),
+                ("ORCPT=rfc822;" + "o" * 500, "501 5.5.4"), ("ORCPT=rfc822;a+0Ab", "501 5.5.4"),
+                ("NOTIFY=FAILURE NOTIFY=DELAY", "501 5.5.4")):
+            code, text = c.cmd(rcpt + params)
+            assert "%d %s" % (code, text[:5]) == want, params
+        assert c.cmd(rcpt + "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;" + "o" * 480)[0] == 250
+
+
+def test_addresses(hermod):
+    start(hermod, smtpd_hard_error_limit=100)
+    with ehlo(hermod.smtp_port) as c:
+        assert c.cmd('MAIL FROM:<"a b>c\\"d"@remote.test>')[0] == 250
+        for rcpt, want in (
+                ("<@a.test,@b.test:alice@example.test>", 250),  # route dropped
+                ('<"alice"@example.test>', 250), ("<alice@[127.0.0.1]>", 250),
+                ("<alice@[IPv6:::1]>", 250), ("<postmaster>", 250),
+                ("<alice@[300.1.1.1]>", 501), ("<alice@[tag:x]>", 501),
+                ("<alice@[IPv6:::1%eth0]>", 501), ("<al\\ice@example.test>", 501),
+                ("<@a.test:>", 501), ("<>", 501), ("<%s@example.test>" % ("a" * 65), 501),
+                ("<alice@%sexample.test>" % ("a" * 64 + "."), 501),
+                ("<alice@example.test>>", 501), ("alice@example.test", 501),
+                (b"<\xe9@example.test>", 501),            # not UTF-8
+                (b"<\xc3\xa9@example.test>", 553)):       # UTF-8, no SMTPUTF8
+            code, text = c.cmd(b"RCPT TO:" + (rcpt if isinstance(rcpt, bytes)
+                                              else rcpt.encode()))
+            assert code == want, (rcpt, code, text)
+            if code >= 500:
+                assert text[:5] in ("5.1.3", "5.6.7"), (rcpt, text)
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: addresses\r\n\r\nx\r\n.\r\n")
+        assert c.reply()[0] == 250
+    msgs = hermod.wait_messages("alice", 1)
+    assert msgs[0].startswith(b'Return-Path: <"a b>c\\"d"@remote.test>')
+
+
+def test_xclient_and_xforward_refused(hermod):
+    # Postfix's XCLIENT/XFORWARD let a trusted proxy set the client's
+    # identity; smtpd offers neither (queued takes XFORWARD from smtpd only)
+    start(hermod, mynetworks="192.0.2.0/24")
+    with ehlo(hermod.smtp_port) as c:
+        for cmd in ("XCLIENT ADDR=192.0.2.1 NAME=trusted.example",
+                    "XFORWARD ADDR=192.0.2.1 NAME=trusted.example"):
+            code, text = c.cmd(cmd)
+            assert (code, text[:5]) == (500, "5.5.2")
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+        assert c.cmd("RCPT TO:<someone@remote.test>")[0] == 554
+
+
+def test_bdat_reset_cut_short_tiny_and_too_big(hermod):
+    # Exim's CVE-2017-16943/16944 class: chunk bookkeeping across RSET,
+    # a vanished client, many tiny chunks and a chunk past the size limit
+    start(hermod, message_size_limit="4k")
+    mail = "MAIL FROM:<bob@remote.test>\r\nRCPT TO:<%s>\r\n" % ALICE
+    with ehlo(hermod.smtp_port) as c:
+        c.send(mail + "BDAT 9\r\nSubject: ")
+        assert [c.reply()[0] for _ in range(3)] == [250, 250, 250]
+        assert c.cmd("RSET") == (250, "2.0.0 Ok")      # the message is dropped
+        c.send(mail + "BDAT 6000 LAST\r\n")
+        c.send(b"z" * 5998 + b"\r\n")                   # read whole, then refused
+        assert [c.reply()[0] for _ in range(2)] == [250, 250]
+        code, text = c.reply()
+        assert (code, text[:5]) == (552, "5.3.4")
+        c.send(mail + "BDAT 17\r\nSubject: tiny\r\n\r\n" + "BDAT 1\r\nx" * 300 +
+               "BDAT 2 LAST\r\n\r\n")
+        replies = [c.reply()[0] for _ in range(2 + 1 + 300 + 1)]
+        assert replies == [250] * 304
+        c.send(mail + "BDAT 100 LAST\r\nSubject: never whole\r\n")
+        assert [c.reply()[0] for _ in range(2)] == [250, 250]
+    msgs = hermod.wait_messages("alice", 1)
+    time.sleep(1)
+    msgs = hermod.messages("alice")
+    assert len(msgs) == 1
+    assert msgs[0].endswith(b"Subject: tiny\n\n" + b"x" * 300 + b"\n")
+    wait_for(lambda: spool_files(hermod) == [], 10, what="an empty spool")
+
+
+def test_starttls_and_auth_out_of_order(hermod):
+    from test_tls_auth import ctx, make_cert
+    cert, key = make_cert(hermod, "cert", "mx.example.test")
+    start(hermod, tls_cert_file=cert, tls_key_file=key, smtpd_hard_error_limit=100)
+    with Client(hermod.smtp_port) as c:
+        assert c.cmd("AUTH PLAIN")[0] == 503                 # before EHLO
+        assert c.cmd("STARTTLS") == (503, "5.5.1 Error: send EHLO first")
+        assert c.cmd("EHLO x")[0] == 250
+        assert c.cmd("AUTH PLAIN") == (530, "5.7.0 Must issue a STARTTLS command first")
+        assert c.cmd("STARTTLS now")[0] == 501
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+        assert c.cmd("STARTTLS") == (503, "5.5.1 Error: MAIL transaction in progress")
+        assert c.cmd("RSET")[0] == 250
+        assert c.cmd("STARTTLS")[0] == 220
+        tls = ctx().wrap_socket(c.sock, server_hostname="mx.example.test")
+        c.sock = tls
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 503   # EHLO again first
+        assert c.cmd("EHLO x")[0] == 250
+        assert c.cmd("STARTTLS") == (503, "5.5.1 Error: TLS already active")
+        assert c.cmd("AUTH PLAIN") == (334, "")
+        assert c.cmd("*") == (501, "5.0.0 Authentication aborted")
+        assert c.cmd("NOOP")[0] == 250
