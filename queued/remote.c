@@ -405,6 +405,21 @@ notify_str(unsigned bits, char *out, size_t outsz)
 			    out[0] ? "," : "", tab[i].name);
 }
 
+/* Our client refused the MAIL line (a sender or ENVID that cannot go on
+ * a command line, let in by the submission): no transaction opened and
+ * no done() will come, so the job ends here, failed for good. */
+static void
+mail_refused(struct rsess *s)
+{
+	struct rjob *j = s->job;
+
+	fail_rest(j, 550, "5.5.4", NULL, "sender or its MAIL parameters not "
+	    "usable in an SMTP command");
+	s->job = NULL;
+	job_end(j);
+	sess_next_job(s);
+}
+
 static void
 send_batch(struct rsess *s)
 {
@@ -418,7 +433,10 @@ send_batch(struct rsess *s)
 	j->first += j->count;
 	j->count = j->n - j->first < limit ? j->n - j->first : limit;
 	j->ncmap = 0;
-	cli_mail(s->cli, m->sender, &mp);
+	if (cli_mail(s->cli, m->sender, &mp) != 0) {
+		mail_refused(s);
+		return;
+	}
 	for (int i = 0; i < j->count; i++) {
 		const struct leaf *l = &m->leaves[j->idx[j->first + i]];
 		const struct env_rcpt *er = &m->rcpts[l->parent];

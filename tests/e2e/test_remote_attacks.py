@@ -685,3 +685,22 @@ def test_cname_chains_and_loops(env):
     dsn, status, text = result_of(env.h, "c@loop1.example")
     assert status in ("bounced", "deferred"), text
     assert sorted(r for m in s.msgs for r in m.rcpts) == ["a@c1.example", "b@alias.example"]
+
+
+def test_envid_the_client_cannot_send_does_not_stall_the_message(env):
+    """An ENVID whose xtext decodes to a line break (the submission socket
+    takes it) cannot go on a MAIL line: the recipient bounces 5.5.4 and
+    the attempt ends (a bounce is sent, the message removed). The client
+    refused the MAIL in silence and the message waited for ever."""
+    env.mx("e.example", "127.0.0.2")
+    p = env.peer("127.0.0.2")
+    env.h.start("lmtpd", "queued")
+    lmtp_submit(env.h, [("a@e.example", [])], mail_opts=["ENVID=a+0D+0Ab"])
+    dsn, status, text = result_of(env.h, "a@e.example")
+    assert (dsn, status) == ("5.5.4", "bounced"), text
+    raw, m = bounce_of(env.h)
+    assert b"Original-Envelope-Id: a??b" in raw
+    qid = re.search(r"(\w+): to=<a@e\.example>", env.h.log("queued")).group(1)
+    wait_for(lambda: re.search(qid + r": removed", env.h.log("queued")), 20,
+             what="the message's removal")
+    assert not [ln for ln in p.lines if ln.upper().startswith(b"MAIL")]
