@@ -56,7 +56,9 @@
 #include <event2/event.h>
 #include <event2/bufferevent.h>
 
-/* Bounds first. Times are seconds; defaults are Postfix's. */
+/* Bounds first. Times are seconds; defaults are Postfix's. A reply's
+ * time bounds the whole wait for it (a trickle does not extend it);
+ * data_xfer_timeout is a stall, the message may take longer. */
 struct cli_settings {
 	int connect_timeout;	/* 30:  TCP/unix connect */
 	int greeting_timeout;	/* 300: the 220 banner */
