@@ -561,6 +561,12 @@ srv_error(struct srv_session *s)
 	return 1;
 }
 
+void
+srv_errors_forgive(struct srv_session *s)
+{
+	s->errors = 0;
+}
+
 /* ---------------- control from the daemon ---------------- */
 
 void

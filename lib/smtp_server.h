@@ -221,6 +221,9 @@ void srv_reply_line(struct srv_session *s, const char *line);
  * Returns 1 when the session is ending, else 0.
  */
 int srv_error(struct srv_session *s);
+/* Forget the errors counted so far: smtpd calls it once a message is
+ * queued, as Postfix forgives a client that delivers mail. */
+void srv_errors_forgive(struct srv_session *s);
 
 /*
  * DATA: after the daemon's 354, the input is decoded (dot-stuffing, end

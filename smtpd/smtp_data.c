@@ -447,6 +447,10 @@ on_result(void *arg, const struct handoff_result *r)
 		const char *qid = r->qid[0] ? r->qid : tx->qid;
 
 		log_queued(s, r);
+		/* a client that delivers is forgiven its errors (Postfix's
+		 * smtpd_hard_error_limit: errors "without delivering mail"),
+		 * or a list server's stale recipients end its session */
+		srv_errors_forgive(s->srv);
 		session_reply(s, "250 2.0.0 Ok: queued as %s", qid[0] ? qid : "(unknown)");
 		end_transaction(s);
 		return;

@@ -271,3 +271,45 @@ def test_starttls_and_auth_out_of_order(hermod):
         assert c.cmd("AUTH PLAIN") == (334, "")
         assert c.cmd("*") == (501, "5.0.0 Authentication aborted")
         assert c.cmd("NOOP")[0] == 250
+
+
+def test_starttls_after_auth_forgets_the_login(hermod):
+    # RFC 3207 4.2: after the handshake the client knows nothing it was
+    # told before it; nor does the server keep a login made in clear
+    import base64
+    from test_tls_auth import ctx, make_cert
+    cert, key = make_cert(hermod, "cert", "mx.example.test")
+    password = plaintext_auth(hermod, tls_cert_file=cert, tls_key_file=key,
+                              mynetworks="192.0.2.0/24")
+    with ehlo(hermod.smtp_port) as c:
+        resp = base64.b64encode(("\0bob\0" + password).encode()).decode()
+        assert c.cmd("AUTH PLAIN " + resp)[0] == 235
+        assert c.cmd("STARTTLS")[0] == 220
+        c.sock = ctx().wrap_socket(c.sock, server_hostname="mx.example.test")
+        code, text = c.cmd("EHLO x")
+        assert code == 250 and "AUTH PLAIN LOGIN" in text.split("\n")
+        assert c.cmd("MAIL FROM:<bob@example.test>")[0] == 250
+        assert c.cmd("RCPT TO:<someone@remote.test>")[0] == 554   # no relay
+
+
+def test_a_delivered_message_forgives_earlier_errors(hermod):
+    # Postfix forgives a client's errors once a message was received
+    # (smtpd_hard_error_limit counts errors "without delivering mail"): a
+    # list server sending message after message, each with a few stale
+    # recipients, was cut off with 421 in the middle of its queue.
+    start(hermod, smtpd_hard_error_limit=5)
+    with ehlo(hermod.smtp_port) as c:
+        for i in range(4):
+            assert c.cmd("MAIL FROM:<list@remote.test>")[0] == 250
+            for j in range(3):
+                assert c.cmd("RCPT TO:<gone%d@example.test>" % j)[0] == 550
+            assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+            assert c.cmd("DATA")[0] == 354
+            c.send(b"Subject: issue %d\r\n\r\nx\r\n.\r\n" % i)
+            assert c.reply()[0] == 250
+        # without a message in between they add up as before
+        for _ in range(4):
+            assert c.cmd("FROB")[0] == 500
+        assert c.cmd("FROB")[0] == 500
+        assert c.reply()[0] == 421
+    assert len(hermod.wait_messages("alice", 4)) == 4
