@@ -313,3 +313,26 @@ def test_a_delivered_message_forgives_earlier_errors(hermod):
         assert c.cmd("FROB")[0] == 500
         assert c.reply()[0] == 421
     assert len(hermod.wait_messages("alice", 4)) == 4
+
+
+def test_command_lines_at_the_bound_and_odd_line_ends(hermod):
+    # SMTPD_LINE_MAX: 2047 characters and the CRLF; one more is too long,
+    # and the rest of that line is never read as a command
+    start(hermod, smtpd_hard_error_limit=100)
+    with ehlo(hermod.smtp_port) as c:
+        assert c.cmd("NOOP " + "x" * 2042) == (250, "2.0.0 Ok")
+        assert c.cmd("NOOP " + "x" * 2043) == (500, "5.5.2 Error: line too long")
+        c.send(b"NOOP " + b"y" * 100000 + b" QUIT\r\nNOOP\r\n")
+        assert c.reply() == (500, "5.5.2 Error: line too long")
+        assert c.reply() == (250, "2.0.0 Ok")
+        assert c.cmd(b"") == (500, "5.5.2 Error: command not recognized")
+        c.send(b"\n")                                   # a bare LF: an empty line
+        assert c.reply()[0] == 500
+        c.send(b"\r" * 5000 + b"\r\n")                 # CRs only: too long
+        assert c.reply() == (500, "5.5.2 Error: line too long")
+        c.send(b"NOOP\r")                              # a CR, then the rest
+        time.sleep(0.3)
+        c.send(b"\r\n")
+        assert c.reply()[0] == 500
+        c.send(b"NOOP\n")                              # bare LF ends a command
+        assert c.reply() == (250, "2.0.0 Ok")
