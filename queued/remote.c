@@ -50,7 +50,6 @@ struct rjob {
 	char *st;		/* per idx: 0 open, 1 accepted at RCPT, 2 reported */
 	int n, first, count;	/* the current transaction: first..first+count */
 	int *cmap, ncmap;	/* the client's recipient index -> idx slot */
-	int mail_ok;		/* this transaction's MAIL got a 2xx */
 	int dsn_offered;	/* the server takes NOTIFY: success DSNs are its job */
 	TAILQ_ENTRY(rjob) link;
 };
@@ -140,20 +139,15 @@ report(struct rjob *j, int k, int code, const char *dsn, const char *relay,
 		j->rm->m->leaves[j->idx[k]].notified = 1;
 }
 
-/* A reply as "550 5.1.1 text" on one line (log and Diagnostic-Code);
- * soft: taken as a 4xx whatever it says (the text stays the server's). */
+/* A reply as "550 5.1.1 text" on one line (log and Diagnostic-Code). */
 static void
-report_reply(struct rjob *j, int k, const struct cli_reply *r, const char *relay,
-    int soft)
+report_reply(struct rjob *j, int k, const struct cli_reply *r, const char *relay)
 {
-	char text[REASON_MAX], dsn[sizeof(r->status)];
+	char text[REASON_MAX];
 
 	snprintf(text, sizeof(text), "%d %s%s%s", r->code, r->status,
 	    r->status[0] ? " " : "", r->text != NULL ? r->text : "");
-	snprintf(dsn, sizeof(dsn), "%s", r->status);
-	if (soft && dsn[0] == '5')
-		dsn[0] = '4';
-	report(j, k, soft ? 400 + r->code % 100 : r->code, dsn, relay, text);
+	report(j, k, r->code, r->status, relay, text);
 }
 
 static void
@@ -439,7 +433,6 @@ send_batch(struct rsess *s)
 	j->first += j->count;
 	j->count = j->n - j->first < limit ? j->n - j->first : limit;
 	j->ncmap = 0;
-	j->mail_ok = 0;
 	if (cli_mail(s->cli, m->sender, &mp) != 0) {
 		mail_refused(s);
 		return;
@@ -520,16 +513,6 @@ on_ready(struct cli_conn *cli, const struct cli_caps *caps, void *arg)
 }
 
 static void
-on_mail(struct cli_conn *cli, const struct cli_reply *r, void *arg)
-{
-	struct rsess *s = arg;
-
-	(void)cli;
-	if (s->job != NULL)
-		s->job->mail_ok = r->code / 100 == 2;
-}
-
-static void
 on_rcpt(struct cli_conn *cli, int idx, const struct cli_reply *r, void *arg)
 {
 	struct rsess *s = arg;
@@ -538,14 +521,10 @@ on_rcpt(struct cli_conn *cli, int idx, const struct cli_reply *r, void *arg)
 	(void)cli;
 	if (j == NULL || idx < 0 || idx >= j->ncmap)
 		return;
-	if (r->code / 100 == 2) {
+	if (r->code / 100 == 2)
 		j->st[j->cmap[idx]] = 1;
-		return;
-	}
-	/* A 552 to RCPT itself (not MAIL's, standing in) is RFC 821's "too
-	 * many recipients" or a full mailbox: temporary (RFC 5321
-	 * §4.5.3.1.10), as Postfix takes it. */
-	report_reply(j, j->cmap[idx], r, s->relay, r->code == 552 && j->mail_ok);
+	else
+		report_reply(j, j->cmap[idx], r, s->relay);
 }
 
 static void
@@ -560,7 +539,7 @@ on_final(struct cli_conn *cli, int idx, const struct cli_reply *r, void *arg)
 	/* SMTP has one reply after the dot: it holds for every accepted rcpt */
 	for (int k = j->first; k < j->first + j->count; k++)
 		if (j->st[k] == 1)
-			report_reply(j, k, r, s->relay, 0);
+			report_reply(j, k, r, s->relay);
 }
 
 static void
@@ -647,7 +626,7 @@ on_tls_wrap(struct cli_conn *cli, struct bufferevent *plain, void *arg)
 }
 
 static const struct cli_callbacks callbacks = {
-	.ready = on_ready, .mail = on_mail, .rcpt = on_rcpt, .final = on_final, .done = on_done,
+	.ready = on_ready, .rcpt = on_rcpt, .final = on_final, .done = on_done,
 	.closed = on_closed, .tls_wrap = on_tls_wrap,
 };
 
