@@ -209,7 +209,7 @@ set_timeouts(struct cli_conn *c, int read_s, int write_s)
  * now and then could hold one reply (SMTP_REPLY_LINES_MAX lines of
  * SMTP_REPLY_LINE_READ_MAX) for days, and the message with it. So the
  * same time also bounds the whole wait for each reply (Postfix's
- * smtp_per_record_deadline): armed when a new wait starts, `key` naming
+ * smtp_per_record_deadline = yes): armed when a new wait starts, `key` naming
  * what is awaited (a command, the greeting, the TLS handshake; NULL:
  * nothing). cli_dispatch() clears the key: each reply has its own.
  */
