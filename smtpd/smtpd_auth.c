@@ -13,8 +13,10 @@
  * A failure is answered after a pause (AUTH_FAIL_DELAY, a timer: the
  * loop goes on for the others) and counted per client address; past
  * smtpd_auth_failure_limit within AUTH_FAIL_WINDOW the client gets 421
- * 4.7.0 and, while the count lasts, 421 at its next AUTH. The table of
- * counts is bounded (AUTH_FAIL_SLOTS, the oldest entry is reused).
+ * 4.7.0 and, while the count lasts, 421 at its next AUTH. A check is
+ * counted as a failure when it starts and forgiven when it passes, so
+ * sessions guessing side by side get no more checks than the limit. The
+ * table of counts is bounded (AUTH_FAIL_SLOTS, the oldest entry is reused).
  *
  * Also here: the MAIL FROM ownership check for authenticated clients
  * (smtpd_reject_sender_login_mismatch).
@@ -53,6 +55,7 @@ struct auth_state {
 					 * then the name being checked */
 	struct pwcheck *check;		/* the hash being computed */
 	int real;			/* it is the user's (not the dummy) */
+	int reserved;			/* counted as a failure until it passes */
 	struct event *delay_ev;
 	struct session *s;
 };
@@ -106,6 +109,16 @@ fail_add(const char *addr)
 	f->count++;
 	f->last = time(NULL);
 	return f->count;
+}
+
+/* A check counted in advance passed (or did not run). */
+static void
+fail_undo(const char *addr)
+{
+	struct fail_slot *f = fail_find(addr, 0);
+
+	if (f != NULL)
+		f->count--;
 }
 
 /* ---- base64 (RFC 4648 section 4), strict ---------------------------------------- */
@@ -235,7 +248,9 @@ failed(struct session *s, const char *user)
 	struct auth_state *a = s->auth;
 	struct timeval tv = { AUTH_FAIL_DELAY, 0 };
 
-	fail_add(s->addr);
+	if (!a->reserved)
+		fail_add(s->addr);
+	a->reserved = 0;
 	log_warn("%s: SASL %s authentication failed: user=<%.100s>",
 	    session_client(s), a->mech, user);
 	if (a->delay_ev == NULL &&
@@ -259,6 +274,8 @@ on_checked(void *arg, int ok)
 		failed(s, a->user);
 		return;
 	}
+	a->reserved = 0;
+	fail_undo(s->addr);
 	s->auth_user = xstrdup(a->user);
 	log_info("%s: sasl_method=%s, sasl_username=%s", session_client(s),
 	    a->mech, a->user);
@@ -285,11 +302,22 @@ finish(struct session *s, const char *authzid, const char *user,
 		session_error(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
+	/* Counted as a failure before the check, not after it: sessions
+	 * guessing side by side would all be checked before the first
+	 * failure is counted, past smtpd_auth_failure_limit. */
+	if (fail_add(s->addr) > conf_num(C_smtpd_auth_failure_limit)) {
+		fail_undo(s->addr);
+		session_close(s, "421 4.7.0 %s Error: too many failed "
+		    "authentications", conf_str(C_myhostname));
+		return;
+	}
 	a->check = pwcheck_start(s->base, hash, pass, on_checked, a);
 	if (a->check == NULL) {		/* too many checks waiting */
+		fail_undo(s->addr);
 		session_error(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
+	a->reserved = 1;
 	if (user != a->user)
 		snprintf(a->user, sizeof(a->user), "%s", user);
 	a->real = hash != dummy_setting();
@@ -473,7 +501,7 @@ auth_free(struct session *s)
 		return;
 	if (s->auth->delay_ev != NULL)
 		event_free(s->auth->delay_ev);
-	if (s->auth->check != NULL)
+	if (s->auth->check != NULL)	/* its reserved failure stays counted */
 		pwcheck_cancel(s->auth->check);
 	free(s->auth);
 	s->auth = NULL;

@@ -336,3 +336,44 @@ def test_command_lines_at_the_bound_and_odd_line_ends(hermod):
         assert c.reply()[0] == 500
         c.send(b"NOOP\n")                              # bare LF ends a command
         assert c.reply() == (250, "2.0.0 Ok")
+
+
+def test_concurrent_auth_guesses_stay_within_the_failure_limit(hermod):
+    # A failure was counted only when its hash check ended, and the limit
+    # looked at only when AUTH began: sessions guessing side by side (up
+    # to smtpd_client_connection_count_limit of them) all had their
+    # passwords checked, past smtpd_auth_failure_limit.
+    import base64
+    import threading
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    slow = crypt.crypt("right", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 12))
+    hermod.add_user("bob", extra="password=" + slow)
+    start(hermod, smtpd_tls_auth_only="no", smtpd_auth_failure_limit=3)
+    n = 8
+    clients = [ehlo(hermod.smtp_port) for _ in range(n)]
+    go = threading.Barrier(n)
+    codes = []
+
+    def guess(c, i):
+        resp = base64.b64encode(("\0bob\0wrong%d" % i).encode()).decode()
+        go.wait(30)
+        codes.append(c.cmd("AUTH PLAIN " + resp)[0])
+
+    threads = [threading.Thread(target=guess, args=(c, i)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in clients:
+        c.close()
+    assert len(codes) == n and set(codes) <= {535, 421}, codes
+    checked = hermod.log("smtpd").count("SASL PLAIN authentication failed")
+    assert checked <= 3, (checked, codes)
+    # and the address is refused now, before any check
+    with ehlo(hermod.smtp_port) as c:
+        resp = base64.b64encode(b"\0bob\0right").decode()
+        code, text = c.cmd("AUTH PLAIN " + resp)
+        assert (code, text[:5]) == (421, "4.7.0")
