@@ -15,10 +15,15 @@
  * symbol binding again in every child), more than the rest of the
  * delivery together.
  *
- * Group commit: a worker takes a batch, not one delivery. Every mbox
- * delivery starts at once, alone, in an idle or new worker of its owner
- * (several may run for one owner: a locked mbox must not hold the
- * others). Maildir deliveries run one batch at a time per owner (virtual
+ * Group commit: a worker takes a batch, not one delivery. An mbox
+ * delivery starts alone, in an idle or new worker of its owner (several
+ * may run for one owner: a locked mbox must not hold the others), one
+ * at a time per mbox file (two would only wait for each other's lock).
+ * One running past MBOX_STUCK_US is waiting for a lock someone holds:
+ * the others for that file are answered 452 4.2.1 at once instead of
+ * waiting here, where they count against lmtpd_process_limit, so that
+ * a user holding his mbox locked while mail for him keeps coming cannot
+ * make everybody else's delivery wait. Maildir deliveries run one batch at a time per owner (virtual
  * users usually share one uid): what arrives for the owner while its
  * batch runs waits here and goes out as the next batch, up to
  * lmtpd_delivery_batch_limit, whose data and links the worker makes
@@ -58,6 +63,8 @@
 #include "log.h"
 
 #define MASTER_MAX_WORKERS	256
+#define MBOX_STUCK_US	3000000	/* an append takes milliseconds; a lock wait,
+				 * up to mailbox_lock_timeout (10 s) */
 
 struct worker {
 	pid_t pid;
@@ -66,6 +73,8 @@ struct worker {
 	gid_t gid;
 	int busy, killed, retire;
 	int maildir;		/* busy with a Maildir batch */
+	uint64_t mbox;		/* busy with an mbox delivery: its path's hash */
+	int64_t started;	/* ... since then (now_us()) */
 	int n, left;		/* deliveries in the batch; not yet answered */
 	uint32_t answered;	/* bit i: the batch's delivery i is answered */
 	uint32_t ids[DLV_BATCH_MAX];	/* the requests of the batch */
@@ -265,6 +274,34 @@ maildir_busy(uid_t uid, gid_t gid)
 	return n >= OWNER_BATCHES;
 }
 
+static int64_t now_us(void);
+
+static uint64_t
+path_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h | 1;	/* never 0, which means no mbox */
+}
+
+/* For an mbox delivery waiting here: 0 when its file is free, 1 while a
+ * delivery to it runs, 2 when that one has run so long that it must be
+ * waiting for the lock. */
+static int
+mbox_busy(const struct pend *p)
+{
+	uint64_t h = path_hash(p->j.path);
+
+	for (int i = 0; i < MASTER_MAX_WORKERS; i++) {
+		const struct worker *w = &workers[i];
+		if (w->sock >= 0 && w->busy && w->mbox == h)
+			return now_us() - w->started >= MBOX_STUCK_US ? 2 : 1;
+	}
+	return 0;
+}
+
 static void
 pend_free(struct pend *p)
 {
@@ -297,6 +334,8 @@ start_batch(struct pend **b, int n)
 		w->busy = 1;
 		w->killed = 0;
 		w->maildir = b[0]->j.maildir;
+		w->mbox = w->maildir ? 0 : path_hash(b[0]->j.path);
+		w->started = now_us();
 		w->n = w->left = n;
 		w->answered = 0;
 		w->since = time(NULL);
@@ -376,17 +415,39 @@ holding(void)
 	return hold_until != 0;
 }
 
-/* Start every delivery that can start: mbox ones at once, Maildir ones
- * when their owner has no batch running and no more are expected. */
+/* May p start now? An mbox delivery whose file is stuck behind a lock
+ * is answered here (and freed): 0 then. */
+static int
+can_start(struct pend *p, int hold)
+{
+	if (p->j.maildir)
+		return !hold && !maildir_busy(p->uid, p->gid);
+	switch (mbox_busy(p)) {
+	case 0:
+		return 1;
+	case 2:
+		send_result(session_sock, p->j.req.id, DLV_LOCKED,
+		    "mailbox locked: another delivery to it waits for the lock");
+		TAILQ_REMOVE(&pending, p, entry);
+		pend_free(p);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* Start every delivery that can start: mbox ones when no other runs for
+ * their file, Maildir ones when their owner has no batch running and no
+ * more are expected. */
 static void
 schedule(void)
 {
-	struct pend *p;
+	struct pend *p, *next;
 	int hold = holding();
 
 	for (;;) {
-		TAILQ_FOREACH(p, &pending, entry) {
-			if (!p->j.maildir || (!hold && !maildir_busy(p->uid, p->gid)))
+		TAILQ_FOREACH_SAFE(p, &pending, entry, next) {
+			if (can_start(p, hold))
 				break;
 		}
 		if (p == NULL)

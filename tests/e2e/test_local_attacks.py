@@ -420,3 +420,45 @@ def test_include_of_a_proc_file_reads_nothing(hermod):
     (code, _), got = expand_list(hermod, inc)
     assert code == 250
     assert got == ["bob@example.test"], got[:5]
+
+
+def test_a_locked_mbox_does_not_hold_everybody(hermod):
+    """A user keeps his mbox locked while mail for him keeps coming: each
+    delivery to it waited for the lock (mailbox_lock_timeout) in one of
+    the lmtpd_process_limit places, and an unrelated Maildir delivery
+    waited 20 s behind them. Now one delivery at a time waits for that
+    lock; the others for that mbox get 452 4.2.1 within seconds."""
+    import fcntl
+    import threading
+    path = mbox_path(hermod, "bob")
+    start(hermod, conf={"mailbox_lock_timeout": "12s", "lmtpd_process_limit": "8"},
+          users=[("bob", path, ""), ("alice", None, "")])
+    with open(path, "wb"):
+        pass
+    os.chown(path, hermod.uid, hermod.gid)
+    replies, lock = [], threading.Lock()
+
+    def flood(i):
+        with Client(hermod.lmtp_socket) as c:
+            _, dr = c.transaction(LSENDER, ["bob@example.test"] * 4, msg("flood %d" % i))
+        with lock:
+            replies.extend(dr)
+    with open(path, "r+b") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        with Client(hermod.lmtp_socket) as c:
+            _, dr = c.transaction(LSENDER, ["alice@example.test"], msg("meanwhile"))
+        took = time.monotonic() - t0
+        fcntl.lockf(held, fcntl.LOCK_UN)
+    for t in threads:
+        t.join(60)
+    assert dr[0][0] == 250
+    assert took < 8, took
+    assert len(replies) == 24
+    assert all(c == 250 or (c == 452 and t.startswith("4.2.1")) for c, t in replies), replies
+    assert sum(c == 452 for c, _ in replies) >= 20
+    assert len(hermod.mbox(path)) == sum(c == 250 for c, _ in replies)
