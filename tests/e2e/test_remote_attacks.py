@@ -199,7 +199,7 @@ def test_250_to_data_is_not_a_delivery(env):
     dsn, status, text = result_of(env.h, "a@d.example")
     assert status == "deferred" and dsn.startswith("4."), (dsn, status, text)
     wait_for(lambda: len(p.messages) == 1, 30, what="second attempt")
-    wait_for(lambda: ("sent", ) in [(s,) for _, s in results_of(env.h, "a@d.example")],
+    wait_for(lambda: "sent" in [s for _, s in results_of(env.h, "a@d.example")],
              10, what="sent")
     assert [s for _, s in results_of(env.h, "a@d.example")] == ["deferred", "sent"]
 
@@ -426,7 +426,7 @@ def test_no_reply_after_the_dot_times_out_and_defers(env):
             time.sleep(8)       # longer than the timeout; then the next one
         return b"250 2.0.0 stored\r\n"
     env.mx("t.example", "127.0.0.2")
-    p = env.peer("127.0.0.2", DOT=dot)
+    env.peer("127.0.0.2", DOT=dot)
     env.h.start("lmtpd", "queued")
     t0 = time.time()
     submit(env.h, ["a@t.example"])
@@ -649,7 +649,7 @@ class _CnameResolver(_Resolver):
     records of the asked type at its end."""
 
     def resolve(self, request, handler):
-        from dnslib import QTYPE, RR
+        from dnslib import RR
         name = str(request.q.qname).rstrip(".").lower()
         chain = []
         while name in self.fix.cnames and len(chain) < 8:
