@@ -4,10 +4,8 @@
  * out. Bounded in depth and size; duplicates and loops are cut. See
  * alias_expand.h for the rules.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
@@ -19,6 +17,7 @@
 #include "conf.h"
 #include "local_user.h"
 #include "log.h"
+#include "strset.h"
 #include "xalloc.h"
 
 static struct map *aliases_map, *aliases_override;
@@ -56,65 +55,6 @@ aliases(void)
 		log_warn("aliases table: %s", err);
 	free(path);
 	return aliases_map;
-}
-
-/* ---- a small set of lower-cased strings (what was seen) ---- */
-
-struct strset {
-	char **slot;
-	size_t cap, n;
-};
-
-static uint64_t
-hash_lower(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 1099511628211ULL;
-	return h;
-}
-
-static void set_grow(struct strset *set);
-
-/* 1 when s was added, 0 when it was there already. */
-static int
-set_add(struct strset *set, const char *s)
-{
-	size_t i;
-
-	if (set->n * 2 >= set->cap)
-		set_grow(set);
-	for (i = hash_lower(s) & (set->cap - 1); set->slot[i] != NULL;
-	    i = (i + 1) & (set->cap - 1))
-		if (strcasecmp(set->slot[i], s) == 0)
-			return 0;
-	set->slot[i] = xstrdup(s);
-	set->n++;
-	return 1;
-}
-
-static void
-set_grow(struct strset *set)
-{
-	struct strset bigger = { NULL, set->cap ? set->cap * 2 : 64, 0 };
-
-	bigger.slot = xcalloc(bigger.cap, sizeof(char *));
-	for (size_t i = 0; i < set->cap; i++)
-		if (set->slot[i] != NULL) {
-			set_add(&bigger, set->slot[i]);
-			free(set->slot[i]);
-		}
-	free(set->slot);
-	*set = bigger;
-}
-
-static void
-set_free(struct strset *set)
-{
-	for (size_t i = 0; i < set->cap; i++)
-		free(set->slot[i]);
-	free(set->slot);
 }
 
 /* ---- the result ---- */
@@ -190,7 +130,7 @@ add_leaf(struct ctx *c, enum alias_kind kind, const char *text, int parent,
 {
 	char *k = xasprintf("%d:%s", (int)kind, text);
 
-	if (set_add(&c->leaves, k))
+	if (strset_add(&c->leaves, k))
 		add_node(c, kind, text, parent, depth);
 	free(k);
 }
@@ -294,7 +234,7 @@ expand_addr(struct ctx *c, const char *addr, int parent, int depth)
 		add_leaf(c, ALIAS_LOCAL, addr, parent, depth);
 		goto out;
 	}
-	if (!set_add(&c->expanded, key)) {
+	if (!strset_add(&c->expanded, key)) {
 		c->loops++;	/* met before: a loop or a second path */
 		goto out;
 	}
@@ -434,7 +374,7 @@ expand_include(struct ctx *c, const char *path, int parent, int depth,
 	uid_t owner = 0, reader = c->reader;
 	int node, rc;
 
-	if (!set_add(&c->expanded, inc)) {
+	if (!strset_add(&c->expanded, inc)) {
 		c->loops++;
 		free(inc);
 		return;
@@ -550,8 +490,8 @@ alias_expand(const char *addr, struct alias_result *out)
 	rc = c.tempfail ? MAP_TEMPFAIL :
 	    out->n && out->v[0].kind == ALIAS_EXPANDED ? MAP_FOUND : MAP_NOTFOUND;
 	buf_free(&c.val);
-	set_free(&c.leaves);
-	set_free(&c.expanded);
+	strset_free(&c.leaves);
+	strset_free(&c.expanded);
 	return rc;
 }
 

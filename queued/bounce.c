@@ -244,14 +244,14 @@ queue_dsn(struct msg *m, const char *to, unsigned flags, struct buf *text,
 	struct env_rcpt r = { .addr = (char *)to };	/* failures: see dsn_recipient */
 	struct qf_env env = { .sender = "", .flags = flags, .arrival = 0,
 	    .body8 = m->body8, .smtputf8 = m->smtputf8 };
-	struct leaf *leaves = NULL;
+	struct leaf_list leaves = { 0 };
 	struct bounce_ctx *c;
 	char why[256];
-	int nleaf = 0, rc;
+	int rc;
 
-	if (route_rcpt(to, 0, &leaves, &nleaf, why, sizeof(why)) != 0 || nleaf == 0) {
+	if (route_rcpt(to, 0, &leaves, why, sizeof(why)) != 0 || leaves.n == 0) {
 		log_qwarn(m->id, "cannot route the notification to <%s>: %s", to, why);
-		free(leaves);
+		leaves_free(&leaves);
 		return -1;
 	}
 	{
@@ -264,13 +264,9 @@ queue_dsn(struct msg *m, const char *to, unsigned flags, struct buf *text,
 	c->m = m;
 	c->done = done;
 	c->arg = arg;
-	rc = queue_new_message(&env, &r, 1, leaves, nleaf, text->data, text->len,
+	rc = queue_new_message(&env, &r, 1, leaves.v, leaves.n, text->data, text->len,
 	    bounce_queued, c);
-	for (int i = 0; i < nleaf; i++) {
-		free(leaves[i].addr);
-		free(leaves[i].reason);
-	}
-	free(leaves);
+	leaves_free(&leaves);
 	if (rc != 0) {
 		free(c);
 		return -1;

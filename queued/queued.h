@@ -37,6 +37,7 @@ struct event_base;
 #define QF_LOG_MAX	(64 * 1024 * 1024)	/* state log after the message */
 #define QF_LOG_DEFER_MAX (1024 * 1024)	/* past this, deferrals are not logged */
 #define RCPT_MAX	100000	/* recipients (and alias leaves) per message */
+#define ROUTE_NODES_MAX	100000	/* alias expansion nodes per message (route.c) */
 #define QUEUED_PRIORITIES 2	/* event priorities: 0 control socket, 1 the rest */
 
 /* RFC 3461 NOTIFY bits; 0 = not given (default: FAILURE and DELAY). */
@@ -249,9 +250,18 @@ extern struct transport remote_transport;
 void remote_init(struct event_base *base);	/* also starts lib/dns */
 void remote_shutdown(void);
 
-/* route.c */
-int route_rcpt(const char *addr, int rcpt_idx, struct leaf **leaves,
-    int *nleaf, char *why, size_t whysz);
+/* route.c: a message's leaves while its recipients are routed */
+struct leaf_list {
+	struct leaf *v;
+	int n, room;
+	int *slot;		/* index of the addresses (route.c) */
+	size_t cap, used;
+	size_t nodes;		/* alias expansion nodes so far */
+};
+int route_rcpt(const char *addr, int rcpt_idx, struct leaf_list *l,
+    char *why, size_t whysz);
+void leaves_truncate(struct leaf_list *l, int n);	/* frees leaves n.. */
+void leaves_free(struct leaf_list *l);
 
 /* bounce.c */
 enum dsn_kind { DSN_FAILED, DSN_DELAYED, DSN_SUCCESS };

@@ -71,12 +71,8 @@ tx_reset(struct submit_tx *tx)
 		free(tx->rcpts[i].addr);
 		free(tx->rcpts[i].orcpt);
 	}
-	for (int i = 0; i < tx->nleaf; i++) {
-		free(tx->leaves[i].addr);
-		free(tx->leaves[i].reason);
-	}
 	free(tx->rcpts);
-	free(tx->leaves);
+	leaves_free(&tx->leaves);
 	free(tx->envid);
 	free(tx->auth);
 	free(tx->cur.orcpt);
@@ -153,18 +149,20 @@ add_rcpt(struct session *s, const char *addr)
 		return "452 4.5.3 Error: too many recipients";
 	if (addr[0] == '\0')
 		return "501 5.1.3 Empty recipient address";
-	int n0 = tx->nleaf;
+	/* Each RCPT of a big list expands it again (list+1, list+2, ...),
+	 * its leaves all duplicates: bounded per message, or 1000 RCPTs of
+	 * a 9,000-member list kept the loop busy for seconds. The client
+	 * sends the rest in another transaction. */
+	if (tx->leaves.nodes >= ROUTE_NODES_MAX)
+		return "452 4.5.3 Error: too many recipients after alias expansion";
+	int n0 = tx->leaves.n;
 
-	if (route_rcpt(addr, tx->nrcpt, &tx->leaves, &tx->nleaf, msg, sizeof(msg)) != 0) {
+	if (route_rcpt(addr, tx->nrcpt, &tx->leaves, msg, sizeof(msg)) != 0) {
 		snprintf(why, sizeof(why), "451 %s", msg);
 		return why;
 	}
-	if (tx->nleaf > RCPT_MAX) {	/* the queue file's bound (hermod-queue(5)) */
-		for (int i = n0; i < tx->nleaf; i++) {
-			free(tx->leaves[i].addr);
-			free(tx->leaves[i].reason);
-		}
-		tx->nleaf = n0;
+	if (tx->leaves.n > RCPT_MAX) {	/* the queue file's bound (hermod-queue(5)) */
+		leaves_truncate(&tx->leaves, n0);
 		return "452 4.5.3 Error: too many recipients after alias expansion";
 	}
 	tx->rcpts = xrealloc(tx->rcpts, (size_t)(tx->nrcpt + 1) * sizeof(*tx->rcpts));
@@ -224,7 +222,7 @@ cmd_data(struct srv_session *srv, char *arg)
 		buf_printf(&tx->xforward, "uid=%ld", (long)s->uid);
 		env.client = tx->xforward.data;
 	}
-	if ((err = qf_begin(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves, tx->nleaf)) != 0) {
+	if ((err = qf_begin(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves.v, tx->leaves.n)) != 0) {
 		reply(s, err == ENOSPC || err == EDQUOT ?
 		    "452 4.3.1 Insufficient system storage" :
 		    "451 4.3.0 Local error: cannot create the queue file");
@@ -381,7 +379,7 @@ on_data_end(struct srv_session *srv, unsigned flags)
 	srv_set_state(srv, S_WAIT);
 	srv_pause(srv);
 	/* the envelope as written: msg_build copies it */
-	struct msg *m = msg_build(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves, tx->nleaf);
+	struct msg *m = msg_build(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves.v, tx->leaves.n);
 	queue_commit(&s->w, m, committed, s);
 }
 

@@ -20,8 +20,7 @@ struct submit_tx {
 	struct env_rcpt cur;	/* the RCPT being parsed */
 	struct env_rcpt *rcpts;
 	int nrcpt;
-	struct leaf *leaves;
-	int nleaf;
+	struct leaf_list leaves;
 };
 
 /* Each returns NULL, or the whole reply line to send. */

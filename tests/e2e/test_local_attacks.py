@@ -462,3 +462,58 @@ def test_a_locked_mbox_does_not_hold_everybody(hermod):
     assert all(c == 250 or (c == 452 and t.startswith("4.2.1")) for c, t in replies), replies
     assert sum(c == 452 for c, _ in replies) >= 20
     assert len(hermod.mbox(path)) == sum(c == 250 for c, _ in replies)
+
+
+def test_rcpts_of_a_big_list_bounded_per_message(hermod):
+    """Each RCPT of a big list (list+1, list+2, ...) expands it again and
+    brings only duplicates: the message keeps one copy per member, and
+    past 100,000 expansion nodes in one message a further RCPT gets 452
+    4.5.3 (the client sends it in another transaction). The duplicate
+    check was a scan of every leaf: 100 such RCPTs of a 9,000-member
+    list held queued's loop for half a minute."""
+    inc = hermod.path("etc", "members")
+    with open(inc, "w") as f:
+        f.write("".join("m%d@far.example\n" % i for i in range(9000)))
+    prepare(hermod, aliases="postmaster: alice\nlist: :include:%s\n" % inc,
+            dns_servers="127.0.0.1:9")
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        rr, _ = lmtp_submit(hermod, ["list+%d@example.test" % i for i in range(13)]
+                            + ["bob@example.test"], b"Subject: l\r\n\r\nx\r\n")
+        codes = [c for c, _ in rr]
+        assert codes[:12] == [250] * 12, rr[:12]
+        assert rr[12][0] == 452 and rr[12][1].startswith(b"4.5.3"), rr[12]
+        assert rr[13][0] == 452, rr[13]      # the bound holds for the message
+        rr, _ = lmtp_submit(hermod, ["bob@example.test"], b"Subject: 2\r\n\r\nx\r\n")
+        assert rr[0][0] == 250, rr           # a new transaction starts afresh
+        out = hermod.run("hermod", "queue", check=True).stdout
+        # one copy of each member, not 12
+        members = [ln.strip() for ln in out.splitlines() if ln.strip().endswith("@far.example")]
+        assert len(members) == 9000 and len(set(members)) == 9000, out[-2000:]
+    finally:
+        fake.close()
+
+
+def test_recipient_taken_back_can_come_again(hermod):
+    """A recipient refused for now (an :include: file missing: 451 4.3.0)
+    takes back the leaves it had added; the same destinations reached
+    again by a later RCPT of the message are kept, not dropped as
+    duplicates of leaves that are gone."""
+    prepare(hermod, aliases="postmaster: alice\n"
+            "one: m1@far.example, m2@far.example, :include:%s\n"
+            "two: m2@far.example, m1@far.example, m3@far.example\n"
+            % hermod.path("etc", "missing"), dns_servers="127.0.0.1:9")
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        rr, _ = lmtp_submit(hermod, ["one@example.test", "two@example.test"],
+                            b"Subject: l\r\n\r\nx\r\n")
+        assert rr[0][0] == 451 and rr[0][1].startswith(b"4.3.0"), rr
+        assert rr[1][0] == 250, rr
+        out = hermod.run("hermod", "queue", check=True).stdout
+        members = sorted(ln.strip() for ln in out.splitlines()
+                         if ln.strip().endswith("@far.example"))
+        assert members == ["m1@far.example", "m2@far.example", "m3@far.example"], out
+    finally:
+        fake.close()
