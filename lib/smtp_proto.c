@@ -330,6 +330,15 @@ smtp_xtext_valid(const char *in)
 }
 
 int
+smtp_dsn_text_ok(const char *s, int utf8)
+{
+	for (const unsigned char *u = (const unsigned char *)s; *u != '\0'; u++)
+		if (*u < 0x20 || *u == 0x7f || (*u >= 0x80 && !utf8))
+			return 0;
+	return 1;
+}
+
+int
 smtp_xtext_encode(struct buf *out, const char *in, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";

@@ -169,6 +169,11 @@ const struct smtp_param *smtp_param_get(const struct smtp_params *ps,
 long smtp_xtext_decode(const char *in, char *out, size_t outsz);
 /* 1 when `in` is well-formed xtext, else 0. */
 int smtp_xtext_valid(const char *in);
+/* 1 when a decoded ENVID or ORCPT holds what RFC 3461 4.2/4.4 allow:
+ * printable US-ASCII and the space (and, with utf8, bytes of UTF-8 for an
+ * ORCPT of SMTPUTF8 mail); no control byte, which would reach the queue
+ * file's lines and the DSN's fields. */
+int smtp_dsn_text_ok(const char *s, int utf8);
 /* Append the xtext form of n bytes to `out`; -1 when its cap is reached. */
 int smtp_xtext_encode(struct buf *out, const char *in, size_t n);
 

@@ -21,6 +21,8 @@
 
 #define PATH_MAX_LEN	ADDR_PATH_MAX
 #define PARAM_MAX_LEN	500	/* one ESMTP parameter */
+#define ENVID_MAX_LEN	100	/* RFC 3461 4.4, as sent (xtext) */
+#define ORCPT_MAX_LEN	500	/* RFC 3461 4.2, as sent (xtext), as smtpd takes it */
 
 /*
  * "<path>" at s through lib/addr, leniently: these envelopes come from
@@ -103,9 +105,10 @@ mail_param(struct submit_tx *tx, char *key, char *val)
 	else if (strcasecmp(key, "RET") == 0 && val != NULL &&
 	    (strcasecmp(val, "HDRS") == 0 || strcasecmp(val, "FULL") == 0))
 		tx->ret_hdrs = strcasecmp(val, "HDRS") == 0;
-	else if (strcasecmp(key, "ENVID") == 0 && val != NULL && tx->envid == NULL &&
-	    strlen(val) <= 100) {
-		if ((tx->envid = xtext_decode(val, strlen(val))) == NULL)
+	else if (strcasecmp(key, "ENVID") == 0 && val != NULL && tx->envid == NULL) {
+		if (strlen(val) > ENVID_MAX_LEN ||
+		    (tx->envid = xtext_decode(val, strlen(val))) == NULL ||
+		    !smtp_dsn_text_ok(tx->envid, 0))
 			return "501 5.5.4 Bad ENVID";
 	} else if (strcasecmp(key, "AUTH") == 0 && val != NULL && tx->auth == NULL) {
 		if (!xtext_ok(val))
@@ -144,8 +147,9 @@ rcpt_param(struct submit_tx *tx, char *key, char *val)
 	} else if (strcasecmp(key, "ORCPT") == 0 && val != NULL && r->orcpt == NULL) {
 		char *semi = strchr(val, ';');
 
-		if (semi == NULL || semi == val || strlen(val) > PATH_MAX_LEN + 20 ||
-		    (r->orcpt = xtext_decode(val, strlen(val))) == NULL)
+		if (semi == NULL || semi == val || strlen(val) > ORCPT_MAX_LEN ||
+		    (r->orcpt = xtext_decode(val, strlen(val))) == NULL ||
+		    !smtp_dsn_text_ok(r->orcpt, 1))
 			return "501 5.5.4 Bad ORCPT";
 	} else
 		return "555 5.5.4 Unsupported RCPT parameter";

@@ -36,15 +36,16 @@ parse_path(const char *s, int is_mail, int utf8, char *out, size_t outsz,
 }
 
 /* xtext (RFC 3461 4) decoded by lib/smtp_proto into a new string of at
- * most max bytes; a CR or LF in it is refused too (the value goes into
- * the queue file's lines). NULL if malformed. */
+ * most max bytes; control bytes are refused too (RFC 3461: printable
+ * text; they would reach the queue file's lines and the DSN's fields),
+ * and 8-bit ones unless utf8. NULL if malformed. */
 static char *
-xtext_decode(const char *s, size_t max)
+xtext_decode(const char *s, size_t max, int utf8)
 {
 	size_t n = strlen(s) < max ? strlen(s) : max;
 	char *out = xmalloc(n + 1);
 
-	if (smtp_xtext_decode(s, out, n + 1) < 0 || strpbrk(out, "\r\n") != NULL) {
+	if (smtp_xtext_decode(s, out, n + 1) < 0 || !smtp_dsn_text_ok(out, utf8)) {
 		free(out);
 		return NULL;
 	}
@@ -113,13 +114,16 @@ mail_param(struct session *s, char *key, char *val, void *arg)
 		/* RFC 4954 5: AUTH=<> or an xtext mailbox. We accept it and,
 		 * as the RFC allows, do not pass it on. */
 		char *who = strcmp(val, "<>") == 0 ? NULL :
-		    xtext_decode(val, SMTPD_PATH_MAX);
+		    xtext_decode(val, SMTPD_PATH_MAX, 1);
 
 		if (who == NULL && strcmp(val, "<>") != 0)
 			return "501 5.5.4 Error: bad AUTH parameter";
 		free(who);
 	} else if (strcasecmp(key, "ENVID") == 0 && val != NULL && !tx->envid) {
-		if ((tx->envid = xtext_decode(val, SMTPD_ENVID_MAX)) == NULL)
+		/* the bound is on the value as sent (RFC 3461 4.4), as
+		 * queued checks it */
+		if (strlen(val) > SMTPD_ENVID_MAX ||
+		    (tx->envid = xtext_decode(val, SMTPD_ENVID_MAX, 0)) == NULL)
 			return "501 5.5.4 Error: bad ENVID parameter";
 	} else {
 		return "555 5.5.4 Unsupported option";
@@ -164,7 +168,8 @@ rcpt_param(struct session *s, char *key, char *val, void *arg)
 	} else if (strcasecmp(key, "ORCPT") == 0 && val != NULL && r->orcpt == NULL) {
 		char *semi;
 
-		r->orcpt = xtext_decode(val, SMTPD_ORCPT_MAX);
+		r->orcpt = strlen(val) > SMTPD_ORCPT_MAX ? NULL :
+		    xtext_decode(val, SMTPD_ORCPT_MAX, 1);
 		if (r->orcpt == NULL || (semi = strchr(r->orcpt, ';')) == NULL ||
 		    semi == r->orcpt || semi[1] == '\0')
 			return "501 5.5.4 Error: bad ORCPT parameter";

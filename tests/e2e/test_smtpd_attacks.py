@@ -377,3 +377,44 @@ def test_concurrent_auth_guesses_stay_within_the_failure_limit(hermod):
         resp = base64.b64encode(b"\0bob\0right").decode()
         code, text = c.cmd("AUTH PLAIN " + resp)
         assert (code, text[:5]) == (421, "4.7.0")
+
+
+def test_dsn_parameters_bounded_as_sent_and_printable(hermod):
+    """RFC 3461: ENVID (100) and ORCPT (500) are bounded as sent, in
+    xtext, by smtpd as by queued behind it, and decode to printable text.
+    An ENVID of 120 characters that decoded to 40 got 250 at MAIL, then
+    555 at DATA from queued; an ORCPT of 300 got 250 at RCPT, then 501
+    at DATA; a control byte other than CR/LF went into the queue file
+    and the DSN."""
+    start(hermod, users=("alice", "bob"), smtpd_hard_error_limit=100)
+    with ehlo(hermod.smtp_port) as c:
+        mail = "MAIL FROM:<bob@remote.test> "
+        for params in ("ENVID=" + "+2B" * 40, "ENVID=a+07b", "ENVID=a+7Fb", "ENVID=a+C3+A9"):
+            code, text = c.cmd(mail + params)
+            assert (code, text[:5]) == (501, "5.5.4"), params
+        assert c.cmd(mail + "ENVID=" + "+2B" * 33)[0] == 250        # 99 as sent
+        rcpt = "RCPT TO:<%s> " % ALICE
+        for params in ("ORCPT=rfc822;a+01b", "ORCPT=rfc822;a+1Bb",
+                       "ORCPT=rfc822;" + "+2B" * 167):               # 514 as sent
+            code, text = c.cmd(rcpt + params)
+            assert (code, text[:5]) == (501, "5.5.4"), params
+        orcpt = "rfc822;" + "x" * 300 + "@example.test"
+        assert c.cmd(rcpt + "ORCPT=" + orcpt)[0] == 250
+        # 8-bit: an ORCPT of SMTPUTF8 mail may hold UTF-8 (RFC 6533)
+        assert c.cmd(rcpt.replace(ALICE, "bob@example.test") + "ORCPT=utf-8;b+C3+A9@example.test")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: dsn\r\n\r\nhello\r\n.\r\n")
+        code, text = c.reply()
+        assert code == 250, text       # queued took what smtpd took
+    # the submission socket (sendmail, pickup) holds the same line
+    import smtplib
+    s = smtplib.LMTP(hermod.submit_socket)
+    try:
+        s.ehlo_or_helo_if_needed()
+        assert s.docmd("MAIL FROM:<bob@remote.test> ENVID=a+07b")[0] == 501
+        assert s.docmd("MAIL FROM:<bob@remote.test> ENVID=" + "+2B" * 40)[0] == 501
+        assert s.docmd("MAIL FROM:<bob@remote.test> ENVID=" + "+2B" * 33)[0] == 250
+        assert s.docmd("RCPT TO:<%s> ORCPT=rfc822;a+1Bb" % ALICE)[0] == 501
+        assert s.docmd("RCPT TO:<%s> ORCPT=rfc822;%s@example.test" % (ALICE, "x" * 300))[0] == 250
+    finally:
+        s.close()

@@ -268,6 +268,16 @@ TEST(test_xtext)
 		for (int c = 1; c < 256; c++)
 			CHECK_INT((unsigned char)big[c - 1], c);
 	}
+	/* what a decoded ENVID / ORCPT may hold: printable text and space;
+	 * 8-bit only for UTF-8 mail; never a control byte */
+	CHECK_INT(smtp_dsn_text_ok("rfc822;a b@c.test ~", 0), 1);
+	CHECK_INT(smtp_dsn_text_ok("", 0), 1);
+	CHECK_INT(smtp_dsn_text_ok("a\rb", 1), 0);
+	CHECK_INT(smtp_dsn_text_ok("a\x07", 1), 0);
+	CHECK_INT(smtp_dsn_text_ok("a\x1f", 1), 0);
+	CHECK_INT(smtp_dsn_text_ok("a\x7f", 1), 0);
+	CHECK_INT(smtp_dsn_text_ok("caf\xc3\xa9", 0), 0);
+	CHECK_INT(smtp_dsn_text_ok("caf\xc3\xa9", 1), 1);
 	buf_reset(&b);
 	CHECK_INT(smtp_xtext_encode(&b, "a+b=c d", 7), 0);
 	CHECK_STR(b.data, "a+2Bb+3Dc+20d");
