@@ -36,6 +36,7 @@ CONF_KEY(smtpd_max_connections, CONF_INT, "10000", 0, 1000000, "smtpd: concurren
 CONF_KEY(smtpd_client_connection_count_limit, CONF_INT, "50", 0, 100000, "smtpd: concurrent sessions from one address outside mynetworks (then 421 4.7.0; 0: no limit)")
 CONF_KEY(smtpd_soft_error_limit, CONF_INT, "10", 1, 1000, "smtpd: errors in a session after which each reply waits smtpd_error_sleep_time")
 CONF_KEY(smtpd_hard_error_limit, CONF_INT, "20", 1, 1000, "smtpd: errors in a session after which it ends (421 4.7.0)")
+CONF_KEY(smtpd_junk_command_limit, CONF_INT, "100", 1, 1000000, "smtpd: NOOP, VRFY, RSET, HELO and EHLO commands a session may give before each one counts as an error (reset when a message is queued)")
 CONF_KEY(smtpd_error_sleep_time, CONF_TIME, "1s", 0, 60, "smtpd: delay of an error reply past smtpd_soft_error_limit")
 CONF_KEY(smtpd_dnsbl_sites, CONF_LIST, "", 0, 0, "smtpd: DNS blocklists (ZONE or ZONE=127.0.0.N, at most 8); a client listed in one gets 554 5.7.1 at RCPT unless in mynetworks or authenticated")
 CONF_KEY(smtpd_peername_lookup, CONF_BOOL, "yes", 0, 1, "smtpd: look up the client's name before the greeting (PTR, then forward-confirmed A/AAAA; else unknown)")

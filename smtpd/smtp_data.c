@@ -451,6 +451,7 @@ on_result(void *arg, const struct handoff_result *r)
 		 * smtpd_hard_error_limit: errors "without delivering mail"),
 		 * or a list server's stale recipients end its session */
 		srv_errors_forgive(s->srv);
+		s->junk = 0;
 		session_reply(s, "250 2.0.0 Ok: queued as %s", qid[0] ? qid : "(unknown)");
 		end_transaction(s);
 		return;

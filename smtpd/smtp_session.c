@@ -371,16 +371,17 @@ const struct srv_cmd smtpd_commands[CMD_UNKNOWN + 1] = {
 static const struct {
 	void (*fn)(struct session *, char *);
 	const char *wrong;	/* the 503 reply out of place, if fixed */
+	int junk;		/* counts against smtpd_junk_command_limit */
 } act[CMD_UNKNOWN] = {
-	[CMD_EHLO] = { cmd_ehlo, "503 5.5.1 Error: BDAT in progress" },
-	[CMD_HELO] = { cmd_helo, "503 5.5.1 Error: BDAT in progress" },
-	[CMD_MAIL] = { cmd_mail, NULL }, [CMD_RCPT] = { cmd_rcpt, NULL },
-	[CMD_DATA] = { cmd_data, NULL }, [CMD_BDAT] = { cmd_bdat, NULL },
-	[CMD_RSET] = { cmd_rset, NULL }, [CMD_NOOP] = { cmd_noop, NULL },
-	[CMD_QUIT] = { cmd_quit, NULL }, [CMD_VRFY] = { cmd_vrfy, NULL },
-	[CMD_EXPN] = { cmd_expn, NULL }, [CMD_HELP] = { cmd_help, NULL },
-	[CMD_STARTTLS] = { cmd_starttls, NULL },	/* smtpd_tls.c */
-	[CMD_AUTH] = { cmd_auth, NULL },		/* smtpd_auth.c */
+	[CMD_EHLO] = { cmd_ehlo, "503 5.5.1 Error: BDAT in progress", 1 },
+	[CMD_HELO] = { cmd_helo, "503 5.5.1 Error: BDAT in progress", 1 },
+	[CMD_MAIL] = { cmd_mail, NULL, 0 }, [CMD_RCPT] = { cmd_rcpt, NULL, 0 },
+	[CMD_DATA] = { cmd_data, NULL, 0 }, [CMD_BDAT] = { cmd_bdat, NULL, 0 },
+	[CMD_RSET] = { cmd_rset, NULL, 1 }, [CMD_NOOP] = { cmd_noop, NULL, 1 },
+	[CMD_QUIT] = { cmd_quit, NULL, 0 }, [CMD_VRFY] = { cmd_vrfy, NULL, 1 },
+	[CMD_EXPN] = { cmd_expn, NULL, 0 }, [CMD_HELP] = { cmd_help, NULL, 0 },
+	[CMD_STARTTLS] = { cmd_starttls, NULL, 0 },	/* smtpd_tls.c */
+	[CMD_AUTH] = { cmd_auth, NULL, 0 },		/* smtpd_auth.c */
 };
 
 static void
@@ -391,6 +392,12 @@ run(struct srv_session *srv, char *arg)
 
 	s->counts[id]++;
 	act[id].fn(s, arg);
+	/* Postfix's smtpd_junk_command_limit: commands that deliver
+	 * nothing (a NOOP every few minutes held a session for ever) count
+	 * as errors past the limit, until a message is queued. */
+	if (act[id].junk && !s->closing &&
+	    ++s->junk > (unsigned)conf_num(C_smtpd_junk_command_limit))
+		srv_error(srv);
 	/* SIGTERM: a session leaves as soon as it holds no message. */
 	if (smtpd_stopping && s->tx == NULL && !srv_paused(srv) &&
 	    !s->tls_handshake)

@@ -141,6 +141,8 @@ struct session {
 
 	const char *skip_reply;		/* a refused BDAT: its reply at the end */
 	unsigned counts[CMD_NIDS];
+	unsigned junk;			/* NOOP, VRFY, RSET, HELO, EHLO since
+					   the last message queued */
 
 	struct txn *tx;
 	struct handoff *ho;

@@ -13,7 +13,7 @@ import socket
 import time
 
 from hermod import wait_for
-from test_smtpd import ALICE, Client, start
+from test_smtpd import ALICE, Client, send_ok, start
 
 
 def ehlo(port):
@@ -103,7 +103,9 @@ def test_tls_client_that_never_reads_is_not_read_either(hermod):
     import ssl
     from test_tls_auth import ctx, make_cert
     cert, key = make_cert(hermod, "cert", "mx.example.test")
-    start(hermod, tls_cert_file=cert, tls_key_file=key)
+    # NOOPs by the million: past smtpd_junk_command_limit they would end
+    # the session, which is not what this test is about
+    start(hermod, tls_cert_file=cert, tls_key_file=key, smtpd_junk_command_limit=1000000)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     raw.settimeout(10)
@@ -418,3 +420,24 @@ def test_dsn_parameters_bounded_as_sent_and_printable(hermod):
         assert s.docmd("RCPT TO:<%s> ORCPT=rfc822;%s@example.test" % (ALICE, "x" * 300))[0] == 250
     finally:
         s.close()
+
+
+def test_junk_commands_past_the_limit_count_as_errors(hermod):
+    """Postfix's smtpd_junk_command_limit: NOOP, VRFY, RSET, HELO and
+    EHLO past the limit each count as an error, so a client cannot hold a
+    session for ever with a NOOP every few minutes; a queued message
+    starts the count again."""
+    start(hermod, smtpd_junk_command_limit=5, smtpd_hard_error_limit=3)
+    with ehlo(hermod.smtp_port) as c:                     # EHLO: 1
+        for verb in ("NOOP", "VRFY alice", "RSET", "EHLO x"):   # 2..5
+            assert c.cmd(verb)[0] in (250, 252), verb
+        send_ok(c)                                        # counts start again
+        for _ in range(5):
+            assert c.cmd("NOOP")[0] == 250
+        assert c.cmd("NOOP")[0] == 250                    # error 1
+        assert c.cmd("NOOP")[0] == 250                    # error 2
+        c.send(b"NOOP\r\n")                               # error 3: the end
+        assert c.reply()[0] == 250
+        code, text = c.reply()
+        assert (code, text[:5]) == (421, "4.7.0"), text
+    hermod.wait_messages("alice", 1)
