@@ -53,6 +53,7 @@ CONF_KEY(log_level, CONF_STR, "info", 0, 0, "lowest level logged: debug, info, w
 CONF_KEY(relayhost, CONF_STR, "", 0, 0, "[host]:port smarthost for all remote mail (empty: MX lookup)")
 CONF_KEY(smtp_port, CONF_INT, "25", 1, 65535, "port remote deliveries connect to")
 CONF_KEY(dns_servers, CONF_LIST, "", 0, 0, "IP[:PORT] name servers for c-ares (empty: /etc/resolv.conf)")
+CONF_KEY(smtp_mx_address_limit, CONF_INT, "5", 0, 20, "remote delivery: exchanger addresses tried per delivery, in MX order (0: up to 20), so that dead or silent exchangers cost a bounded number of timeouts")
 CONF_KEY(smtp_connect_timeout, CONF_TIME, "30s", 1, 3600, "remote delivery: longest wait for a TCP connection")
 CONF_KEY(smtp_helo_timeout, CONF_TIME, "300s", 1, 3600, "remote delivery: longest wait for the greeting and the EHLO/HELO reply")
 CONF_KEY(smtp_mail_timeout, CONF_TIME, "300s", 1, 3600, "remote delivery: longest wait for the MAIL FROM reply")

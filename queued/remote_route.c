@@ -246,12 +246,23 @@ finish(struct route_query *q)
 	cb(&r, arg);
 }
 
+/* smtp_mx_address_limit, as in Postfix: each address that does not
+ * answer costs smtp_connect_timeout or smtp_helo_timeout, so a
+ * destination with many silent ones would hold a delivery for hours. */
+static int
+addr_limit(void)
+{
+	long long n = conf_num(C_smtp_mx_address_limit);
+
+	return n > 0 && n < ROUTE_MAX_ADDRS ? (int)n : ROUTE_MAX_ADDRS;
+}
+
 static void
 add_hop(struct route_query *q, const char *host, const struct sockaddr_storage *ss)
 {
 	struct rhop *h;
 
-	if (q->r.n >= ROUTE_MAX_ADDRS)
+	if (q->r.n >= addr_limit())
 		return;
 	/* an address listed again (under another MX name, or twice) is
 	 * not worth a second try: a dead one would cost its timeout again */

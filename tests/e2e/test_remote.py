@@ -577,3 +577,23 @@ def test_sighup_takes_new_name_servers(env):
     assert env.h.run("hermod", "flush").returncode == 0
     assert len(sink.wait(1)) == 1
     assert re.search(r"to=<a@moved\.example>.*status=sent", env.h.log("queued"))
+
+
+def test_mx_address_limit(env):
+    """smtp_mx_address_limit (5, as Postfix): a destination whose first
+    five exchangers refuse is deferred without trying a sixth, so that
+    silent exchangers cost a bounded number of timeouts; with the limit
+    raised (SIGHUP) and a flush the sixth gets the mail."""
+    hosts = ["127.0.0.%d" % i for i in range(2, 8)]
+    env.mx("many.example", *[(10 * (i + 1), a) for i, a in enumerate(hosts)])
+    sink = env.sink(hosts[-1])
+    env.h.start("lmtpd", "queued")
+    submit(env.h, ["a@many.example"])
+    wait_for(lambda: "status=deferred" in env.h.log("queued"), 30, what="the deferral")
+    assert sink.msgs == []
+    env.h.conf(smtp_mx_address_limit="0")
+    env.h.signal("queued", signal.SIGHUP)
+    wait_for(lambda: "configuration and tables reloaded" in env.h.log("queued"), 10)
+    assert env.h.run("hermod", "flush").returncode == 0
+    assert len(sink.wait(1)) == 1
+    assert re.search(r"to=<a@many\.example>, relay=mx6\.many\.example\[127\.0\.0\.7\]", env.h.log("queued"))
