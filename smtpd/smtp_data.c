@@ -30,6 +30,7 @@
  * away.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,6 +38,7 @@
 #include "log.h"
 #include "smtpd.h"
 #include "smtpd_tls.h"
+#include "xalloc.h"
 
 static const char R_BARE_LF[] = "550 5.5.2 Error: bare <LF> received";
 static const char R_BARE_CR[] = "550 5.5.2 Error: bare <CR> received";
@@ -61,8 +63,9 @@ static void
 start_handoff(struct session *s)
 {
 	struct txn *tx = s->tx;
-	const char *rcpts[tx->nrcpt ? tx->nrcpt : 1];
-	struct cli_rcpt_params rp[tx->nrcpt ? tx->nrcpt : 1];
+	/* on the heap: smtpd_recipient_limit may be 100,000 (2.4 MB) */
+	const char **rcpts = xcalloc((size_t)tx->nrcpt + 1, sizeof(*rcpts));
+	struct cli_rcpt_params *rp = xcalloc((size_t)tx->nrcpt + 1, sizeof(*rp));
 	struct handoff_msg m = {
 		.sender = tx->sender,
 		.mail = { .size = tx->size_param, .body_8bitmime = tx->body8,
@@ -88,6 +91,8 @@ start_handoff(struct session *s)
 	tx->started = 1;
 	tx->phase = P_START;
 	tx->early = handoff_start(s->ho, &m) == 1 && !tx->bdat;
+	free(rcpts);		/* the client copied them */
+	free(rp);
 	if (!tx->early) {
 		session_pause(s);
 		return;

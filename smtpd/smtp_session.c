@@ -271,17 +271,10 @@ cmd_data(struct session *s, char *arg)
 static void
 cmd_bdat(struct session *s, char *arg)
 {
-	unsigned long long n = 0;
-	int digits = 0, last = 0;
-	char *p = arg;
+	uint64_t n;
+	int last;
 
-	for (; isdigit((unsigned char)*p) && digits < 19; p++, digits++)
-		n = n * 10 + (unsigned)(*p - '0');
-	while (*p == ' ')
-		p++;
-	if (strcasecmp(p, "LAST") == 0)
-		last = 1, p += 4;
-	if (digits == 0 || digits >= 19 || *p != '\0') {
+	if (smtp_bdat_parse(arg, SMTP_BDAT_MAX, &n, &last) != 0) {
 		/* The chunk's length is unknown: its octets cannot be told
 		 * from commands any more. End the session. */
 		session_close(s, "501 5.5.4 Syntax: BDAT count [LAST]");

@@ -441,3 +441,31 @@ def test_junk_commands_past_the_limit_count_as_errors(hermod):
         code, text = c.reply()
         assert (code, text[:5]) == (421, "4.7.0"), text
     hermod.wait_messages("alice", 1)
+
+
+def test_bdat_size_glued_to_last_is_a_syntax_error(hermod):
+    """RFC 3030: "BDAT" SP size [SP "LAST"]. "BDAT 3LAST" was taken as a
+    last chunk of 3; now, like any BDAT whose size cannot be read, it ends
+    the session (501 5.5.4), and nothing is queued. smtpd parses BDAT
+    with lmtpd's parser (lib/smtp_proto)."""
+    start(hermod)
+    with ehlo(hermod.smtp_port) as c:
+        assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+        c.send(b"BDAT 3LAST\r\nhi\n")
+        code, text = c.reply()
+        assert (code, text[:5]) == (501, "5.5.4"), text
+        assert c.sock.recv(100) == b""                  # the session ended
+    with ehlo(hermod.smtp_port) as c:
+        for arg in ("4 LAST", "4  last "):
+            assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+            assert c.cmd("RCPT TO:<%s>" % ALICE)[0] == 250
+            c.send(("BDAT %s\r\nhi\r\n" % arg).encode())
+            assert c.reply()[0] == 250, arg
+    for arg in ("+4 LAST", "4 LASTX", "1099511627777 LAST", "LAST"):
+        with ehlo(hermod.smtp_port) as c:
+            assert c.cmd("MAIL FROM:<bob@remote.test>")[0] == 250
+            c.send(("BDAT %s\r\n" % arg).encode())
+            assert c.reply()[0] == 501, arg
+            assert c.sock.recv(100) == b"", arg
+    hermod.wait_messages("alice", 2)
