@@ -42,6 +42,19 @@ static struct {
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
 	   .wake = { -1, -1 } };
 
+int
+pwcheck_usable(const char *hash)
+{
+	/* libcrypt rates DES, MD5-crypt and the like "legacy": DES reads 8
+	 * bytes of the password ("s3cret p" passed for "s3cret pass"), and
+	 * they fall to a GPU in hours. SHA-256-crypt is rated so too, but it
+	 * is SHA-512-crypt's design and as strong: kept. */
+	if (hash[0] == '\0' || hash[0] == '!' || hash[0] == '*')
+		return 0;
+	return crypt_checksalt(hash) == CRYPT_SALT_OK ||
+	    strncmp(hash, "$5$", 3) == 0;
+}
+
 /* A hash that can match: crypt_rn gives "*..." for a setting it cannot
  * use, and a locked "!..." hash never matches. */
 static int
@@ -50,7 +63,7 @@ verify(const char *hash, const char *pass, struct crypt_data *cd)
 	const char *h;
 	size_t n = strlen(hash);
 
-	if (n == 0 || hash[0] == '!' || hash[0] == '*')
+	if (!pwcheck_usable(hash))
 		return 0;
 	h = crypt_rn(pass, hash, cd, sizeof(*cd));
 	return h != NULL && h[0] != '*' && strlen(h) == n &&

@@ -21,8 +21,13 @@
 struct pwcheck;
 
 /* ok: 1 the password matches the hash, 0 it does not (or the hash is
- * unusable: locked "!...", "*", empty). */
+ * unusable: see pwcheck_usable()). */
 typedef void (*pwcheck_cb)(void *arg, int ok);
+
+/* Can hash match any password: not empty, locked ("!...", "*"), or of a
+ * method libcrypt rates legacy (DES, MD5-crypt...; SHA-256-crypt is
+ * kept). An unusable hash never matches. */
+int pwcheck_usable(const char *hash);
 
 /* Check pass against hash (a crypt(3) string). NULL when the queue is
  * full or a thread cannot be started; else a handle, valid until the

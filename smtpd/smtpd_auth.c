@@ -191,9 +191,9 @@ user_hash(const char *user, struct local_user *lu)
 
 	if (r == LU_TEMPFAIL)
 		return NULL;
+	/* a locked or legacy hash: the same work as a wrong password */
 	if (r == LU_FOUND && lu->source == LU_SRC_USERS &&
-	    lu->password[0] != '\0' && lu->password[0] != '!' &&
-	    lu->password[0] != '*')	/* a locked hash: the same work */
+	    pwcheck_usable(lu->password))
 		return lu->password;
 	return dummy_setting();
 }
