@@ -25,6 +25,7 @@
 
 #define CONTROL_LINE_MAX	1024
 #define CONTROL_IDLE		300	/* seconds */
+#define CONTROL_OUT_HIGH	(1024 * 1024)	/* answers unread: run no more */
 
 static struct listener *control_listener;
 
@@ -229,28 +230,55 @@ on_written(struct bufferevent *bev, void *arg)
 	bufferevent_free(bev);
 }
 
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+/* The answers so far went out (below the low-water mark): go on with
+ * the commands the client pipelined meanwhile. */
+static void
+on_drained(struct bufferevent *bev, void *arg)
+{
+	bufferevent_enable(bev, EV_READ);
+	on_read(bev, arg);
+}
+
+/*
+ * One command per line. A client may pipeline many, but the answers are
+ * built in memory: past CONTROL_OUT_HIGH bytes not yet read by the client
+ * (a listing of a big queue, a shown message), nothing more is run until
+ * it has read them down, so "list" sent a thousand times without reading
+ * costs one listing, not a thousand (the idle timeout ends a client that
+ * never reads).
+ */
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
 	char *line;
 	size_t len;
 
 	(void)arg;
-	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+	while (evbuffer_get_length(out) < CONTROL_OUT_HIGH &&
+	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
 		int quit = strcasecmp(line, "quit") == 0;
 
 		if (!quit)
-			run_command(bufferevent_get_output(bev), line);
+			run_command(out, line);
 		free(line);
 		if (quit) {
 			bufferevent_disable(bev, EV_READ);
 			bufferevent_setcb(bev, NULL, on_written, NULL, NULL);
-			if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			if (evbuffer_get_length(out) == 0)
 				bufferevent_free(bev);
 			return;
 		}
 	}
+	if (evbuffer_get_length(out) >= CONTROL_OUT_HIGH) {
+		bufferevent_disable(bev, EV_READ);	/* on_drained() resumes */
+		bufferevent_setcb(bev, on_read, on_drained, on_event, NULL);
+		return;
+	}
+	bufferevent_setcb(bev, on_read, NULL, on_event, NULL);
 	if (evbuffer_get_length(in) > CONTROL_LINE_MAX)
 		bufferevent_free(bev);	/* no such command is that long */
 }

@@ -70,6 +70,52 @@ control_line(struct control *c, char *line, size_t cap)
 	return 0;
 }
 
+/* One whole line however long (a message line can be longer than any
+ * buffer: cut, its rest would be read as a line of its own, and a lone
+ * "." there ended the listing). *line is the caller's, reused; -1 at EOF. */
+static int
+control_line_any(struct control *c, char **line, size_t *cap)
+{
+	ssize_t n = getline(line, cap, c->in);
+
+	if (n < 0)
+		return -1;
+	if (n > 0 && (*line)[n - 1] == '\n')
+		(*line)[n - 1] = '\0';
+	return 0;
+}
+
+/*
+ * Text for a terminal: control characters (C0 but tab when keep_tab, DEL,
+ * and the C1 range, U+0080..U+009F, which terminals take as ESC
+ * sequences too) and bytes that are not UTF-8 become '?'. Addresses and
+ * message text are the senders' words; printed raw they could move the
+ * cursor, rewrite what the admin sees or retitle the window.
+ */
+static void
+put_safe(const char *s, int keep_tab)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		size_t n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 :
+		    (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+		size_t k = 1;
+
+		while (k < n && (p[k] & 0xC0) == 0x80)
+			k++;
+		if (n == 0 || k < n || (n == 2 && *p < 0xC2) ||
+		    (n == 1 && (*p < 32 || *p == 127) && !(keep_tab && *p == '\t')) ||
+		    (n == 2 && *p == 0xC2 && p[1] < 0xA0)) {
+			putchar('?');
+			p += k;
+			continue;
+		}
+		fwrite(p, 1, n, stdout);
+		p += n;
+	}
+}
+
 /* Send a command and read the status line; 0 for +OK, -1 for -ERR or a
  * lost connection (the message printed). The +OK text goes to status. */
 static int
@@ -109,45 +155,59 @@ struct mailq_totals {
 	long count;
 };
 
+/* One M or R record of the listing, in Postfix's mailq layout. */
+static void
+mailq_record(char *line, struct mailq_totals *t)
+{
+	char *f[8];
+	int n = fields(line, f, 8);
+
+	if (f[0][0] == 'M' && n >= 6) {
+		char when[32], mark;
+		time_t arrival = (time_t)strtoll(f[3], NULL, 10);
+		struct tm tm;
+
+		if (t->count)
+			printf("\n");
+		localtime_r(&arrival, &tm);
+		strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
+		mark = strcmp(f[4], "active") == 0 ? '*' : strcmp(f[4], "hold") == 0 ? '!' : ' ';
+		printf("%-10s%c %8s %-20s  ", f[1], mark, f[2], when);
+		put_safe(f[5][0] ? f[5] : "MAILER-DAEMON", 0);
+		printf("\n");
+		t->bytes += strtoll(f[2], NULL, 10);
+		t->count++;
+	} else if (f[0][0] == 'R' && n >= 5 && strcmp(f[2], "pending") == 0) {
+		if (f[4][0] && strcmp(f[4], "-") != 0) {
+			printf("%43s(", "");
+			put_safe(f[4], 0);
+			printf(")\n");
+		}
+		printf("%43s", "");
+		put_safe(f[1], 0);
+		printf("\n");
+	}
+}
+
 int
 cmd_queue(int argc, char **argv)
 {
-	char line[CONTROL_REPLY_MAX], *f[8];
+	char status[CONTROL_REPLY_MAX], *line = NULL;
+	size_t cap = 0;
 	struct mailq_totals t = { 0, 0 };
 	struct control c;
-	int n, header = 0;
+	int header = 0;
 
 	(void)argc;
 	(void)argv;
-	if (control_open(&c, 0) < 0 || control_cmd(&c, "list", NULL, line, sizeof(line)) < 0)
+	if (control_open(&c, 0) < 0 || control_cmd(&c, "list", NULL, status, sizeof(status)) < 0)
 		return 1;
-	while (control_line(&c, line, sizeof(line)) == 0 && strcmp(line, ".") != 0) {
+	while (control_line_any(&c, &line, &cap) == 0 && strcmp(line, ".") != 0) {
 		if (!header++)
 			printf("-Queue ID-- --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
-		n = fields(line, f, 8);
-		if (f[0][0] == 'M' && n >= 6) {
-			if (t.count)
-				printf("\n");
-			char when[32], mark = ' ';
-			time_t arrival = (time_t)strtoll(f[3], NULL, 10);
-			struct tm tm;
-
-			localtime_r(&arrival, &tm);
-			strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
-			mark = strcmp(f[4], "active") == 0 ? '*' :
-			    strcmp(f[4], "hold") == 0 ? '!' : ' ';
-			printf("%-10s%c %8s %-20s  %s\n", f[1], mark, f[2], when,
-			    f[5][0] ? f[5] : "MAILER-DAEMON");
-			t.bytes += strtoll(f[2], NULL, 10);
-			t.count++;
-		} else if (f[0][0] == 'R' && n >= 5) {
-			if (strcmp(f[2], "pending") != 0)
-				continue;	/* done with this one */
-			if (n >= 5 && f[4][0] && strcmp(f[4], "-") != 0)
-				printf("%43s(%s)\n", "", f[4]);
-			printf("%43s%s\n", "", f[1]);
-		}
+		mailq_record(line, &t);
 	}
+	free(line);
 	control_close(&c);
 	if (t.count == 0)
 		printf("Mail queue is empty\n");
@@ -157,40 +217,63 @@ cmd_queue(int argc, char **argv)
 	return 0;
 }
 
-/* hermod show ID: the envelope summary, then the message. */
+/* An M or R record of `show`, as header lines. */
+static void
+show_record(char *line)
+{
+	char *f[8];
+	int n = fields(line, f, 8);
+
+	if (line[0] == 'M' && n >= 6) {
+		printf("Queue-ID: %s\nSize: %s\nStatus: %s\nSender: <", f[1], f[2], f[4]);
+		put_safe(f[5], 0);
+		printf(">\n");
+	} else if (line[0] == 'R' && n >= 5) {
+		printf("Recipient: <");
+		put_safe(f[1], 0);
+		printf("> %s%s%s\n", f[2], strcmp(f[3], "-") ? " dsn=" : "",
+		    strcmp(f[3], "-") ? f[3] : "");
+		if (f[4][0]) {
+			printf("  Reason: ");
+			put_safe(f[4], 0);
+			printf("\n");
+		}
+	}
+}
+
+/* hermod show ID: the envelope summary, then the message. The records
+ * come before the first blank line only: after it, a line that looks
+ * like one is the sender's text. On a terminal the text is made
+ * harmless as the addresses are; into a pipe it goes as it is. */
 int
 cmd_show(int argc, char **argv)
 {
-	char line[CONTROL_REPLY_MAX];
+	char status[CONTROL_REPLY_MAX], *line = NULL;
+	size_t cap = 0;
 	struct control c;
+	int in_text = 0, tty = isatty(STDOUT_FILENO);
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: hermod show ID\n");
 		return 2;
 	}
-	if (control_open(&c, 0) < 0 || control_cmd(&c, "show", argv[1], line, sizeof(line)) < 0)
+	if (control_open(&c, 0) < 0 || control_cmd(&c, "show", argv[1], status, sizeof(status)) < 0)
 		return 1;
-	while (control_line(&c, line, sizeof(line)) == 0 && strcmp(line, ".") != 0) {
-		char *f[8];
-		int n;
+	while (control_line_any(&c, &line, &cap) == 0 && strcmp(line, ".") != 0) {
+		char *text = line[0] == '.' ? line + 1 : line;	/* dot-stuffed */
 
-		/* the record lines, then a blank line, then the message */
-		if ((line[0] == 'M' || line[0] == 'R') && line[1] == '\t') {
-			n = fields(line, f, 8);
-			if (line[0] == 'M' && n >= 6)
-				printf("Queue-ID: %s\nSize: %s\nStatus: %s\nSender: <%s>\n",
-				    f[1], f[2], f[4], f[5]);
-			else if (n >= 5)
-				printf("Recipient: <%s> %s%s%s\n", f[1], f[2],
-				    strcmp(f[3], "-") ? " dsn=" : "",
-				    strcmp(f[3], "-") ? f[3] : "");
-			if (line[0] == 'R' && n >= 5 && f[4][0])
-				printf("  Reason: %s\n", f[4]);
-			continue;
-		}
-		/* undo the dot-stuffing of the listing */
-		printf("%s\n", line[0] == '.' ? line + 1 : line);
+		if (!in_text && line[0] == '\0')
+			in_text = 1;
+		if (!in_text)
+			show_record(line);
+		else if (tty)
+			put_safe(text, 1);
+		else
+			fputs(text, stdout);
+		if (in_text)
+			putchar('\n');
 	}
+	free(line);
 	control_close(&c);
 	return 0;
 }

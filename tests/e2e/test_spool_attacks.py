@@ -1,0 +1,157 @@
+"""Attacks on queued's spool and what reads it: the control socket (a
+client pipelining listings without reading them), the `hermod` command's
+output (message text posing as envelope records, escape sequences in
+addresses), queue files where recovery does not expect them (in another
+hash directory, a FIFO, a symlink) and the maildrop."""
+
+import os
+import socket
+import subprocess
+import time
+
+from hermod import wait_for
+from test_queued import control, listing, lmtp_submit, prepare
+from test_queued_durable import sealed
+
+
+def seed(h, qids, body=b"Subject: seeded\r\n\r\nx\r\n", where=None):
+    """Whole queue files written straight into the spool (queued down)."""
+    for qid in qids:
+        d = h.path("spool", "queue", where or qid[-1])
+        os.makedirs(d, exist_ok=True)
+        p = os.path.join(d, qid)
+        with open(p, "wb") as f:
+            f.write(sealed(qid, body))
+        os.chown(p, h.uid, h.gid)
+    for root, dirs, _ in os.walk(h.path("spool")):
+        os.chown(root, h.uid, h.gid)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_pipelined_listings_without_reading_stay_bounded(hermod):
+    """2,000 `list` commands in one write, never read: queued builds the
+    answers only as fast as the client reads them, and serves others."""
+    prepare(hermod)
+    seed(hermod, ["6C0C0000%08X" % i for i in range(600)])
+    hermod.start("queued")          # no lmtpd: everything stays deferred
+    wait_for(lambda: "spool recovered: 600 messages" in hermod.log("queued"), 60,
+             what="recovery")
+    pid = hermod.procs["queued"].pid
+    before = rss_kb(pid)
+    s = socket.socket(socket.AF_UNIX)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(hermod.control_socket)
+    s.sendall(b"list\n" * 2000)     # about 60 KB per listing: 120 MB in all
+    time.sleep(3)
+    grown = rss_kb(pid) - before
+    assert grown < 40 * 1024, "queued grew by %d kB" % grown
+    out = control(hermod, "stats")  # another client is served meanwhile
+    assert "messages 600" in out
+    got = b""                       # and the first client gets its answers
+    s.settimeout(30)
+    while got.count(b"\n.\n") < 5:
+        got += s.recv(65536)
+    assert got.startswith(b"+OK 600 messages\n")
+    s.close()
+    assert hermod.procs["queued"].poll() is None
+
+
+def raw_submit(h, sender, body):
+    """One message on the submit socket, bytes as given; its queue id."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(h.submit_socket)
+    f = s.makefile("rwb")
+    f.readline()
+    f.write(b"LHLO t\r\nMAIL FROM:<" + sender + b"> SMTPUTF8\r\n"
+            b"RCPT TO:<alice@example.test>\r\nDATA\r\n")
+    f.flush()
+    lines = [f.readline() for _ in range(11)]   # LHLO (8 lines), MAIL, RCPT, 354
+    assert lines[-1].startswith(b"354"), lines[-3:]
+    f.write(body + b".\r\n")
+    f.flush()
+    r = f.readline()
+    s.close()
+    assert r.startswith(b"250"), r
+    return r.split()[2].decode()
+
+
+def on_tty(h, *args):
+    """A hermod command with its output on a terminal: what it printed."""
+    master, slave = os.openpty()
+    p = subprocess.Popen([h.bin("hermod")] + list(args), stdout=slave, stderr=slave,
+                         env=dict(os.environ, HERMOD_CONF=h.conf_path))
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            x = os.read(master, 65536)
+        except OSError:         # EIO: the other side closed
+            break
+        if not x:
+            break
+        out += x
+    os.close(master)
+    assert p.wait(30) == 0, out
+    return out.decode("utf-8", "replace")
+
+
+def test_show_output_cannot_be_forged_or_escape(hermod):
+    """`hermod show` takes record lines only before the blank line: a
+    message line shaped like a record printed a forged envelope, and one
+    longer than the tool's line buffer followed by a lone dot cut the
+    message short. On a terminal, escape sequences in the message (C0 and
+    the C1 CSI in UTF-8) are made harmless; into a pipe the text is as
+    it was sent."""
+    prepare(hermod)
+    hermod.start("queued")
+    forged = b"R\tvictim@example.test\tsent\t2.0.0\tdelivered\r\n"
+    escapes = b"\x1b]0;owned\x07\x1b[2J\xc2\x9b2J caf\xc3\xa9\r\n"
+    body = (b"Subject: forged\r\n\r\n" + forged + b"x" * 70000 + b"\r\n..\r\n" +
+            escapes + b"after the long line\r\n")
+    qid = raw_submit(hermod, b"sender@example.test", body)
+    show = hermod.run("hermod", "show", qid)
+    assert show.returncode == 0, show.stderr
+    out = show.stdout
+    assert "Recipient: <victim@example.test>" not in out
+    assert "\nR\tvictim@example.test\tsent" in out       # shown as message text
+    assert "after the long line" in out and "\n.\n" in out
+    assert "\x1b]0;owned" in out                           # a pipe: as sent
+    assert "Recipient: <alice@example.test> pending" in out
+    tty = on_tty(hermod, "show", qid)
+    assert "Recipient: <victim@example.test>" not in tty
+    assert "after the long line" in tty
+    assert "\x1b" not in tty and "\x07" not in tty and "\u009b" not in tty
+    assert "?]0;owned??[2J?2J caf\u00e9" in tty
+
+
+def test_mailq_and_show_fields_made_harmless(hermod):
+    """Addresses with control bytes cannot come in on the sockets (lib/addr
+    refuses them), but a queue file from elsewhere (an older version, a
+    restored spool) can hold any: mailq and show print them harmless."""
+    prepare(hermod)
+    qid = "6C0D000000000001"
+    env = ("id: %s\narrival: %d.000000\nsender: <+1B]0;owned+07+C2+9B2J+7F@example.test>\n"
+           "rcpt: <+1B[2Jbob@example.test>\nleaf: 0 local <+1B[2Jbob@example.test>\n\n"
+           % (qid, int(time.time()))).encode()
+    p = hermod.path("spool", "queue", qid[-1], qid)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(sealed(qid, b"Subject: x\r\n\r\ny\r\n", env))
+    seed(hermod, [])
+    hermod.start("queued")
+    wait_for(lambda: qid in listing(hermod), 30, what="the seeded message")
+    for args in (("queue",), ("show", qid)):
+        r = hermod.run("hermod", *args)
+        assert r.returncode == 0, r.stderr
+        for bad in ("\x1b", "\x07", "\x7f", "\u009b"):
+            assert bad not in r.stdout, (args, r.stdout)
+        assert "?]0;owned??2J?@example.test" in r.stdout, r.stdout
+        assert "?[2Jbob@example.test" in r.stdout, r.stdout
