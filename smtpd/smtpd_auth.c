@@ -15,8 +15,12 @@
  * smtpd_auth_failure_limit within AUTH_FAIL_WINDOW the client gets 421
  * 4.7.0 and, while the count lasts, 421 at its next AUTH. A check is
  * counted as a failure when it starts and forgiven when it passes, so
- * sessions guessing side by side get no more checks than the limit. The
- * table of counts is bounded (AUTH_FAIL_SLOTS, the oldest entry is reused).
+ * sessions guessing side by side get no more checks than the limit; a
+ * session whose check would pass the limit only because of checks still
+ * running waits for them (AUTH_WAIT_STEP, at most AUTH_WAIT_MAX): they may
+ * pass (an application logging in from several sessions at once), and
+ * "too many failed authentications" would be wrong. The table of counts
+ * is bounded (AUTH_FAIL_SLOTS, the oldest entry is reused).
  *
  * Also here: the MAIL FROM ownership check for authenticated clients
  * (smtpd_reject_sender_login_mismatch).
@@ -41,12 +45,16 @@
 #define AUTH_FAIL_DELAY		1	/* seconds before a 535 */
 #define AUTH_FAIL_WINDOW	600	/* seconds a failure counts */
 #define AUTH_FAIL_SLOTS		1024	/* client addresses remembered */
+#define AUTH_WAIT_STEP_MS	100	/* a check waiting for others: retry */
+#define AUTH_WAIT_MAX		30	/* seconds, then 454 4.7.0 */
 #define AUTH_NAME_MAX		255	/* authcid, authzid */
 #define AUTH_PASS_MAX		256
 /* A response: base64 of authzid NUL authcid NUL password. */
 #define AUTH_RESPONSE_MAX	(((AUTH_NAME_MAX * 2 + AUTH_PASS_MAX + 2) + 2) / 3 * 4)
 
-enum auth_step { A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_CHECK, A_DELAY };
+enum auth_step {
+	A_NONE, A_PLAIN, A_LOGIN_USER, A_LOGIN_PASS, A_WAIT, A_CHECK, A_DELAY
+};
 
 struct auth_state {
 	enum auth_step step;
@@ -56,7 +64,9 @@ struct auth_state {
 	struct pwcheck *check;		/* the hash being computed */
 	int real;			/* it is the user's (not the dummy) */
 	int reserved;			/* counted as a failure until it passes */
-	struct event *delay_ev;
+	char pass[AUTH_PASS_MAX + 1];	/* A_WAIT: the password to check */
+	time_t wait_since;
+	struct event *delay_ev, *wait_ev;
 	struct session *s;
 };
 
@@ -64,7 +74,8 @@ struct auth_state {
 
 static struct fail_slot {
 	char addr[INET6_ADDRSTRLEN + 8];
-	int count;
+	int count;		/* failures, and checks running (counted so) */
+	int checking;		/* checks running */
 	time_t last;
 } fails[AUTH_FAIL_SLOTS];
 
@@ -78,7 +89,7 @@ fail_find(const char *addr, int create)
 		struct fail_slot *f = &fails[i];
 
 		if (f->count > 0 && now - f->last > AUTH_FAIL_WINDOW)
-			f->count = 0;	/* forgiven */
+			f->count = f->checking = 0;	/* forgiven */
 		if (f->count > 0 && strcmp(f->addr, addr) == 0)
 			return f;
 		/* a free slot, else the one idle longest */
@@ -89,16 +100,17 @@ fail_find(const char *addr, int create)
 	if (!create)
 		return NULL;
 	snprintf(reuse->addr, sizeof(reuse->addr), "%s", addr);
-	reuse->count = 0;
+	reuse->count = reuse->checking = 0;
 	return reuse;
 }
 
+/* Failures known (not counting checks still running). */
 static int
 fail_count(const char *addr)
 {
 	struct fail_slot *f = fail_find(addr, 0);
 
-	return f ? f->count : 0;
+	return f ? f->count - f->checking : 0;
 }
 
 static int
@@ -111,13 +123,36 @@ fail_add(const char *addr)
 	return f->count;
 }
 
-/* A check counted in advance passed (or did not run). */
+enum { CHECK_GO, CHECK_WAIT, CHECK_REFUSE };
+
+/* May a check start (it is then counted as a failure until it passes)?
+ * Not past limit: CHECK_WAIT while checks running fill the room. */
+static int
+check_begin(const char *addr, int limit)
+{
+	struct fail_slot *f = fail_find(addr, 1);
+
+	if (f->count - f->checking >= limit)
+		return CHECK_REFUSE;
+	if (f->count >= limit)
+		return CHECK_WAIT;
+	f->count++;
+	f->checking++;
+	f->last = time(NULL);
+	return CHECK_GO;
+}
+
+/* A check ended (or was given up): a pass is no failure. */
 static void
-fail_undo(const char *addr)
+check_end(const char *addr, int passed)
 {
 	struct fail_slot *f = fail_find(addr, 0);
 
-	if (f != NULL)
+	if (f == NULL)
+		return;
+	if (f->checking > 0)
+		f->checking--;
+	if (passed && f->count > 0)
 		f->count--;
 }
 
@@ -270,12 +305,12 @@ on_checked(void *arg, int ok)
 
 	a->check = NULL;
 	a->step = A_NONE;
+	check_end(s->addr, ok && a->real);
 	if (!ok || !a->real) {
 		failed(s, a->user);
 		return;
 	}
 	a->reserved = 0;
-	fail_undo(s->addr);
 	s->auth_user = xstrdup(a->user);
 	log_info("%s: sasl_method=%s, sasl_username=%s", session_client(s),
 	    a->mech, a->user);
@@ -283,13 +318,89 @@ on_checked(void *arg, int ok)
 	session_resume(s);
 }
 
+/* No check: the session goes on with reply (a temporary failure). */
+static void
+give_up(struct session *s, const char *reply)
+{
+	struct auth_state *a = s->auth;
+
+	OPENSSL_cleanse(a->pass, sizeof(a->pass));
+	a->step = A_NONE;
+	session_resume(s);
+	session_error(s, "%s", reply);
+}
+
+static void check_start(struct session *s);
+
+static void
+on_wait(evutil_socket_t fd, short ev, void *arg)
+{
+	struct auth_state *a = arg;
+
+	(void)fd;
+	(void)ev;
+	check_start(a->s);
+}
+
+static void
+wait_for_others(struct session *s)
+{
+	struct auth_state *a = s->auth;
+	struct timeval tv = { 0, AUTH_WAIT_STEP_MS * 1000 };
+
+	if (a->wait_ev == NULL &&
+	    (a->wait_ev = evtimer_new(s->base, on_wait, a)) == NULL)
+		fatal("smtpd: cannot set up a timer");
+	a->step = A_WAIT;
+	session_pause(s);	/* nothing is read until the answer */
+	evtimer_add(a->wait_ev, &tv);
+}
+
+/* Check a->pass against a->user's hash, when the failure count allows. */
+static void
+check_start(struct session *s)
+{
+	struct auth_state *a = s->auth;
+	struct local_user lu;
+	const char *hash;
+
+	if ((hash = user_hash(a->user, &lu)) == NULL) {
+		give_up(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	switch (check_begin(s->addr, conf_num(C_smtpd_auth_failure_limit))) {
+	case CHECK_WAIT:
+		if (time(NULL) - a->wait_since < AUTH_WAIT_MAX)
+			wait_for_others(s);
+		else
+			give_up(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	case CHECK_REFUSE:
+		OPENSSL_cleanse(a->pass, sizeof(a->pass));
+		a->step = A_NONE;
+		session_resume(s);
+		session_close(s, "421 4.7.0 %s Error: too many failed "
+		    "authentications", conf_str(C_myhostname));
+		return;
+	}
+	a->check = pwcheck_start(s->base, hash, a->pass, on_checked, a);
+	OPENSSL_cleanse(a->pass, sizeof(a->pass));
+	if (a->check == NULL) {		/* too many checks waiting */
+		check_end(s->addr, 1);
+		give_up(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	a->reserved = 1;
+	a->real = hash != dummy_setting();
+	a->step = A_CHECK;
+	session_pause(s);	/* nothing is read until the answer */
+}
+
 static void
 finish(struct session *s, const char *authzid, const char *user,
     const char *pass)
 {
 	struct auth_state *a = s->auth;
-	struct local_user lu;
-	const char *hash;
 
 	a->step = A_NONE;
 	if (strlen(user) == 0 || strlen(user) > AUTH_NAME_MAX ||
@@ -298,31 +409,11 @@ finish(struct session *s, const char *authzid, const char *user,
 		failed(s, user);
 		return;
 	}
-	if ((hash = user_hash(user, &lu)) == NULL) {
-		session_error(s, "454 4.7.0 Temporary authentication failure");
-		return;
-	}
-	/* Counted as a failure before the check, not after it: sessions
-	 * guessing side by side would all be checked before the first
-	 * failure is counted, past smtpd_auth_failure_limit. */
-	if (fail_add(s->addr) > conf_num(C_smtpd_auth_failure_limit)) {
-		fail_undo(s->addr);
-		session_close(s, "421 4.7.0 %s Error: too many failed "
-		    "authentications", conf_str(C_myhostname));
-		return;
-	}
-	a->check = pwcheck_start(s->base, hash, pass, on_checked, a);
-	if (a->check == NULL) {		/* too many checks waiting */
-		fail_undo(s->addr);
-		session_error(s, "454 4.7.0 Temporary authentication failure");
-		return;
-	}
-	a->reserved = 1;
 	if (user != a->user)
 		snprintf(a->user, sizeof(a->user), "%s", user);
-	a->real = hash != dummy_setting();
-	a->step = A_CHECK;
-	session_pause(s);	/* nothing is read until the answer */
+	snprintf(a->pass, sizeof(a->pass), "%s", pass);
+	a->wait_since = time(NULL);
+	check_start(s);
 }
 
 /* One decoded client response for the current step. */
@@ -372,7 +463,8 @@ auth_continue(struct session *s, const char *line, size_t len)
 	int n;
 
 	if (s->auth == NULL || s->auth->step == A_NONE ||
-	    s->auth->step == A_CHECK || s->auth->step == A_DELAY)
+	    s->auth->step == A_WAIT || s->auth->step == A_CHECK ||
+	    s->auth->step == A_DELAY)
 		return 0;
 	if (len == 1 && line[0] == '*') {	/* RFC 4954 4: cancelled */
 		s->auth->step = A_NONE;
@@ -501,8 +593,13 @@ auth_free(struct session *s)
 		return;
 	if (s->auth->delay_ev != NULL)
 		event_free(s->auth->delay_ev);
-	if (s->auth->check != NULL)	/* its reserved failure stays counted */
+	if (s->auth->wait_ev != NULL)
+		event_free(s->auth->wait_ev);
+	if (s->auth->check != NULL) {	/* its reserved failure stays counted */
 		pwcheck_cancel(s->auth->check);
+		check_end(s->addr, 0);
+	}
+	OPENSSL_cleanse(s->auth->pass, sizeof(s->auth->pass));
 	free(s->auth);
 	s->auth = NULL;
 }

@@ -106,3 +106,38 @@ def test_sender_spoofing_by_authenticated_user(hermod):
            if v[0] == 250 and k not in ("alice@example.test", "ALICE+x@EXAMPLE.test", "",
                                         "alice@localhost")}
     assert bad == {}
+
+
+def test_parallel_correct_logins_from_one_address(hermod):
+    """A web application or an office behind one NAT address logs in from
+    several sessions at once with the right password: none of them is
+    told "too many failed authentications" (each check is counted as a
+    failure while it runs, so that parallel guesses stay within
+    smtpd_auth_failure_limit: the surplus waits, it is not refused)."""
+    import threading
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    start(hermod, smtpd_auth_failure_limit=3)
+    slow = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10))
+    hermod.add_user("app", extra="password=" + slow)
+    hermod.newaliases()
+    n = 8
+    clients = [tls_client(hermod) for _ in range(n)]
+    go = threading.Barrier(n)
+    codes = []
+
+    def auth(c):
+        go.wait(30)
+        codes.append(login(c, "app")[0])
+
+    threads = [threading.Thread(target=auth, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in clients:
+        c.close()
+    assert codes == [235] * n
+    assert hermod.sanitizer_reports() == []
