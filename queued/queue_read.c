@@ -494,9 +494,12 @@ qf_read(int dirfd, const char *path, struct msg **out, char *err, size_t errsz)
 	int fd, rc = -1, v2;
 
 	*out = NULL;
-	if ((fd = qf_open(dirfd, path, O_RDONLY)) < 0 || fstat(fd, &st) < 0) {
-		snprintf(err, errsz, "cannot open: %s", strerror(errno));
-		rc = -2;
+	/* O_NONBLOCK: a FIFO in the spool would block the open for ever */
+	if ((fd = qf_open(dirfd, path, O_RDONLY | O_NONBLOCK)) < 0 || fstat(fd, &st) < 0) {
+		int e = errno;
+
+		snprintf(err, errsz, "cannot open: %s", strerror(e));
+		rc = e == ELOOP ? -1 : -2;	/* a symlink is no queue file */
 		goto done;
 	}
 	if (!S_ISREG(st.st_mode)) {

@@ -85,17 +85,26 @@ clean_incoming(struct recover_count *c)
 	closedir(d);
 }
 
+/* corrupt/NAME, or NAME.1, NAME.2 ... when that is taken: a file set
+ * aside is never replaced by the next one of the same name. */
 static void
 move_corrupt(const char *path, const char *name, const char *why)
 {
 	char dst[64 + 256];
+	int i, rc = -1;
 
-	snprintf(dst, sizeof(dst), "corrupt/%s", name);
-	if (renameat(spool_fd, path, spool_fd, dst) < 0)
+	for (i = 0; i < 100; i++) {
+		snprintf(dst, sizeof(dst), i ? "corrupt/%s.%d" : "corrupt/%s", name, i);
+		if ((rc = renameat2(spool_fd, path, spool_fd, dst, RENAME_NOREPLACE)) == 0 ||
+		    errno != EEXIST)
+			break;
+	}
+	if (rc < 0)
 		log_crit("%s: corrupt queue file (%s) and cannot move it to corrupt/: %s",
 		    name, why, strerror(errno));
 	else
-		log_crit("%s: corrupt queue file moved to corrupt/: %s", name, why);
+		log_crit("%s: corrupt queue file moved to corrupt/%s%s: %s", name,
+		    i ? " as " : "", i ? dst + 8 : "", why);
 }
 
 /* A file its submission never finished (a crash before its commit). */
@@ -125,6 +134,40 @@ retry_time(struct msg *m, time_t now)
 /* ---- scan ------------------------------------------------------------- */
 
 static void
+list_id(const char *id)
+{
+	if (rec.n == rec.cap) {
+		rec.cap = rec.cap ? rec.cap * 2 : 1024;
+		rec.ids = xrealloc(rec.ids, rec.cap * sizeof(*rec.ids));
+	}
+	memcpy(rec.ids[rec.n++], id, QID_LEN + 1);
+}
+
+/*
+ * A queue file in another hash directory than its id's (moved by hand,
+ * a restored backup) was looked for in its own and never found: it
+ * stayed undelivered, and a second file of that id there was read
+ * twice. It goes to its place, unless a file already has that id.
+ */
+static void
+misplaced(const char *path, const char *id, int x)
+{
+	char dst[64 + 256];
+	int h = id[QID_LEN - 1] <= '9' ? id[QID_LEN - 1] - '0' : id[QID_LEN - 1] - 'A' + 10;
+
+	snprintf(dst, sizeof(dst), "queue/%c/%s", qid_hash(id), id);
+	if (renameat2(spool_fd, path, spool_fd, dst, RENAME_NOREPLACE) < 0) {
+		move_corrupt(path, id, errno == EEXIST ? "in another hash directory, "
+		    "and its own holds a file of that id" : "in another hash directory");
+		rec.count.corrupt++;
+		return;
+	}
+	log_qwarn(id, "queue file found in queue/%X/, moved to %s", x, dst);
+	if (h < x)
+		list_id(id);	/* that directory was scanned already */
+}
+
+static void
 scan_dir(int x)
 {
 	char dir[16], path[64 + 256];
@@ -139,17 +182,14 @@ scan_dir(int x)
 	while ((e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (!qid_valid(e->d_name)) {
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 			move_corrupt(path, e->d_name, "not a queue id");
 			rec.count.corrupt++;
-			continue;
-		}
-		if (rec.n == rec.cap) {
-			rec.cap = rec.cap ? rec.cap * 2 : 1024;
-			rec.ids = xrealloc(rec.ids, rec.cap * sizeof(*rec.ids));
-		}
-		memcpy(rec.ids[rec.n++], e->d_name, QID_LEN + 1);
+		} else if (qid_hash(e->d_name) != dir[6])
+			misplaced(path, e->d_name, x);
+		else
+			list_id(e->d_name);
 	}
 	closedir(d);
 }

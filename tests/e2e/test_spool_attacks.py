@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from hermod import wait_for
-from test_queued import control, listing, lmtp_submit, prepare
+from test_queued import FakeLmtpd, control, listing, prepare
 from test_queued_durable import sealed
 
 
@@ -155,3 +155,50 @@ def test_mailq_and_show_fields_made_harmless(hermod):
             assert bad not in r.stdout, (args, r.stdout)
         assert "?]0;owned??2J?@example.test" in r.stdout, r.stdout
         assert "?[2Jbob@example.test" in r.stdout, r.stdout
+
+
+def test_recovery_of_files_out_of_place(hermod):
+    """What recovery finds where it does not expect it: a message in
+    another hash directory than its id's was looked for in its own and
+    never delivered (and, with a copy there, read twice); a FIFO named
+    like a queue id blocked the start-up for ever; a symlink stayed in
+    place, 'read again at the next start', at every start; two stray
+    files of one name in two directories left one in corrupt/."""
+    prepare(hermod)
+    moved, twice = "6C0E00000000000A", "6C0E00000000000B"
+    seed(hermod, [moved, twice], where="3")
+    seed(hermod, [twice])
+    fifo, link = "6C0E00000000000C", "6C0E00000000000D"
+    for d in "CD12":
+        os.makedirs(hermod.path("spool", "queue", d), exist_ok=True)
+    os.mkfifo(hermod.path("spool", "queue", "C", fifo))
+    os.symlink("/etc/passwd", hermod.path("spool", "queue", "D", link))
+    for d in ("1", "2"):
+        with open(hermod.path("spool", "queue", d, "stray"), "w") as f:
+            f.write("stray in %s\n" % d)
+    seed(hermod, [])
+    hermod.start("queued")
+    wait_for(lambda: "spool recovered" in hermod.log("queued"), 30, what="recovery")
+    lst = listing(hermod)
+    assert moved in lst and twice in lst, lst
+    assert os.path.exists(hermod.path("spool", "queue", "A", moved))
+    corrupt = sorted(os.listdir(hermod.path("spool", "corrupt")))
+    assert corrupt == sorted([twice, fifo, link, "stray", "stray.1"]), corrupt
+    texts = set()
+    for n in ("stray", "stray.1"):
+        with open(hermod.path("spool", "corrupt", n)) as f:
+            texts.add(f.read())
+    assert texts == {"stray in 1\n", "stray in 2\n"}
+    log = hermod.log("queued")
+    assert "%s: queue file found in queue/3/, moved to queue/A/%s" % (moved, moved) in log
+    assert "cannot read" not in log
+    # each message once, and queued keeps working
+
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        control(hermod, "flush")
+        wait_for(lambda: not listing(hermod), 30, what="delivery")
+        assert len(fake.msgs) == 2, fake.msgs
+    finally:
+        fake.close()
+    assert hermod.procs["queued"].poll() is None
