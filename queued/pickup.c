@@ -21,7 +21,12 @@
  * refused for good (logged).
  *
  * Passes: at start, on an inotify event, and every PICKUP_SCAN_SEC; one
- * file at a time, at most PICKUP_PASS_MAX per pass.
+ * file at a time, at most PICKUP_PASS_MAX per pass. A file kept for a
+ * later try is tried again at the next PICKUP_SCAN_SEC scan only, not
+ * by the passes in between: with more kept files than a pass holds
+ * (a temporary refusal of all, aliases.db missing), each pass that
+ * ended full started the next one at once and tried the same files
+ * again, a busy loop, while the files past them waited for ever.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +55,7 @@
 #define PICKUP_PASS_MAX		1000	/* files per pass */
 #define PICKUP_ENVELOPE_MAX	(2 * 1024 * 1024)	/* MAIL .. DATA */
 #define PICKUP_STALE_SEC	86400	/* an unfinished t* file is abandoned */
+#define PICKUP_KEPT_MAX		100000	/* kept names remembered between scans */
 #define PICKUP_TIMEOUT_SEC	60	/* one file, start to end (a file cut
 					   short meanwhile stalls the pickup no longer) */
 
@@ -59,6 +65,7 @@ enum outcome { O_GO_ON, O_QUEUED, O_KEEP, O_REFUSED, O_GONE };
 struct job {
 	char name[NAME_MAX + 1];
 	int fd;			/* -1 once the evbuffer owns it */
+	int is_dir;		/* removed with AT_REMOVEDIR */
 	uid_t uid;
 	off_t size, body_off;
 	char *kinds;		/* per envelope command: 'M', 'R', 'D' */
@@ -79,9 +86,45 @@ static int drop_fd = -1, ino_fd = -1, stopped;
 static struct event *ino_ev, *scan_ev, *next_ev;
 static struct job *cur;
 static char **pass;		/* names of this pass */
-static int npass, ipass, again;
+static int npass, ipass;
+static int again;		/* AGAIN_*: a pass was asked for meanwhile */
+static char **kept;		/* names kept since the last scan, sorted at each pass */
+static size_t nkept;
 
-static void pass_start(void);
+enum { AGAIN = 1, AGAIN_SCAN = 2 };
+
+static void pass_start(int scan);
+
+static void
+kept_add(const char *name)
+{
+	if (nkept >= PICKUP_KEPT_MAX)
+		return;		/* tried again at each pass, as before */
+	kept = xrealloc(kept, (nkept + 1) * sizeof(*kept));
+	kept[nkept++] = xstrdup(name);
+}
+
+static void
+kept_clear(void)
+{
+	for (size_t i = 0; i < nkept; i++)
+		free(kept[i]);
+	free(kept);
+	kept = NULL;
+	nkept = 0;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+kept_has(const char *name)
+{
+	return nkept > 0 && bsearch(&name, kept, nkept, sizeof(*kept), name_cmp) != NULL;
+}
 
 /* ---- one file ------------------------------------------------------------ */
 
@@ -115,7 +158,10 @@ job_end(struct job *j, enum outcome o)
 	else
 		log_warn("pickup: uid=%u, maildrop file %s removed: %s", (unsigned)j->uid,
 		    j->name, j->why[0] ? j->why : "refused");
-	if ((o == O_QUEUED || o == O_REFUSED) && unlinkat(drop_fd, j->name, 0) < 0 && errno != ENOENT)
+	if (o == O_KEEP)
+		kept_add(j->name);
+	if ((o == O_QUEUED || o == O_REFUSED) &&
+	    unlinkat(drop_fd, j->name, j->is_dir ? AT_REMOVEDIR : 0) < 0 && errno != ENOENT)
 		log_warn("pickup: cannot remove maildrop file %s: %s", j->name, strerror(errno));
 	job_free(j);
 	cur = NULL;
@@ -313,7 +359,9 @@ job_open(struct job *j)
 		    O_KEEP : O_REFUSED;
 	}
 	if (fstat(j->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-		/* a hard link would lend us another user's file */
+		/* a hard link would lend us another user's file; a directory
+		 * (any user may make one here) goes too, if it is empty */
+		j->is_dir = S_ISDIR(st.st_mode);
 		snprintf(j->why, sizeof(j->why), "not a regular file with one link");
 		return O_REFUSED;
 	}
@@ -429,13 +477,17 @@ next_file(evutil_socket_t fd, short what, void *arg)
 	}
 	pass_free();
 	if (again) {
+		int scan = again & AGAIN_SCAN;
+
 		again = 0;
-		pass_start();
+		pass_start(scan);
 	}
 }
 
+/* scan: a PICKUP_SCAN_SEC scan (or the first), which tries kept files
+ * again; other passes leave them be. */
 static void
-pass_start(void)
+pass_start(int scan)
 {
 	int fd;
 	DIR *d;
@@ -443,7 +495,7 @@ pass_start(void)
 	time_t now = time(NULL);
 
 	if (cur != NULL || pass != NULL) {
-		again = 1;	/* after this pass */
+		again |= AGAIN | (scan ? AGAIN_SCAN : 0);	/* after this pass */
 		return;
 	}
 	if ((fd = dup(drop_fd)) < 0 || (d = fdopendir(fd)) == NULL) {
@@ -452,13 +504,19 @@ pass_start(void)
 		log_warn("pickup: cannot read the maildrop directory: %s", strerror(errno));
 		return;
 	}
+	if (scan)
+		kept_clear();
+	else
+		qsort(kept, nkept, sizeof(*kept), name_cmp);
 	rewinddir(d);
 	pass = xcalloc(PICKUP_PASS_MAX, sizeof(*pass));
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == 'm' && npass < PICKUP_PASS_MAX)
+		if (de->d_name[0] == 'm' && kept_has(de->d_name))
+			;	/* until the next scan */
+		else if (de->d_name[0] == 'm' && npass < PICKUP_PASS_MAX)
 			pass[npass++] = xstrdup(de->d_name);
 		else if (de->d_name[0] == 'm')
-			again = 1;	/* more than a pass holds */
+			again |= AGAIN;	/* more than a pass holds */
 		else if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			sweep(de->d_name, now);
 	}
@@ -474,14 +532,14 @@ on_inotify(evutil_socket_t fd, short what, void *arg)
 	(void)what, (void)arg;
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
-	pass_start();
+	pass_start(0);
 }
 
 static void
 on_scan(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what, (void)arg;
-	pass_start();
+	pass_start(1);
 }
 
 void
@@ -516,13 +574,14 @@ pickup_init(struct event_base *base)
 		ino_fd = -1;
 	}
 	free(path);
-	pass_start();
+	pass_start(1);
 }
 
 void
 pickup_stop(void)
 {
 	stopped = 1;
+	kept_clear();
 	if (ino_ev != NULL)
 		event_del(ino_ev);
 	if (scan_ev != NULL)

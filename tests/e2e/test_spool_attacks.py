@@ -202,3 +202,56 @@ def test_recovery_of_files_out_of_place(hermod):
     finally:
         fake.close()
     assert hermod.procs["queued"].poll() is None
+
+
+def maildrop_file(rcpt, subject="dropped"):
+    return (b"MAIL FROM:<root@example.test>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+            b"Subject: %s\r\n\r\nbody\r\n.\r\n" % (rcpt.encode(), subject.encode()))
+
+
+def put_drop(h, name, data):
+    d = h.path("spool", "maildrop")
+    with open(os.path.join(d, "t" + name), "wb") as f:
+        f.write(data)
+    os.rename(os.path.join(d, "t" + name), os.path.join(d, "m" + name))
+
+
+def test_kept_files_past_a_pass_do_not_loop(hermod):
+    """More maildrop files refused for now than a pass holds (1,000):
+    each full pass started the next at once on the same files, a busy
+    loop trying each again and again. Kept files now wait for the next
+    minute's scan, and the files past them are taken meanwhile."""
+    hermod.add_user("alice")
+    prepare(hermod)
+    hermod.start("queued")
+    os.unlink(hermod.path("etc/aliases.db"))        # 451 4.3.0 at a local RCPT
+    hermod.stop("queued")
+    for i in range(1100):
+        put_drop(hermod, "%05d" % i, maildrop_file("alice@example.test"))
+    put_drop(hermod, "zremote", maildrop_file("bob@elsewhere.test", "remote"))
+    hermod.start("queued")
+
+    def kept():
+        return hermod.log("queued").count("kept for a later try")
+    wait_for(lambda: kept() >= 1100, 120, what="one try of each file")
+    wait_for(lambda: "maildrop file mzremote" in hermod.log("queued"), 30,
+             what="the file past the kept ones")
+    time.sleep(5)
+    assert kept() <= 1110, kept()
+    log = hermod.log("queued")
+    assert "mzremote kept" not in log and "mzremote removed" not in log
+    assert len(os.listdir(hermod.path("spool", "maildrop"))) == 1100
+    assert hermod.procs["queued"].poll() is None
+
+
+def test_directory_in_the_maildrop_is_removed(hermod):
+    """Any local user can make a directory in the maildrop; one named like
+    a file (m...) was refused at every pass and never removed."""
+    prepare(hermod)
+    d = hermod.path("spool", "maildrop")
+    hermod.start("queued")
+    os.mkdir(os.path.join(d, "mdir"))
+    put_drop(hermod, "after", maildrop_file("alice@example.test"))
+    wait_for(lambda: os.listdir(d) == [], 20, what="the maildrop emptied")
+    assert "maildrop file mdir removed: not a regular file" in hermod.log("queued")
+    assert "cannot remove" not in hermod.log("queued")
