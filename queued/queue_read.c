@@ -82,13 +82,15 @@ h_arrival(struct msg *m, const char *v)
 	return *e == '\0' && m->arrival > 0 ? 0 : -1;
 }
 
+/* One size line (parse_header starts at -1): a second one, unsealed in
+ * a version 2 file, would say another size than the sealed one. */
 static int
 h_size(struct msg *m, const char *v)
 {
 	char *e;
 	long long n = strtoll(v, &e, 10);
 
-	if (*e != '\0' || n < 0 || e == v)
+	if (*e != '\0' || n < 0 || e == v || m->size >= 0)
 		return -1;
 	m->size = n;
 	return 0;
@@ -360,7 +362,8 @@ qf_parse(const char *data, size_t len, off_t file_size, struct msg *m,
 {
 	if (parse_header(data, len, m, err, errsz) < 0)
 		return -1;
-	if (m->data_off + m->size > file_size) {
+	/* size first: near 2^63 the sum would overflow */
+	if (m->size > file_size || m->data_off + m->size > file_size) {
 		snprintf(err, errsz, "truncated: message of %lld bytes, file of %lld",
 		    (long long)m->size, (long long)file_size);
 		return -1;

@@ -255,3 +255,31 @@ def test_directory_in_the_maildrop_is_removed(hermod):
     wait_for(lambda: os.listdir(d) == [], 20, what="the maildrop emptied")
     assert "maildrop file mdir removed: not a regular file" in hermod.log("queued")
     assert "cannot remove" not in hermod.log("queued")
+
+
+def test_size_lines_past_the_file_do_not_crash_recovery(hermod):
+    """A size line near 2^63 (a version 1 file, or a second size line in a
+    sealed version 2 file) overflowed the offset arithmetic of recovery
+    (undefined behaviour: the sanitizer build died at every start). Each
+    is corrupt, moved aside; a good file beside them is delivered."""
+    prepare(hermod)
+    now = int(time.time())
+    v1 = ("HERMOD-QUEUE 1\nid: 6C0F000000000001\narrival: %d.0\nsize: 9223372036854775807\n"
+          "sender: <a@example.test>\nrcpt: <alice@example.test>\n"
+          "leaf: 0 local <alice@example.test>\n\nSubject: v1\r\n\r\nx\r\n" % now).encode()
+    env2 = ("id: 6C0F000000000002\narrival: %d.0\nsize: 9223372036854775000\n"
+            "sender: <a@example.test>\nrcpt: <alice@example.test>\n"
+            "leaf: 0 local <alice@example.test>\n\n" % now).encode()
+    for qid, data in (("6C0F000000000001", v1),
+                      ("6C0F000000000002", sealed("6C0F000000000002", b"x\r\n", env2))):
+        p = hermod.path("spool", "queue", qid[-1], qid)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+    seed(hermod, ["6C0F000000000003"])
+    hermod.start("queued")
+    wait_for(lambda: "spool recovered" in hermod.log("queued"), 30, what="recovery")
+    assert sorted(os.listdir(hermod.path("spool", "corrupt"))) == \
+        ["6C0F000000000001", "6C0F000000000002"]
+    assert list(listing(hermod)) == ["6C0F000000000003"]
+    assert hermod.procs["queued"].poll() is None
