@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from hermod import wait_for
-from test_queued import FakeLmtpd, control, listing, prepare
+from test_queued import FakeLmtpd, control, listing, lmtp_submit, prepare
 from test_queued_durable import sealed
 
 
@@ -283,3 +283,67 @@ def test_size_lines_past_the_file_do_not_crash_recovery(hermod):
         ["6C0F000000000001", "6C0F000000000002"]
     assert list(listing(hermod)) == ["6C0F000000000003"]
     assert hermod.procs["queued"].poll() is None
+
+
+class Gate(dict):
+    """FakeLmtpd's after-DATA replies, one at a time as the test gives them."""
+
+    def __init__(self):
+        super().__init__()
+        import queue
+        self.q = queue.Queue()
+
+    def get(self, addr, default=None):
+        return self.q.get(timeout=60)
+
+    def __bool__(self):         # FakeLmtpd takes `dot or {}`
+        return True
+
+
+def test_operator_actions_during_a_delivery(hermod):
+    """hold, release, flush and delete while lmtpd has the message and has
+    not answered yet: no second attempt alongside, a hold taken during
+    the attempt holds its deferral, a delete during it removes the
+    message whatever the answer, and nothing is delivered twice."""
+    prepare(hermod)
+    gate = Gate()
+    fake = FakeLmtpd(hermod.lmtp_socket, dot=gate)
+    try:
+        hermod.start("queued")
+
+        def submit(subject):
+            _, after = lmtp_submit(hermod, ["alice@example.test"],
+                                   b"Subject: %s\r\n\r\nx\r\n" % subject)
+            return after[0][1].split()[1].decode()
+
+        def attempts(n):
+            wait_for(lambda: len(fake.msgs) >= n, 30, what="attempt %d" % n)
+        one = submit(b"one")
+        attempts(1)
+        assert listing(hermod)[one][0] == "active"
+        out = control(hermod, "hold " + one, "flush", "flush " + one, "release " + one,
+                      "flush ALL", "hold " + one)
+        assert out.count("+OK") == 6, out
+        gate.q.put("451 4.2.0 later")
+        wait_for(lambda: listing(hermod)[one][0] == "hold", 10, what="held")
+        time.sleep(3)                   # backoff is 1 s: it would be retried
+        assert len(fake.msgs) == 1
+        assert control(hermod, "release " + one).startswith("+OK 1")
+        attempts(2)
+        gate.q.put("250 2.0.0 ok")
+        wait_for(lambda: one not in listing(hermod), 10, what="delivered")
+        for reply in ("250 2.0.0 ok", "451 4.2.0 later"):
+            n = len(fake.msgs)
+            qid = submit(reply[:3].encode())
+            attempts(n + 1)
+            assert control(hermod, "delete " + qid, "delete " + qid).count("+OK 1") == 2
+            gate.q.put(reply)
+            wait_for(lambda: qid not in listing(hermod), 10, what="deleted")
+            assert "%s: removed (deleted by the operator)" % qid in hermod.log("queued")
+        time.sleep(3)
+        assert len(fake.msgs) == 4, [d[:30] for _, d in fake.msgs]
+        wait_for(lambda: not any(os.listdir(hermod.path("spool", "queue", "%X" % i))
+                                 for i in range(16)), 10, what="the spool emptied")
+        assert hermod.procs["queued"].poll() is None
+    finally:
+        fake.close()
