@@ -335,6 +335,43 @@ parse_envelope(struct job *j, const char *p, size_t len)
 	return 0;
 }
 
+/*
+ * The message must end at the file's final dot and nowhere before: the
+ * submission session ends the data at the first CRLF.CRLF and reads what
+ * follows as commands, so a file went on with a second transaction of
+ * its own (its MAIL parameters, an XFORWARD), queued without a pickup
+ * line. Scans from the DATA line's CRLF; 1 when the first end is the
+ * last five bytes, 0 when not, -1 on a read error.
+ */
+static int
+one_message(struct job *j)
+{
+	size_t room = 64 * 1024, keep = 0;
+	char *buf = xmalloc(room + 4);
+	off_t off = j->body_off - 2;
+	int rc = 0;
+
+	while (off < j->size) {
+		size_t want = (size_t)(j->size - off) < room ? (size_t)(j->size - off) : room;
+		ssize_t r = pread(j->fd, buf + keep, want, off);
+		char *hit;
+
+		if (r <= 0) {
+			rc = -1;
+			break;
+		}
+		if ((hit = memmem(buf, keep + (size_t)r, "\r\n.\r\n", 5)) != NULL) {
+			rc = off - (off_t)keep + (hit - buf) == j->size - 5;
+			break;
+		}
+		memmove(buf, buf + keep + (size_t)r - 4, 4);	/* r >= 5 overall */
+		keep = 4;
+		off += r;
+	}
+	free(buf);
+	return rc;
+}
+
 /* Open and check the file; O_GO_ON, else the outcome. */
 static enum outcome
 job_open(struct job *j)
@@ -386,6 +423,13 @@ job_open(struct job *j)
 	if (env == 0) {
 		free(head);
 		return r == (ssize_t)n ? O_REFUSED : O_KEEP;
+	}
+	if ((r = one_message(j)) != 1) {
+		free(head);
+		snprintf(j->why, sizeof(j->why), r < 0 ? "cannot read: %s" :
+		    "not a maildrop file (more after the message's final dot)",
+		    strerror(errno));
+		return r < 0 ? O_KEEP : O_REFUSED;
 	}
 	/* the envelope goes out now, the message after DATA's 354 */
 	evbuffer_add_printf(bufferevent_get_output(j->bev), "LHLO %s\r\n", queued_hostname());

@@ -347,3 +347,32 @@ def test_operator_actions_during_a_delivery(hermod):
         assert hermod.procs["queued"].poll() is None
     finally:
         fake.close()
+
+
+def test_maildrop_file_cannot_carry_a_second_transaction(hermod):
+    """The submission session ends the data at the first CRLF.CRLF and
+    reads what follows as commands: a file with more after its message's
+    dot queued a second message of its own making (its MAIL parameters,
+    and an XFORWARD where the owner may send one) without a pickup line.
+    Such a file is refused as a whole; a file ending at its dot goes."""
+    hermod.add_user("alice")
+    prepare(hermod)
+    hermod.start("lmtpd", "queued")
+    smuggled = (b"MAIL FROM:<a@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+                b"Subject: one\r\n\r\nx\r\n.\r\n"
+                b"XFORWARD ADDR=192.0.2.1 NAME=spoofed.example\r\n"
+                b"MAIL FROM:<b@example.test> AUTH=<admin@example.test>\r\n"
+                b"RCPT TO:<alice@example.test>\r\nDATA\r\nSubject: two\r\n\r\ny\r\n.\r\n")
+    put_drop(hermod, "smuggle", smuggled)
+    put_drop(hermod, "empty", b"MAIL FROM:<a@example.test>\r\n"
+             b"RCPT TO:<alice@example.test>\r\nDATA\r\n.\r\n")
+    put_drop(hermod, "good", maildrop_file("alice@example.test", "good"))
+    got = hermod.wait_messages("alice", 2)
+    wait_for(lambda: os.listdir(hermod.path("spool", "maildrop")) == [], 20,
+             what="the maildrop emptied")
+    time.sleep(1)
+    got = hermod.messages("alice")
+    assert len(got) == 2 and any(b"Subject: good" in m for m in got), got
+    assert not any(b"Subject: one" in m or b"Subject: two" in m for m in got)
+    assert ("maildrop file msmuggle removed: not a maildrop file (more after the "
+            "message's final dot)") in hermod.log("queued")
