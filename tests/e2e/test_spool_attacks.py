@@ -376,3 +376,25 @@ def test_maildrop_file_cannot_carry_a_second_transaction(hermod):
     assert not any(b"Subject: one" in m or b"Subject: two" in m for m in got)
     assert ("maildrop file msmuggle removed: not a maildrop file (more after the "
             "message's final dot)") in hermod.log("queued")
+
+
+def test_show_prints_the_message_exactly(hermod):
+    """`show` sends the message a line at a time (it went byte by byte: a
+    50 MB message held queued's loop for seconds), dot-stuffed; the tool
+    prints it back as it was, lines with dots, a line longer than a read
+    chunk and a CRLF cut by a chunk's end included."""
+    prepare(hermod)
+    hermod.start("queued")
+    head = b"Subject: exact\r\n\r\n"
+    lines = [b"a" * (65535 - len(head)), b".leading", b"..two", b".", b"",
+             b"b" * 200000, b"end"]
+    body = head + b"\r\n".join(lines) + b"\r\n"
+    assert body[65535:65537] == b"\r\n"
+    qid = raw_submit(hermod, b"sender@example.test",
+                     b"\r\n".join(b"." + ln if ln.startswith(b".") else ln
+                                  for ln in body.split(b"\r\n")))
+    r = subprocess.run([hermod.bin("hermod"), "show", qid], capture_output=True,
+                       env=dict(os.environ, HERMOD_CONF=hermod.conf_path), timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.split(b"\n\n", 1)[1]
+    assert text == body.replace(b"\r\n", b"\n"), text[-200:]
