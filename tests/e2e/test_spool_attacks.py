@@ -23,8 +23,9 @@ def seed(h, qids, body=b"Subject: seeded\r\n\r\nx\r\n", where=None):
         with open(p, "wb") as f:
             f.write(sealed(qid, body))
         os.chown(p, h.uid, h.gid)
-    for root, dirs, _ in os.walk(h.path("spool")):
-        os.chown(root, h.uid, h.gid)
+    for root, dirs, files in os.walk(h.path("spool")):    # as root: for `hermod`
+        for x in [root] + [os.path.join(root, f) for f in files]:
+            os.chown(x, h.uid, h.gid, follow_symlinks=False)
 
 
 def rss_kb(pid):
@@ -398,3 +399,54 @@ def test_show_prints_the_message_exactly(hermod):
     assert r.returncode == 0, r.stderr
     text = r.stdout.split(b"\n\n", 1)[1]
     assert text == body.replace(b"\r\n", b"\n"), text[-200:]
+
+
+def test_bad_state_records_and_torn_last_record(hermod):
+    """State records naming a leaf the file does not have (past the end,
+    negative) make the file corrupt, moved aside; a torn last record (no
+    newline: never made durable) is ignored and the next record written
+    over it reads back."""
+    prepare(hermod)
+    body = b"Subject: s\r\n\r\nx\r\n"
+    bad = {"6C10000000000001": b"r 1 s 2.0.0 1700000000 lmtpd 250 ok\n",
+           "6C10000000000002": b"n 7\n",
+           "6C10000000000003": b"r -1 f 5.0.0 1700000000 - no\n",
+           "6C10000000000004": b"x what\n"}
+    torn = "6C10000000000005"
+    for qid, rec in list(bad.items()) + [(torn, b"r 0 s 2.0.0 1700000000 lmtpd 250 ha")]:
+        p = hermod.path("spool", "queue", qid[-1], qid)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(sealed(qid, body) + rec)
+    seed(hermod, [])
+    hermod.start("queued")
+    wait_for(lambda: "spool recovered" in hermod.log("queued"), 30, what="recovery")
+    assert sorted(os.listdir(hermod.path("spool", "corrupt"))) == sorted(bad)
+    assert list(listing(hermod)) == [torn]          # the torn success is not one
+    assert control(hermod, "hold " + torn).startswith("+OK 1")
+    hermod.stop("queued")
+    hermod.start("queued")
+    wait_for(lambda: hermod.log("queued").count("spool recovered") == 2, 30,
+             what="second recovery")
+    assert listing(hermod)[torn][0] == "hold"
+    with open(hermod.path("spool", "queue", torn[-1], torn), "rb") as f:
+        assert b"lmtpd 250 ha" not in f.read()        # written over
+
+
+def test_file_removed_under_queued_and_ids_with_paths(hermod):
+    """A queue file an admin removed while queued holds the message: the
+    next attempt logs it with its id and forgets it, nothing crashes. Ids
+    with path characters find nothing."""
+    prepare(hermod)
+    qid = "6C11000000000001"
+    seed(hermod, [qid])
+    hermod.start("queued")
+    wait_for(lambda: qid in listing(hermod), 30, what="the seeded message")
+    os.unlink(hermod.path("spool", "queue", qid[-1], qid))
+    control(hermod, "flush " + qid)         # or the next retry finds it gone
+    wait_for(lambda: qid not in listing(hermod), 10, what="forgotten")
+    assert "%s: queue file queue/%s/%s vanished" % (qid, qid[-1], qid) in hermod.log("queued")
+    for cmd in ("show", "hold", "release", "delete", "flush"):
+        for arg in ("../../etc/passwd", "/etc/passwd", "1/" + qid, qid + "/..", "%00"):
+            assert control(hermod, "%s %s" % (cmd, arg)).startswith("-ERR no such message")
+    assert hermod.procs["queued"].poll() is None
