@@ -299,8 +299,13 @@ on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	bufferevent_setcb(bev, on_read, NULL, on_event, NULL);
-	if (evbuffer_get_length(in) > CONTROL_LINE_MAX)
-		bufferevent_free(bev);	/* no such command is that long */
+	if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
+		/* no such command is that long: say so, then close */
+		evbuffer_add_printf(out, "-ERR command line too long (%d bytes at most)\n",
+		    CONTROL_LINE_MAX);
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setcb(bev, NULL, on_written, on_event, NULL);
+	}
 }
 
 static void

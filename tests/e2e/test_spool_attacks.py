@@ -450,3 +450,26 @@ def test_file_removed_under_queued_and_ids_with_paths(hermod):
         for arg in ("../../etc/passwd", "/etc/passwd", "1/" + qid, qid + "/..", "%00"):
             assert control(hermod, "%s %s" % (cmd, arg)).startswith("-ERR no such message")
     assert hermod.procs["queued"].poll() is None
+
+
+def test_control_line_too_long_gets_an_answer(hermod):
+    """A control line past its bound (1024 bytes) ended the connection
+    without a word; it now gets -ERR, then the close. At the bound the
+    command is read (and refused as unknown)."""
+    prepare(hermod)
+    hermod.start("queued")
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(hermod.control_socket)
+    s.sendall(b"x" * 1024 + b"\n")
+    assert s.recv(4096).startswith(b"-ERR unknown command")
+    s.sendall(b"show " + b"A" * 3000)
+    out = b""
+    while True:
+        x = s.recv(4096)
+        if not x:
+            break
+        out += x
+    s.close()
+    assert out == b"-ERR command line too long (1024 bytes at most)\n", out
+    assert control(hermod, "stats").startswith("+OK")
