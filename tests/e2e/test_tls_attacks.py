@@ -5,9 +5,9 @@ password hashes that must never match). What test_tls_auth.py covers is
 not repeated here."""
 
 import base64
+import os
 import socket
 import ssl
-import subprocess
 import time
 
 from hermod import wait_for
@@ -140,4 +140,131 @@ def test_parallel_correct_logins_from_one_address(hermod):
     for c in clients:
         c.close()
     assert codes == [235] * n
+    assert hermod.sanitizer_reports() == []
+
+
+def test_pipelined_commands_after_a_failed_auth(hermod):
+    """A client pipelining MAIL after an AUTH that fails gets the 535
+    first (after the pause), then 530 to MAIL: nothing runs as the user."""
+    start(hermod, smtpd_auth_failure_limit=100)
+    c = tls_client(hermod, hermod.smtps_port)
+    c.send("AUTH PLAIN %s\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n"
+           "NOOP\r\n" % b64("\0alice\0wrong"))
+    assert c.reply()[0] == 535
+    assert c.reply() == (530, "5.7.0 Authentication required")
+    assert c.reply()[0] == 503
+    assert c.reply()[0] == 250
+    # and with the right password the pipelined MAIL runs as the user
+    c.send("AUTH PLAIN %s\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n"
+           % b64("\0alice\0" + PASSWORD))
+    assert [c.reply()[0] for _ in range(3)] == [235, 250, 250]
+    c.close()
+
+
+def client_hello(name="mx.example.test"):
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    o = ctx().wrap_bio(inc, out, server_hostname=name)
+    try:
+        o.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def smtpd_sockets(hermod):
+    fd, n = "/proc/%d/fd" % hermod.procs["smtpd"].pid, 0
+    for f in os.listdir(fd):
+        try:
+            n += os.readlink(os.path.join(fd, f)).startswith("socket:")
+        except FileNotFoundError:
+            pass        # closed meanwhile
+    return n
+
+
+def test_odd_sni_and_stalled_handshakes(hermod):
+    """SNI ending in a backslash and a NUL (Exim CVE-2019-15846), a very
+    long SNI, and 200 handshakes cut short then silent: each session and
+    its descriptor are freed after smtpd_starttls_timeout, others are
+    served meanwhile."""
+    start(hermod)
+    hello = client_hello("mx.example.test")
+    odd = hello.replace(b"mx.example.test", b"mx.example.te\\\0")
+    assert len(odd) == len(hello) and odd != hello
+    for h in (odd, client_hello("x" * 60 + "." + "y" * 60 + "." + "z" * 60)):
+        with socket.create_connection(("127.0.0.1", hermod.smtps_port), timeout=10) as g:
+            g.sendall(h)
+            try:
+                while g.recv(4096):
+                    pass
+            except (ConnectionResetError, socket.timeout):
+                pass
+    base = smtpd_sockets(hermod)        # the listeners
+    stalled = []
+    for i in range(200):
+        s = socket.create_connection(("127.0.0.1", hermod.smtps_port), timeout=10)
+        s.sendall(hello[:1 + i % (len(hello) - 1)] if i % 4 else hello)
+        stalled.append(s)
+    wait_for(lambda: smtpd_sockets(hermod) >= base + 150, 10, what="the sessions")
+    c = tls_client(hermod)
+    assert login(c)[0] == 235
+    c.close()
+    wait_for(lambda: smtpd_sockets(hermod) == base, 30, what="every stalled session freed")
+    for s in stalled:
+        s.close()
+    assert hermod.procs["smtpd"].poll() is None
+    assert hermod.sanitizer_reports() == []
+
+
+def close_notify(c):
+    """Send a close_notify, keep TCP open: the raw socket."""
+    raw = socket.socket(fileno=os.dup(c.sock.fileno()))
+    try:
+        c.sock.unwrap()
+    except (ssl.SSLError, OSError):
+        pass        # it went out; the replies before it spoil the wait for the peer's
+    return raw
+
+
+def closed_within(raw, limit):
+    t0 = time.monotonic()
+    raw.settimeout(limit)
+    try:
+        while raw.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - t0 < limit
+
+
+def test_close_notify_mid_command_and_after_the_dot(hermod):
+    """A close_notify in the middle of a command or of DATA ends the
+    session at once (no wait for smtpd_timeout) and queues nothing; one
+    right after a pipelined message's final dot, before the replies are
+    read, loses nothing and delivers once."""
+    start(hermod)
+    for cut in (b"MAIL FROM:<alice@exa", b"Subject: cut\r\n\r\nhalf a mess"):
+        c = tls_client(hermod)
+        assert login(c)[0] == 235
+        if cut.startswith(b"Subject"):
+            assert c.cmd("MAIL FROM:<alice@example.test>")[0] == 250
+            assert c.cmd("RCPT TO:<alice@example.test>")[0] == 250
+            assert c.cmd("DATA")[0] == 354
+        c.send(cut)
+        raw = close_notify(c)
+        assert closed_within(raw, 10), cut
+        c.close()
+    c = tls_client(hermod)
+    assert login(c)[0] == 235
+    c.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\n"
+           b"DATA\r\nSubject: whole\r\n\r\nall of it\r\n.\r\n")
+    raw = close_notify(c)
+    # replies still unsent when the close_notify came: the engine's grace
+    # for a last reply (10 s) before it ends the session
+    assert closed_within(raw, 25)
+    raw.close()
+    c.close()
+    hermod.wait_messages("alice", 1)
+    time.sleep(1)
+    msgs = hermod.messages("alice")
+    assert len(msgs) == 1 and b"Subject: whole" in msgs[0], msgs
     assert hermod.sanitizer_reports() == []
