@@ -473,3 +473,26 @@ def test_control_line_too_long_gets_an_answer(hermod):
     s.close()
     assert out == b"-ERR command line too long (1024 bytes at most)\n", out
     assert control(hermod, "stats").startswith("+OK")
+
+
+def test_maildrop_envelope_lines_past_the_bound(hermod):
+    """A MAIL line past the submission's command bound (4096) refuses the
+    file for good; a RCPT line past it refuses that recipient only, the
+    message goes to the others, as on the socket."""
+    hermod.add_user("alice")
+    prepare(hermod)
+    hermod.start("lmtpd", "queued")
+    put_drop(hermod, "longmail", b"MAIL FROM:<a@example.test> " + b"X" * 5000 +
+             b"\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: m\r\n\r\ny\r\n.\r\n")
+    put_drop(hermod, "longrcpt", b"MAIL FROM:<a@example.test>\r\nRCPT TO:<" + b"a" * 5000 +
+             b"@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+             b"Subject: r\r\n\r\ny\r\n.\r\n")
+    got = hermod.wait_messages("alice", 1)
+    wait_for(lambda: os.listdir(hermod.path("spool", "maildrop")) == [], 20,
+             what="the maildrop emptied")
+    time.sleep(1)
+    got = hermod.messages("alice")
+    assert len(got) == 1 and b"Subject: r" in got[0]
+    log = hermod.log("queued")
+    assert "maildrop file mlongmail removed: 500 5.5.2" in log
+    assert "maildrop file mlongrcpt: recipients refused: 500 5.5.2" in log
