@@ -550,7 +550,7 @@ pass_start(int scan)
 	}
 	if (scan)
 		kept_clear();
-	else
+	else if (nkept > 0)
 		qsort(kept, nkept, sizeof(*kept), name_cmp);
 	rewinddir(d);
 	pass = xcalloc(PICKUP_PASS_MAX, sizeof(*pass));

@@ -496,3 +496,36 @@ def test_maildrop_envelope_lines_past_the_bound(hermod):
     log = hermod.log("queued")
     assert "maildrop file mlongmail removed: 500 5.5.2" in log
     assert "maildrop file mlongrcpt: recipients refused: 500 5.5.2" in log
+
+
+def test_maildrop_file_cut_or_grown_during_pickup(hermod):
+    """Files whose owner cuts them short or appends to them while pickup
+    plays them: queued stays up, nothing cut short is delivered, a good
+    file after them goes. (The first drop once pickup is idle also made
+    the sanitizer build die: qsort of an empty kept list.)"""
+    hermod.add_user("alice")
+    prepare(hermod)
+    hermod.start("lmtpd", "queued")
+    time.sleep(1)                   # the start-up pass is over: pickup idle
+    body = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 20000
+    whole = (b"MAIL FROM:<a@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n" +
+             body + b".\r\n")
+    for i, delay in enumerate((0.005, 0.02, 0.05, 0.1)):
+        for how in ("cut", "grow"):
+            name = "%s%d" % (how, i)
+            put_drop(hermod, name, whole)
+            time.sleep(delay)
+            try:
+                if how == "cut":
+                    os.truncate(hermod.path("spool", "maildrop", "m" + name), 5000)
+                else:
+                    with open(hermod.path("spool", "maildrop", "m" + name), "ab") as f:
+                        f.write(b"MAIL FROM:<x@example.test>\r\n" * 1000)
+            except FileNotFoundError:
+                pass                # taken already
+    put_drop(hermod, "good", maildrop_file("alice@example.test", "good"))
+    wait_for(lambda: any(b"Subject: good" in m for m in hermod.messages("alice")), 60,
+             what="the good file")
+    for m in hermod.messages("alice"):
+        assert b"Subject: good" in m or m.endswith(body.replace(b"\r\n", b"\n")), len(m)
+    assert hermod.procs["queued"].poll() is None
