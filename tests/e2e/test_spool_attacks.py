@@ -1,8 +1,13 @@
-"""Attacks on queued's spool and what reads it: the control socket (a
-client pipelining listings without reading them), the `hermod` command's
-output (message text posing as envelope records, escape sequences in
-addresses), queue files where recovery does not expect them (in another
-hash directory, a FIFO, a symlink) and the maildrop."""
+"""Attacks on queued's spool and what reads it: the control socket
+(pipelined listings never read, over-long lines, ids with path
+characters, hold/release/flush/delete during a delivery), the `hermod`
+command's output (message text posing as envelope records, escape
+sequences), queue files recovery does not expect (in another hash
+directory, a FIFO, a symlink, stray names, size lines near 2^63, state
+records for leaves a file lacks, a torn record, a file removed under
+queued) and the maildrop (kept files past a pass, a directory, a second
+transaction after the dot, envelope lines past the bound, files cut or
+grown during pickup)."""
 
 import os
 import socket
