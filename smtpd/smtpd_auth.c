@@ -364,10 +364,6 @@ check_start(struct session *s)
 	struct local_user lu;
 	const char *hash;
 
-	if ((hash = user_hash(a->user, &lu)) == NULL) {
-		give_up(s, "454 4.7.0 Temporary authentication failure");
-		return;
-	}
 	switch (check_begin(s->addr, conf_num(C_smtpd_auth_failure_limit))) {
 	case CHECK_WAIT:
 		if (time(NULL) - a->wait_since < AUTH_WAIT_MAX)
@@ -383,13 +379,16 @@ check_start(struct session *s)
 		    "authentications", conf_str(C_myhostname));
 		return;
 	}
-	a->check = pwcheck_start(s->base, hash, a->pass, on_checked, a);
-	OPENSSL_cleanse(a->pass, sizeof(a->pass));
-	if (a->check == NULL) {		/* too many checks waiting */
+	/* looked up once the check may start: a waiting session costs
+	 * no lookups */
+	if ((hash = user_hash(a->user, &lu)) == NULL ||
+	    (a->check = pwcheck_start(s->base, hash, a->pass, on_checked,
+	    a)) == NULL) {	/* tables unreadable; too many checks waiting */
 		check_end(s->addr, 1);
 		give_up(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
+	OPENSSL_cleanse(a->pass, sizeof(a->pass));
 	a->reserved = 1;
 	a->real = hash != dummy_setting();
 	a->step = A_CHECK;
