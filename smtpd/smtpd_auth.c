@@ -258,6 +258,19 @@ state(struct session *s)
 	return s->auth;
 }
 
+/* Hold the session (nothing read) in step `step` until the timer
+ * *ev (made on first use) fires cb after tv. */
+static void
+pause_in(struct session *s, enum auth_step step, struct event **ev,
+    event_callback_fn cb, const struct timeval *tv)
+{
+	if (*ev == NULL && (*ev = evtimer_new(s->base, cb, s->auth)) == NULL)
+		fatal("smtpd: cannot set up a timer");
+	s->auth->step = step;
+	session_pause(s);	/* nothing is read until the answer */
+	evtimer_add(*ev, tv);
+}
+
 static void
 on_delay(evutil_socket_t fd, short ev, void *arg)
 {
@@ -288,12 +301,7 @@ failed(struct session *s, const char *user)
 	a->reserved = 0;
 	log_warn("%s: SASL %s authentication failed: user=<%.100s>",
 	    session_client(s), a->mech, user);
-	if (a->delay_ev == NULL &&
-	    (a->delay_ev = evtimer_new(s->base, on_delay, a)) == NULL)
-		fatal("smtpd: cannot set up a timer");
-	a->step = A_DELAY;
-	session_pause(s);	/* nothing is read until the answer */
-	evtimer_add(a->delay_ev, &tv);
+	pause_in(s, A_DELAY, &a->delay_ev, on_delay, &tv);
 }
 
 /* The hash check is done (on the loop). */
@@ -345,15 +353,9 @@ on_wait(evutil_socket_t fd, short ev, void *arg)
 static void
 wait_for_others(struct session *s)
 {
-	struct auth_state *a = s->auth;
 	struct timeval tv = { 0, AUTH_WAIT_STEP_MS * 1000 };
 
-	if (a->wait_ev == NULL &&
-	    (a->wait_ev = evtimer_new(s->base, on_wait, a)) == NULL)
-		fatal("smtpd: cannot set up a timer");
-	a->step = A_WAIT;
-	session_pause(s);	/* nothing is read until the answer */
-	evtimer_add(a->wait_ev, &tv);
+	pause_in(s, A_WAIT, &s->auth->wait_ev, on_wait, &tv);
 }
 
 /* Check a->pass against a->user's hash, when the failure count allows. */
