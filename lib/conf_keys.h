@@ -9,7 +9,7 @@
 /* Identity and domains */
 CONF_KEY(myhostname, CONF_STR, "", 0, 0, "host name in the greeting, Received: and bounces (default: the host's FQDN)")
 CONF_KEY(mydomain, CONF_STR, "", 0, 0, "the domain of myhostname (default: myhostname less its first label)")
-CONF_KEY(mydestination, CONF_LIST, "$myhostname, localhost", 0, 0, "domains delivered locally")
+CONF_KEY(mydestination, CONF_LIST, "$myhostname, localhost", 0, 0, "domains delivered locally (so are address literals of this host's own addresses)")
 CONF_KEY(mynetworks, CONF_LIST, "127.0.0.0/8 [::1]/128", 0, 0, "client networks that may relay without AUTH")
 /* Listeners */
 CONF_KEY(smtp_listen, CONF_LIST, "0.0.0.0:25", 0, 0, "port-25 SMTP listeners, HOST:PORT or [IPV6]:PORT")

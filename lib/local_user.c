@@ -3,8 +3,11 @@
  * One answer for smtpd's RCPT check, lmtpd's delivery and hermod lookup.
  * See local_user.h for the order of the steps.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +58,46 @@ users(void)
 	return users_map;
 }
 
+/*
+ * "[192.0.2.1]" or "[IPv6:2001:db8::1]" naming an address of one of this
+ * host's interfaces: local, as in Postfix (RFC 5321 4.1.3 lets a client
+ * reach a host by its address, and 4.5.1 wants postmaster there). Asked
+ * of the kernel each time: literals are rare, and addresses come and go.
+ */
+static int
+own_literal(const char *d, size_t n)
+{
+	char ip[64];
+	unsigned char want[16];
+	int family = AF_INET, found = 0;
+	size_t len = 4;
+	struct ifaddrs *ifs, *i;
+
+	if (n < 3 || d[0] != '[' || d[n - 1] != ']' || n - 2 >= sizeof(ip))
+		return 0;
+	memcpy(ip, d + 1, n - 2);
+	ip[n - 2] = '\0';
+	if (strncasecmp(ip, "IPv6:", 5) == 0) {
+		family = AF_INET6;
+		len = 16;
+		memmove(ip, ip + 5, strlen(ip + 5) + 1);
+	}
+	if (inet_pton(family, ip, want) != 1 || getifaddrs(&ifs) < 0)
+		return 0;
+	for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+		const void *have;
+
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != family)
+			continue;
+		have = family == AF_INET ?
+		    (const void *)&((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr :
+		    (const void *)&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr;
+		found = memcmp(have, want, len) == 0;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
 int
 local_domain(const char *domain)
 {
@@ -66,6 +109,8 @@ local_domain(const char *domain)
 	n = strlen(domain);
 	if (n >= sizeof(d))
 		return 0;
+	if (domain[0] == '[')
+		return own_literal(domain, n);
 	memcpy(d, domain, n + 1);
 	if (n > 1 && d[n - 1] == '.')
 		d[n - 1] = '\0';

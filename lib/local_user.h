@@ -66,7 +66,8 @@ int local_user_find(const char *addr_or_local, const char *domain,
     struct local_user *out);
 
 /* Is `domain` one of mydestination (case-insensitive, a trailing dot
- * ignored)? "" and NULL count as local. */
+ * ignored), or an address literal naming one of this host's interface
+ * addresses? "" and NULL count as local. */
 int local_domain(const char *domain);
 
 /* Strip the extension: copy `local` into out (outsz) without the part

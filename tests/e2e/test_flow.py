@@ -135,3 +135,26 @@ def test_many_concurrent_smtp_clients(hermod):
     msgs = messages(hermod, "alice", 20, timeout=60)
     subjects = sorted(email.message_from_bytes(m)["Subject"] for m in msgs)
     assert subjects == sorted("swaks %d" % i for i in range(20))
+
+
+def test_address_literal_of_this_host_is_local(hermod):
+    """RFC 5321 4.1.3 and 4.5.1: a client may name this host by one of its
+    addresses, and postmaster must answer there. As in Postfix, a literal
+    holding one of this host's interface addresses is a local domain for a
+    client that may not relay; another address is still relaying."""
+    hermod.conf(mynetworks="192.0.2.0/24")
+    start_system(hermod)
+    with smtplib.SMTP("127.0.0.1", hermod.smtp_port, timeout=30) as s:
+        s.ehlo("client.example.org")
+        s.mail("<sender@example.org>")
+        assert s.rcpt("<postmaster@[127.0.0.1]>")[0] == 250
+        assert s.rcpt("<bob@[127.0.0.1]>")[0] == 250
+        code, text = s.rcpt("<nobody-here@[127.0.0.1]>")
+        assert code == 550 and b"5.1.1" in text
+        code, text = s.rcpt("<alice@[192.0.2.7]>")
+        assert code == 554 and b"5.7.1" in text
+        assert s.data(BODY)[0] == 250
+    raw = messages(hermod, "alice", 1)[0]
+    assert email.message_from_bytes(raw)["Delivered-To"] == "alice@[127.0.0.1]"
+    raw = messages(hermod, "bob", 1)[0]
+    assert email.message_from_bytes(raw)["Delivered-To"] == "bob@[127.0.0.1]"
