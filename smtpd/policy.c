@@ -176,9 +176,42 @@ policy_rcpt(const char *addr, int may_relay, char *reply, size_t replysz)
 
 /* ---- connection limits ------------------------------------------------- */
 
+/*
+ * Clients are counted by address prefix, as Postfix's anvil does with
+ * smtpd_client_ipv4_prefix_length / smtpd_client_ipv6_prefix_length: one
+ * IPv6 host commonly holds a whole /64, so counting each address would
+ * let it open its connections and try its passwords 2^64 times over.
+ */
+void
+policy_client_key(const struct sockaddr *sa, struct policy_key *k)
+{
+	struct ipkey a;
+	char ip[INET6_ADDRSTRLEN];
+
+	memset(k, 0, sizeof(*k));
+	if (sa_key(sa, &a) != 0) {
+		snprintf(k->text, sizeof(k->text), "local");	/* unix sockets: one */
+		return;
+	}
+	k->len = a.len;
+	k->bits = (int)conf_num(a.len == 4 ? C_smtpd_client_ipv4_prefix_length :
+	    C_smtpd_client_ipv6_prefix_length);
+	for (int i = 0; i < a.len; i++) {
+		int keep = k->bits - i * 8;
+
+		k->b[i] = keep >= 8 ? a.b[i] : keep <= 0 ? 0 :
+		    (unsigned char)(a.b[i] & (0xff << (8 - keep)));
+	}
+	inet_ntop(a.len == 4 ? AF_INET : AF_INET6, k->b, ip, sizeof(ip));
+	if (k->bits == a.len * 8)
+		snprintf(k->text, sizeof(k->text), "%s", ip);
+	else
+		snprintf(k->text, sizeof(k->text), "%s/%d", ip, k->bits);
+}
+
 struct conn_count {
 	RB_ENTRY(conn_count) link;
-	struct ipkey key;
+	struct policy_key key;
 	int n;
 };
 
@@ -187,6 +220,8 @@ conn_cmp(struct conn_count *a, struct conn_count *b)
 {
 	if (a->key.len != b->key.len)
 		return a->key.len - b->key.len;
+	if (a->key.bits != b->key.bits)
+		return a->key.bits - b->key.bits;
 	return memcmp(a->key.b, b->key.b, (size_t)a->key.len);
 }
 
@@ -197,23 +232,21 @@ static struct conn_tree conns = RB_INITIALIZER(&conns);
 static int conn_total;
 
 static struct conn_count *
-conn_find(const struct sockaddr *sa)
+conn_find(const struct policy_key *k)
 {
 	struct conn_count q;
 
-	memset(&q, 0, sizeof(q));
-	if (sa_key(sa, &q.key) != 0)
-		q.key.len = 0;	/* unix sockets share one entry */
+	q.key = *k;
 	return RB_FIND(conn_tree, &conns, &q);
 }
 
 int
-policy_conn_open(const struct sockaddr *sa, int trusted, char *reply,
+policy_conn_open(const struct policy_key *k, int trusted, char *reply,
     size_t replysz)
 {
 	long long max = conf_num(C_smtpd_max_connections);
 	long long per = conf_num(C_smtpd_client_connection_count_limit);
-	struct conn_count *c = conn_find(sa);
+	struct conn_count *c = conn_find(k);
 
 	if (max > 0 && conn_total >= max) {
 		snprintf(reply, replysz, "421 4.7.0 %s Error: too many connections",
@@ -227,8 +260,7 @@ policy_conn_open(const struct sockaddr *sa, int trusted, char *reply,
 	}
 	if (c == NULL) {
 		c = xcalloc(1, sizeof(*c));
-		if (sa_key(sa, &c->key) != 0)
-			c->key.len = 0;
+		c->key = *k;
 		RB_INSERT(conn_tree, &conns, c);
 	}
 	c->n++;
@@ -237,9 +269,9 @@ policy_conn_open(const struct sockaddr *sa, int trusted, char *reply,
 }
 
 void
-policy_conn_close(const struct sockaddr *sa)
+policy_conn_close(const struct policy_key *k)
 {
-	struct conn_count *c = conn_find(sa);
+	struct conn_count *c = conn_find(k);
 
 	if (c == NULL)
 		return;
@@ -257,9 +289,9 @@ policy_conn_total(void)
 }
 
 int
-policy_conn_from(const struct sockaddr *sa)
+policy_conn_from(const struct policy_key *k)
 {
-	struct conn_count *c = conn_find(sa);
+	struct conn_count *c = conn_find(k);
 
 	return c ? c->n : 0;
 }

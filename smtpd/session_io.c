@@ -448,7 +448,7 @@ on_close(struct srv_session *srv, enum srv_close_why why)
 	log_end(s, why);
 	TAILQ_REMOVE(&sessions, s, entry);
 	if (s->counted)
-		policy_conn_close(&s->sa.sa);
+		policy_conn_close(&s->ckey);
 	lookup_cancel(s);
 	free(s->dnsbl);
 	if (s->name_owned)
@@ -552,13 +552,14 @@ session_new(struct event_base *base, evutil_socket_t fd,
 	format_addr(s, sa);
 	s->name = "unknown";
 	s->trusted = policy_trusted(sa);
-	refused = policy_conn_open(sa, s->trusted, why, sizeof(why)) != 0;
+	policy_client_key(sa, &s->ckey);
+	refused = policy_conn_open(&s->ckey, s->trusted, why, sizeof(why)) != 0;
 	if (refused)
 		log_info("connect from %s", session_client(s));
 	/* a refusal goes out in plaintext, even on smtps */
 	if ((bev = session_bev(s, fd, kind == LK_SMTPS && !refused)) == NULL) {
 		if (!refused)
-			policy_conn_close(sa);
+			policy_conn_close(&s->ckey);
 		free(s);
 		return NULL;
 	}

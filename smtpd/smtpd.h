@@ -28,6 +28,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "handoff.h"
+#include "policy.h"
 #include "received.h"
 #include "smtp_proto.h"
 #include "smtp_server.h"
@@ -122,6 +123,7 @@ struct session {
 		struct sockaddr_in6 in6;
 	} sa;
 	char addr[INET6_ADDRSTRLEN + 8];	/* "192.0.2.1", "2001:db8::1" */
+	struct policy_key ckey;			/* who it is for the limits */
 	char port[8];
 	const char *name;			/* confirmed name, or "unknown" */
 	struct lookup *lookup;			/* name, DNSBLs: before the greeting */

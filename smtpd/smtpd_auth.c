@@ -11,7 +11,9 @@
  * nothing meanwhile.
  *
  * A failure is answered after a pause (AUTH_FAIL_DELAY, a timer: the
- * loop goes on for the others) and counted per client address; past
+ * loop goes on for the others) and counted per client (its address cut
+ * to the prefix lengths, policy_client_key(): one IPv6 host holds a whole
+ * prefix); past
  * smtpd_auth_failure_limit within AUTH_FAIL_WINDOW the client gets 421
  * 4.7.0 and, while the count lasts, 421 at its next AUTH. A check is
  * counted as a failure when it starts and forgiven when it passes, so
@@ -281,7 +283,7 @@ on_delay(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	a->step = A_NONE;
 	session_resume(s);
-	if (fail_count(s->addr) >= conf_num(C_smtpd_auth_failure_limit)) {
+	if (fail_count(s->ckey.text) >= conf_num(C_smtpd_auth_failure_limit)) {
 		log_warn("too many AUTH failures from %s", session_client(s));
 		session_close(s, "421 4.7.0 %s Error: too many failed "
 		    "authentications", conf_str(C_myhostname));
@@ -297,7 +299,7 @@ failed(struct session *s, const char *user)
 	struct timeval tv = { AUTH_FAIL_DELAY, 0 };
 
 	if (!a->reserved)
-		fail_add(s->addr);
+		fail_add(s->ckey.text);
 	a->reserved = 0;
 	log_warn("%s: SASL %s authentication failed: user=<%.100s>",
 	    session_client(s), a->mech, user);
@@ -313,7 +315,7 @@ on_checked(void *arg, int ok)
 
 	a->check = NULL;
 	a->step = A_NONE;
-	check_end(s->addr, ok && a->real);
+	check_end(s->ckey.text, ok && a->real);
 	if (!ok || !a->real) {
 		failed(s, a->user);
 		return;
@@ -366,7 +368,7 @@ check_start(struct session *s)
 	struct local_user lu;
 	const char *hash;
 
-	switch (check_begin(s->addr, conf_num(C_smtpd_auth_failure_limit))) {
+	switch (check_begin(s->ckey.text, conf_num(C_smtpd_auth_failure_limit))) {
 	case CHECK_WAIT:
 		if (time(NULL) - a->wait_since < AUTH_WAIT_MAX)
 			wait_for_others(s);
@@ -386,7 +388,7 @@ check_start(struct session *s)
 	if ((hash = user_hash(a->user, &lu)) == NULL ||
 	    (a->check = pwcheck_start(s->base, hash, a->pass, on_checked,
 	    a)) == NULL) {	/* tables unreadable; too many checks waiting */
-		check_end(s->addr, 1);
+		check_end(s->ckey.text, 1);
 		give_up(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
@@ -531,7 +533,7 @@ cmd_auth(struct session *s, char *arg)
 		session_error(s, "%s", no);
 		return;
 	}
-	if (fail_count(s->addr) >= conf_num(C_smtpd_auth_failure_limit)) {
+	if (fail_count(s->ckey.text) >= conf_num(C_smtpd_auth_failure_limit)) {
 		session_close(s, "421 4.7.0 %s Error: too many failed "
 		    "authentications", conf_str(C_myhostname));
 		return;
@@ -598,7 +600,7 @@ auth_free(struct session *s)
 		event_free(s->auth->wait_ev);
 	if (s->auth->check != NULL) {	/* its reserved failure stays counted */
 		pwcheck_cancel(s->auth->check);
-		check_end(s->addr, 0);
+		check_end(s->ckey.text, 0);
 	}
 	OPENSSL_cleanse(s->auth->pass, sizeof(s->auth->pass));
 	free(s->auth);

@@ -5,7 +5,7 @@
 set -e
 PKGS="build-essential pkg-config libssl-dev libevent-dev libc-ares-dev libdb-dev
 libcrypt-dev libbsd-dev clang libclang-rt-14-dev python3 python3-pytest
-python3-aiosmtpd python3-dnslib swaks openssl mandoc man-db procps iproute2
+python3-aiosmtpd python3-dnslib swaks libnet-ssleay-perl openssl mandoc man-db procps iproute2
 util-linux e2fsprogs postfix"
 [ -n "$HERMOD_EXTRA_PKGS" ] && PKGS="$PKGS $HERMOD_EXTRA_PKGS"
 

@@ -1,5 +1,5 @@
-"""smtpd's limits: connections overall and per client address (421 4.7.0),
-the idle timeout (421 4.4.2), the error counter (soft limit slows, hard
+"""smtpd's limits: connections overall and per client address or prefix
+(421 4.7.0), the idle timeout (421 4.4.2), the error counter (soft limit slows, hard
 limit ends the session), the recipient limit (452 4.5.3), a pipelining
 client that never reads, and 2,000 idle sessions held open while another
 client is still served promptly."""
@@ -29,6 +29,25 @@ def test_per_address_connection_limit(hermod):
         held.pop().close()
         time.sleep(0.3)
         with Client(hermod.smtp_port, source="127.0.0.2") as c:
+            assert c.greeting[0] == 220
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_connection_limit_counts_a_prefix_as_one_client(hermod):
+    """smtpd_client_ipv4_prefix_length (and its IPv6 twin, default 84 as
+    in Postfix): clients in one prefix share the per-client limits, so a
+    host holding many addresses gets no more connections than one."""
+    start(hermod, mynetworks="127.0.0.1/32", smtpd_client_connection_count_limit=2,
+          smtpd_client_ipv4_prefix_length=30)
+    held = [Client(hermod.smtp_port, source="127.0.1.4"),
+            Client(hermod.smtp_port, source="127.0.1.5")]
+    try:
+        assert all(c.greeting[0] == 220 for c in held)
+        with Client(hermod.smtp_port, source="127.0.1.7") as c:   # same /30
+            assert c.greeting[0] == 421 and c.greeting[1].startswith("4.7.0")
+        with Client(hermod.smtp_port, source="127.0.1.8") as c:   # the next /30
             assert c.greeting[0] == 220
     finally:
         for c in held:

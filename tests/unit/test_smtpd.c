@@ -255,34 +255,75 @@ TEST(mynetworks)
 	CHECK_INT(policy_routing_trick("a.b+c", 5), 0);
 }
 
+static struct policy_key
+key_of(const char *ip)
+{
+	struct policy_key k;
+
+	policy_client_key(sa(ip), &k);
+	return k;
+}
+
 TEST(connection_limits)
 {
 	char why[POLICY_REPLY_MAX];
-	struct sockaddr_storage a, b;
+	struct policy_key a = key_of("192.0.2.1"), b = key_of("192.0.2.2");
 
 	CHECK_INT(conf_set("smtpd_client_connection_count_limit", "2", NULL), 0);
 	CHECK_INT(conf_set("smtpd_max_connections", "4", NULL), 0);
-	memcpy(&a, sa("192.0.2.1"), sizeof(a));
-	memcpy(&b, sa("192.0.2.2"), sizeof(b));
-	CHECK_INT(policy_conn_open((struct sockaddr *)&a, 0, why, sizeof(why)), 0);
-	CHECK_INT(policy_conn_open((struct sockaddr *)&a, 0, why, sizeof(why)), 0);
-	CHECK_INT(policy_conn_open((struct sockaddr *)&a, 0, why, sizeof(why)), -1);
+	CHECK_INT(policy_conn_open(&a, 0, why, sizeof(why)), 0);
+	CHECK_INT(policy_conn_open(&a, 0, why, sizeof(why)), 0);
+	CHECK_INT(policy_conn_open(&a, 0, why, sizeof(why)), -1);
 	CHECK(strncmp(why, "421 4.7.0 ", 10) == 0);
-	CHECK_INT(policy_conn_open((struct sockaddr *)&a, 1, why, sizeof(why)), 0);	/* trusted */
-	CHECK_INT(policy_conn_from((struct sockaddr *)&a), 3);
-	CHECK_INT(policy_conn_open((struct sockaddr *)&b, 0, why, sizeof(why)), 0);
-	CHECK_INT(policy_conn_open((struct sockaddr *)&b, 0, why, sizeof(why)), -1);	/* total 4 */
+	CHECK_INT(policy_conn_open(&a, 1, why, sizeof(why)), 0);	/* trusted */
+	CHECK_INT(policy_conn_from(&a), 3);
+	CHECK_INT(policy_conn_open(&b, 0, why, sizeof(why)), 0);
+	CHECK_INT(policy_conn_open(&b, 0, why, sizeof(why)), -1);	/* total 4 */
 	CHECK_INT(policy_conn_total(), 4);
-	policy_conn_close((struct sockaddr *)&a);
-	CHECK_INT(policy_conn_open((struct sockaddr *)&b, 0, why, sizeof(why)), 0);
+	policy_conn_close(&a);
+	CHECK_INT(policy_conn_open(&b, 0, why, sizeof(why)), 0);
 	for (int i = 0; i < 2; i++) {
-		policy_conn_close((struct sockaddr *)&a);
-		policy_conn_close((struct sockaddr *)&b);
+		policy_conn_close(&a);
+		policy_conn_close(&b);
 	}
 	CHECK_INT(policy_conn_total(), 0);
-	CHECK_INT(policy_conn_from((struct sockaddr *)&a), 0);
-	policy_conn_close((struct sockaddr *)&a);	/* not counted: no-op */
+	CHECK_INT(policy_conn_from(&a), 0);
+	policy_conn_close(&a);	/* not counted: no-op */
 	CHECK_INT(policy_conn_total(), 0);
+}
+
+/* Postfix's anvil prefixes: IPv6 hosts in one /84 are one client. */
+TEST(client_prefixes)
+{
+	char why[POLICY_REPLY_MAX];
+	struct policy_key k1, k2, k3;
+
+	CHECK_STR(key_of("192.0.2.1").text, "192.0.2.1");
+	CHECK_STR(key_of("::ffff:192.0.2.1").text, "192.0.2.1");
+	CHECK_STR(key_of("2001:db8:1:2:3:4:5:6").text, "2001:db8:1:2:3::/84");
+	CHECK_STR(key_of("2001:db8:1:2:3:f234:5:6").text, "2001:db8:1:2:3:f000::/84");
+	CHECK_INT(conf_set("smtpd_client_ipv4_prefix_length", "24", NULL), 0);
+	CHECK_INT(conf_set("smtpd_client_ipv6_prefix_length", "64", NULL), 0);
+	CHECK_STR(key_of("192.0.2.77").text, "192.0.2.0/24");
+	k1 = key_of("2001:db8:1:2::1");
+	k2 = key_of("2001:db8:1:2:ffff::9");
+	k3 = key_of("2001:db8:1:3::1");
+	CHECK_STR(k1.text, "2001:db8:1:2::/64");
+	CHECK_INT(conf_set("smtpd_client_connection_count_limit", "2", NULL), 0);
+	CHECK_INT(conf_set("smtpd_max_connections", "100", NULL), 0);
+	CHECK_INT(policy_conn_open(&k1, 0, why, sizeof(why)), 0);
+	CHECK_INT(policy_conn_open(&k2, 0, why, sizeof(why)), 0);
+	CHECK_INT(policy_conn_open(&k2, 0, why, sizeof(why)), -1);	/* same /64 */
+	CHECK_INT(policy_conn_open(&k3, 0, why, sizeof(why)), 0);
+	CHECK_INT(policy_conn_from(&k1), 2);
+	/* a reload that changes the length: sessions keep their key */
+	CHECK_INT(conf_set("smtpd_client_ipv6_prefix_length", "128", NULL), 0);
+	policy_conn_close(&k1);
+	policy_conn_close(&k2);
+	policy_conn_close(&k3);
+	CHECK_INT(policy_conn_total(), 0);
+	CHECK_INT(conf_set("smtpd_client_ipv4_prefix_length", "32", NULL), 0);
+	CHECK_INT(conf_set("smtpd_client_ipv6_prefix_length", "84", NULL), 0);
 }
 
 int
@@ -298,5 +339,6 @@ main(void)
 	RUN(hopcount);
 	RUN(mynetworks);
 	RUN(connection_limits);
+	RUN(client_prefixes);
 	return unit_done("test_smtpd");
 }
