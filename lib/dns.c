@@ -4,11 +4,18 @@
  * are parsed with c-ares's own parsers and handed over as flat replies
  * (dns.h). Nothing here blocks. dns_host.c's host-style lookups use the
  * same query records and plumbing (dns_int.h).
+ *
+ * A reload (new name servers, resolv.conf read again) makes a new channel
+ * at once and sends new lookups there; the old channel keeps the lookups
+ * it has until they end, then it is destroyed. c-ares 1.18 cannot change
+ * a busy channel's servers, and waiting for a moment with no lookup at
+ * all would wait for ever on a busy server.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/nameser.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,20 +35,27 @@
 struct sockw {
 	LIST_ENTRY(sockw) entry;
 	ares_socket_t fd;
+	unsigned gen;		/* whose socket: the channel's generation */
 	struct event *ev;
 };
 
 static struct {
 	struct event_base *base;
 	ares_channel ch;
+	unsigned gen;		/* ch's generation */
+	ares_channel old;	/* the channel before a reload, draining */
+	unsigned old_gen;
+	int has_old;
+	int old_nq;		/* its lookups still running */
+	struct event *retire_ev;	/* destroys it from the loop */
 	int up;
 	struct event *timer;
 	LIST_HEAD(, sockw) socks;
 	TAILQ_HEAD(, dns_query) queries;
 	int timeout_ms, tries;
-	int reload;		/* a new channel wanted (dns_reload) */
+	int reload;		/* a new channel wanted (dns_reload), when the
+				 * one before is gone */
 	char **servers;		/* its servers (a copy); NULL: resolv.conf */
-	struct event *reload_ev;	/* replaces the channel from the loop */
 } R = { .timeout_ms = 5000, .tries = 2 };
 
 static const struct {
@@ -122,11 +136,16 @@ dns_valid_hostname(const char *name)
 static void
 arm_timer(void)
 {
-	struct timeval tv, *t;
+	struct timeval tv, tv_old, *t, *t_old = NULL;
 
 	if (!R.up)
 		return;
-	if ((t = ares_timeout(R.ch, NULL, &tv)) != NULL)
+	t = ares_timeout(R.ch, NULL, &tv);
+	if (R.has_old)
+		t_old = ares_timeout(R.old, NULL, &tv_old);
+	if (t == NULL || (t_old != NULL && timercmp(t_old, t, <)))
+		t = t_old;
+	if (t != NULL)
 		evtimer_add(R.timer, t);
 	else
 		evtimer_del(R.timer);
@@ -138,6 +157,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
+	if (R.has_old)
+		ares_process_fd(R.old, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 	ares_process_fd(R.ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 	arm_timer();
 }
@@ -145,9 +166,12 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 static void
 on_sock(evutil_socket_t fd, short what, void *arg)
 {
-	(void)arg;
-	ares_process_fd(R.ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
-	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	struct sockw *w = arg;		/* may be freed inside ares_process_fd */
+	ares_channel ch = w->gen == R.gen ? R.ch : R.has_old ? R.old : NULL;
+
+	if (ch != NULL)
+		ares_process_fd(ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+		    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 	arm_timer();
 }
 
@@ -156,12 +180,12 @@ static void
 sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
 	struct sockw *w;
+	unsigned gen = (unsigned)(uintptr_t)data;
 	short what = EV_PERSIST | (readable ? EV_READ : 0) |
 	    (writable ? EV_WRITE : 0);
 
-	(void)data;
 	LIST_FOREACH(w, &R.socks, entry)
-		if (w->fd == fd)
+		if (w->fd == fd && w->gen == gen)
 			break;
 	if (w != NULL) {
 		event_free(w->ev);
@@ -175,9 +199,10 @@ sock_state(void *data, ares_socket_t fd, int readable, int writable)
 	} else {
 		w = xcalloc(1, sizeof(*w));
 		w->fd = fd;
+		w->gen = gen;
 		LIST_INSERT_HEAD(&R.socks, w, entry);
 	}
-	if ((w->ev = event_new(R.base, fd, what, on_sock, NULL)) == NULL ||
+	if ((w->ev = event_new(R.base, fd, what, on_sock, w)) == NULL ||
 	    event_add(w->ev, NULL) == -1)
 		fatal("dns: cannot watch a resolver socket");
 }
@@ -214,15 +239,19 @@ dns_set_timeouts(int timeout_ms, int tries)
 	R.tries = tries > 0 ? tries : 2;
 }
 
-/* A channel with our options and `servers` (NULL: resolv.conf). */
+/* A channel with our options and `servers` (NULL: resolv.conf), and its
+ * generation, which tells its sockets from another channel's. */
 static int
-channel_new(ares_channel *ch, char *const *servers)
+channel_new(ares_channel *ch, unsigned *gen, char *const *servers)
 {
+	static unsigned last_gen;
 	struct ares_options o;
 	int r;
 
 	memset(&o, 0, sizeof(o));
+	*gen = ++last_gen;
 	o.sock_state_cb = sock_state;
+	o.sock_state_cb_data = (void *)(uintptr_t)*gen;
 	o.timeout = R.timeout_ms;
 	o.tries = R.tries;
 	/* EDNS0: big MX sets fit in one UDP answer instead of a TCP retry
@@ -243,7 +272,7 @@ channel_new(ares_channel *ch, char *const *servers)
 	return 0;
 }
 
-static void on_reload(evutil_socket_t fd, short what, void *arg);
+static void on_retire(evutil_socket_t fd, short what, void *arg);
 
 int
 dns_init(struct event_base *base, char *const *servers)
@@ -261,12 +290,12 @@ dns_init(struct event_base *base, char *const *servers)
 		log_crit("c-ares: %s", ares_strerror(r));
 		return -1;
 	}
-	if (channel_new(&R.ch, servers) == -1) {
+	if (channel_new(&R.ch, &R.gen, servers) == -1) {
 		ares_library_cleanup();
 		return -1;
 	}
 	R.timer = evtimer_new(base, on_timer, NULL);
-	R.reload_ev = evtimer_new(base, on_reload, NULL);
+	R.retire_ev = evtimer_new(base, on_retire, NULL);
 	R.up = 1;
 	return 0;
 }
@@ -280,34 +309,56 @@ servers_free(void)
 	R.servers = NULL;
 }
 
-/* The channel replaced, when no lookup runs (the old one then has no
- * query, only idle sockets: their watchers go through sock_state). */
+/* The channel replaced, unless the one replaced before still drains:
+ * then this waits for it (on_retire). The running lookups stay with the
+ * old channel, which is destroyed from the loop once they have ended
+ * (here we may be inside one of its callbacks). */
 static void
 reload_now(void)
 {
 	ares_channel ch;
+	unsigned gen;
+	struct dns_query *q;
 
-	if (!R.reload || !TAILQ_EMPTY(&R.queries))
+	if (!R.reload || R.has_old)
 		return;
 	R.reload = 0;
-	if (channel_new(&ch, R.servers) == -1)
+	if (channel_new(&ch, &gen, R.servers) == -1)
 		log_warn("DNS: keeping the resolver settings from before the reload");
 	else {
-		ares_destroy(R.ch);
+		R.old = R.ch;
+		R.old_gen = R.gen;
+		R.has_old = 1;
+		R.old_nq = 0;
 		R.ch = ch;
+		R.gen = gen;
+		TAILQ_FOREACH(q, &R.queries, entry)
+			if (q->state == Q_INFLIGHT) {
+				q->on_old = 1;
+				R.old_nq++;
+			}
+		if (R.old_nq == 0)
+			event_active(R.retire_ev, EV_TIMEOUT, 0);
 		arm_timer();
 	}
 	servers_free();
 	dns_cache_flush();
 }
 
+/* The old channel's last lookup has ended: destroy it (its sockets' watchers
+ * go through sock_state), then a reload that waited for it. */
 static void
-on_reload(evutil_socket_t fd, short what, void *arg)
+on_retire(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
+	if (!R.has_old || R.old_nq > 0)
+		return;
+	R.has_old = 0;
+	ares_destroy(R.old);
 	reload_now();
+	arm_timer();
 }
 
 void
@@ -337,10 +388,10 @@ static void
 query_free(struct dns_query *q)
 {
 	TAILQ_REMOVE(&R.queries, q, entry);
-	/* the last lookup gone: a reload waiting for it goes on from the
-	 * loop (here we may be inside the channel's own callback) */
-	if (R.reload && TAILQ_EMPTY(&R.queries))
-		event_active(R.reload_ev, EV_TIMEOUT, 0);
+	/* the old channel's last lookup gone: it is destroyed from the loop
+	 * (here we may be inside its own callback) */
+	if (q->on_old && --R.old_nq == 0 && R.has_old)
+		event_active(R.retire_ev, EV_TIMEOUT, 0);
 	event_free(q->defer);
 	free(q->abuf);
 	free(q->name);
@@ -363,6 +414,10 @@ dns_free(void)
 	/* Running lookups come back with ARES_EDESTRUCTION and are freed
 	 * without their callbacks; deferred ones are freed here. */
 	ares_destroy(R.ch);
+	if (R.has_old) {
+		R.has_old = 0;
+		ares_destroy(R.old);
+	}
 	while ((q = TAILQ_FIRST(&R.queries)) != NULL)
 		query_free(q);
 	while ((w = LIST_FIRST(&R.socks)) != NULL) {
@@ -371,7 +426,7 @@ dns_free(void)
 		free(w);
 	}
 	event_free(R.timer);
-	event_free(R.reload_ev);
+	event_free(R.retire_ev);
 	servers_free();
 	dns_cache_flush();
 	ares_library_cleanup();

@@ -92,10 +92,12 @@ int dns_init(struct event_base *base, char *const *servers);
  * SIGHUP: a new resolver channel with these servers (as dns_init's), or
  * with /etc/resolv.conf read again; the cache is emptied. c-ares 1.18
  * takes no new servers while lookups run and never re-reads
- * resolv.conf, so the channel is replaced when no lookup runs: at once,
- * or from the loop when the running ones have finished. Until then the
- * old settings serve. A bad list keeps the old settings (logged). A
- * resolver whose dns_init failed is started (or not, logged) now.
+ * resolv.conf, so the channel is replaced at once: lookups started from
+ * now on use the new one, and the old one is destroyed (from the loop)
+ * when the lookups it holds have ended. A reload while an old channel
+ * still drains applies when it is gone. A bad list keeps the old
+ * settings (logged). A resolver whose dns_init failed is started (or
+ * not, logged) now.
  */
 void dns_reload(char *const *servers);
 

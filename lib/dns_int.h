@@ -28,6 +28,7 @@ struct dns_query {
 	TAILQ_ENTRY(dns_query) entry;
 	enum qstate state;
 	int cancelled;
+	int on_old;		/* running on the channel a reload replaced */
 	int type;		/* ns_t_mx, ns_t_a, ns_t_aaaa, ns_t_ptr */
 	dns_mx_cb mx_cb;
 	dns_addr_cb addr_cb;

@@ -676,9 +676,9 @@ TEST(test_cancel)
 
 static char good_server[64], dead_server[64];
 
-/* SIGHUP's servers: at once when no lookup runs, else when the running
- * ones have ended (they end at the old server); a bad list keeps the old
- * settings; the cache is emptied either way. */
+/* SIGHUP's servers: new lookups go to them at once; the running ones end
+ * at the old server (its channel is destroyed after them); a bad list
+ * keeps the old settings; the cache is emptied either way. */
 TEST(test_reload)
 {
 	char *good[] = { good_server, NULL }, *dead[] = { dead_server, NULL };
@@ -702,6 +702,28 @@ TEST(test_reload)
 	CHECK_INT(got.status, DNS_TEMPFAIL);
 	CHECK_INT(srv_queries, before);
 	dns_reload(good);
+	query_mx("mx.test");
+	CHECK_INT(got.status, DNS_OK);
+	CHECK_INT(srv_queries, before + 1);
+
+	/* A lookup hanging at the old server does not hold the new one up:
+	 * the query after the reload is refused by the dead server (it
+	 * would have been answered by the old, good one) before drop.test
+	 * times out; and a second reload meanwhile waits for the first's
+	 * old channel, then applies. */
+	CHECK(dns_query_mx("drop.test", on_mx, NULL) != NULL);
+	event_base_loop(base, EVLOOP_NONBLOCK);	/* sent */
+	dns_reload(dead);
+	before = srv_queries;
+	CHECK_INT(before > 0, 1);
+	query_mx("mx.test");
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	CHECK_INT(srv_queries, before);
+	dns_reload(good);		/* the old channel still drains */
+	wait_reply();			/* drop.test's timeout */
+	CHECK_INT(got.calls, 2);
+	CHECK_INT(got.status, DNS_TEMPFAIL);
+	event_base_loop(base, EVLOOP_NONBLOCK);	/* the old channel goes */
 	query_mx("mx.test");
 	CHECK_INT(got.status, DNS_OK);
 	CHECK_INT(srv_queries, before + 1);
