@@ -16,9 +16,11 @@
  * temporary refusal of one recipient queues nothing and the file waits
  * for the next pass. Recipients refused for good (a bad address, more
  * than smtpd_recipient_limit) are logged and the message goes to the
- * others, as on the socket. A file is removed once its message is queued
- * (a crash between the commit and the unlink picks it up twice) or
- * refused for good (logged).
+ * others, as on the socket. The session ends after that one message, so
+ * bytes after its final dot are never read as commands, even from a file
+ * its owner rewrites while it is sent. A file is removed once its
+ * message is queued (a crash between the commit and the unlink picks it
+ * up twice) or refused for good (logged).
  *
  * Passes: at start, on an inotify event, and every PICKUP_SCAN_SEC; one
  * file at a time, at most PICKUP_PASS_MAX per pass. A file kept for a
@@ -473,7 +475,7 @@ job_start(const char *name)
 	bufferevent_enable(j->bev, EV_READ | EV_WRITE);
 	j->deadline = evtimer_new(pbase, on_deadline, j);
 	evtimer_add(j->deadline, &tv);
-	if (submit_session_start(sv[0], j->uid) < 0) {
+	if (submit_session_start(sv[0], j->uid, 1) < 0) {
 		note(j, 451, "cannot start a submission session");
 		job_end(j, O_KEEP);
 	}

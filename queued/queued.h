@@ -279,8 +279,9 @@ int submit_init(struct event_base *base, int fd);
 void submit_stop(void);		/* stop accepting; idle sessions end */
 int submit_busy(void);		/* sessions writing or waiting for a commit */
 /* A session on a connected socket, as local user uid (the socket's
- * peer, or a maildrop file's owner); fd is the session's. 0 or -1. */
-int submit_session_start(int fd, uid_t uid);
+ * peer, or a maildrop file's owner); fd is the session's. one_txn: it
+ * ends after its first message is queued (pickup's). 0 or -1. */
+int submit_session_start(int fd, uid_t uid, int one_txn);
 
 /* pickup.c: the maildrop that sendmail(1) uses while queued is down. */
 void pickup_init(struct event_base *base);

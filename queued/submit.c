@@ -49,6 +49,7 @@ struct session {
 	struct submit_tx tx;
 	struct qf_writer w;
 	int too_big;
+	int one_txn;		/* pickup's: ends after its first message */
 	uid_t uid;
 	LIST_ENTRY(session) link;
 };
@@ -341,7 +342,10 @@ committed(void *arg, int err, const char *qid)
 			    "451 4.3.0 Local error: message not queued");
 	tx_reset(&s->tx);
 	srv_set_state(s->srv, S_CMD);
-	if (stopping)
+	/* A maildrop file holds one message. Its owner may rewrite it while
+	 * pickup sends it, after pickup checked it ended at its first final
+	 * dot: what follows that dot now is never read as commands. */
+	if (stopping || s->one_txn)
 		srv_close_after_flush(s->srv);
 	srv_resume(s->srv);
 }
@@ -414,7 +418,7 @@ static const struct srv_limits limits = {
 };
 
 int
-submit_session_start(int fd, uid_t uid)
+submit_session_start(int fd, uid_t uid, int one_txn)
 {
 	struct bufferevent *bev;
 	struct session *s;
@@ -428,6 +432,7 @@ submit_session_start(int fd, uid_t uid)
 	s->w.fd = -1;
 	buf_init(&s->tx.xforward, 1024);
 	s->uid = uid;
+	s->one_txn = one_txn;
 	LIST_INSERT_HEAD(&sessions, s, link);
 	s->srv = srv_session_new(bev, commands, &limits, &ops, s);
 	srv_reply(s->srv, 220, NULL, "%s LMTP Hermod queued", queued_hostname());
@@ -442,7 +447,7 @@ on_accept(evutil_socket_t fd, struct sockaddr *sa, socklen_t len, void *arg)
 	(void)sa, (void)len, (void)arg;
 	if (peer_cred(fd, &uid, NULL, NULL) < 0)
 		uid = (uid_t)-1;
-	submit_session_start(fd, uid);
+	submit_session_start(fd, uid, 0);
 }
 
 int
