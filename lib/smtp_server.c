@@ -311,7 +311,10 @@ begin_close(struct srv_session *s, enum srv_close_why why)
 	out_flush(s);
 	if (s->dead)
 		return;
-	if (out_pending(s) == 0) {
+	/* Under TLS nothing goes out after the peer's EOF (close_notify or
+	 * not: the filter stops writing), so a reply still waiting would
+	 * only hold the session for the grace. */
+	if (out_pending(s) == 0 || (s->eof && srv_tls_active(s))) {
 		written_out(s);
 		return;
 	}
