@@ -3,6 +3,7 @@ and sendmail -> queued -> lmtpd, read back with Python's mailbox module."""
 
 import email
 import smtplib
+import socket
 import subprocess
 import time
 
@@ -137,6 +138,15 @@ def test_many_concurrent_smtp_clients(hermod):
     assert subjects == sorted("swaks %d" % i for i in range(20))
 
 
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def test_address_literal_of_this_host_is_local(hermod):
     """RFC 5321 4.1.3 and 4.5.1: a client may name this host by one of its
     addresses, and postmaster must answer there. As in Postfix, a literal
@@ -153,8 +163,14 @@ def test_address_literal_of_this_host_is_local(hermod):
         assert code == 550 and b"5.1.1" in text
         code, text = s.rcpt("<alice@[192.0.2.7]>")
         assert code == 554 and b"5.7.1" in text
+        want = {"alice@[127.0.0.1]"}
+        if has_ipv6_loopback():
+            assert s.rcpt("<postmaster@[IPv6:::1]>")[0] == 250
+            want.add("alice@[IPv6:::1]")
+        code, text = s.rcpt("<alice@[IPv6:2001:db8::1]>")
+        assert code == 554 and b"5.7.1" in text
         assert s.data(BODY)[0] == 250
-    raw = messages(hermod, "alice", 1)[0]
-    assert email.message_from_bytes(raw)["Delivered-To"] == "alice@[127.0.0.1]"
+    got = messages(hermod, "alice", len(want))
+    assert {email.message_from_bytes(raw)["Delivered-To"] for raw in got} == want
     raw = messages(hermod, "bob", 1)[0]
     assert email.message_from_bytes(raw)["Delivered-To"] == "bob@[127.0.0.1]"
