@@ -72,6 +72,9 @@ session_greet(struct session *s)
 
 /* ---- commands ------------------------------------------------------------- */
 
+/* One word of printable ASCII, or of well-formed UTF-8: we offer SMTPUTF8
+ * and a host named in UTF-8 says so (Postfix takes it too). do_helo keeps
+ * its 8-bit bytes as '?', so logs, headers and the queue stay ASCII. */
 static int
 valid_helo(const char *arg)
 {
@@ -80,9 +83,9 @@ valid_helo(const char *arg)
 	if (n == 0 || n > SMTPD_HELO_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)arg[i] <= 0x20 || (unsigned char)arg[i] >= 0x7f)
+		if ((unsigned char)arg[i] <= 0x20 || (unsigned char)arg[i] == 0x7f)
 			return 0;
-	return 1;
+	return addr_utf8_ok(arg);
 }
 
 /* STARTTLS: a certificate is loaded and we are not in TLS yet. */
@@ -137,6 +140,9 @@ do_helo(struct session *s, char *arg, int esmtp)
 	txn_free(s);		/* RFC 5321 4.1.4: like RSET */
 	free(s->helo);
 	s->helo = xstrdup(arg);
+	for (char *p = s->helo; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
 	s->esmtp = esmtp;
 	session_set_state(s, S_READY);
 	if (esmtp)

@@ -222,6 +222,20 @@ def test_message_delivered_with_received_header(hermod):
     assert ("%s: client=unknown[127.0.0.1], from=<bob@remote.test>, nrcpt=1" % qid) in hermod.log("smtpd")
 
 
+def test_helo_in_utf8(hermod):
+    """A client named in UTF-8 (we offer SMTPUTF8; Postfix takes it too)
+    is greeted; its name reaches logs and the Received: header with the
+    8-bit bytes as '?'. Bytes that are not UTF-8 are a syntax error."""
+    start(hermod)
+    with Client(hermod.smtp_port) as c:
+        assert c.cmd(b"EHLO m\xc3\xbcller-pc\xff")[0] == 501
+        assert c.cmd(b"EHLO m\xc3\xbcller-pc")[0] == 250
+        send_ok(c)
+    msg = hermod.wait_messages("alice", 1)[0]
+    assert b"Received: from m??ller-pc (unknown [127.0.0.1])" in msg, msg
+    assert "helo=<m??ller-pc>" in hermod.log("smtpd")
+
+
 def test_two_recipients_no_for_clause(hermod):
     start(hermod, users=("alice", "carol"))
     with Client(hermod.smtp_port) as c:
