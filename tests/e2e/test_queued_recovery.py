@@ -68,17 +68,24 @@ QF = ("HERMOD-QUEUE 1\nid: {id}\narrival: {t}.000000\nsize: {size:015d}\n"
       "leaf: 0 local <alice@example.test>\n\n{body}")
 
 
-def write_spool(h, n):
+def write_spool(h, n, nrcpt=1, deferred=False):
     """n queue files written straight into the spool (the format of
-    hermod-queue(5)), as a previous run would have left them."""
+    hermod-queue(5)), as a previous run would have left them, each to
+    alice and nrcpt - 1 others; deferred: each recipient tried before, so
+    none is due for an hour or so."""
     t = int(time.time())
     body = "Subject: recovered\r\n\r\nx\r\n"
+    more = "".join("rcpt: <r%d@example.test>\n" % i for i in range(1, nrcpt))
+    more += "".join("leaf: %d local <r%d@example.test>\n" % (i, i) for i in range(1, nrcpt))
+    log = "".join("r %d d 4.4.1 %d - lmtpd was down\n" % (i, t) for i in range(nrcpt)) \
+        if deferred else ""
+    head = QF.replace("\n\n{body}", "\n" + more + "\n{body}")
     for d in range(16):
         os.makedirs(h.path("spool", "queue", "%X" % d), exist_ok=True)
     for i in range(n):
         qid = "%08X%05X%03X" % (t, i // 4096, i % 4096)
         with open(h.path("spool", "queue", qid[-1], qid), "w") as f:
-            f.write(QF.format(id=qid, t=t, size=len(body), body=body))
+            f.write(head.format(id=qid, t=t, size=len(body), body=body) + log)
     uid, gid = h.uid, h.gid
     for root, dirs, files in os.walk(h.path("spool")):
         for x in dirs + files:
@@ -229,19 +236,18 @@ def test_many_due_messages_wait_without_holding_files(hermod):
 
 
 def test_new_mail_flows_while_a_big_queue_is_read(hermod):
-    """20,000 deferred messages on disk: queued lists them, then reads them
-    in slices from its loop, so a message submitted right after the start
-    is acknowledged and delivered while the recovery is still going on;
-    every old message is still recovered."""
+    """20,000 deferred messages of 30 recipients on disk: queued lists
+    them, then reads them in slices from its loop, so a message submitted
+    right after the start is acknowledged and delivered while the recovery
+    is still going on; every old message is still recovered. (With one
+    recipient each a fast machine had read them all, in 0.4 s, before the
+    client's message came in.)"""
     n = 20000
     prepare(hermod, minimal_backoff_time="1h", maximal_backoff_time="2h")
-    write_spool(hermod, n)
-    rec = "r 0 d 4.4.1 %d - lmtpd was down\n" % int(time.time())
-    for d in range(16):
-        sub = hermod.path("spool", "queue", "%X" % d)
-        for f in os.listdir(sub):
-            with open(os.path.join(sub, f), "a") as fp:
-                fp.write(rec)       # tried before: not due for an hour
+    write_spool(hermod, n, nrcpt=30, deferred=True)
+    # on disk, as after a restart: else the new message's group commit
+    # (a syncfs) would first write out the 20,000 files made just now
+    os.sync()
     fake = FakeLmtpd(hermod.lmtp_socket)
     try:
         t0 = time.monotonic()

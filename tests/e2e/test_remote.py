@@ -527,8 +527,12 @@ def test_burst_to_one_relayhost_comes_back_on_room(env):
     transport (125) are put off without a try; each comes back as soon as
     a waiting job of the destination goes to a session, not a second
     later, and every one is delivered once."""
+    import threading
     from test_queued import stats
-    s3 = env.sink("127.0.0.3", data=lambda m: time.sleep(0.01))   # a slow relay
+    # the relay holds its first message until all 170 are queued (however
+    # fast this machine's disk makes the submissions), then goes slowly
+    gate = threading.Event()
+    s3 = env.sink("127.0.0.3", data=lambda m: gate.wait(60) and time.sleep(0.01))
     env.h.conf(relayhost="[127.0.0.3]:%d" % env.port,
                default_destination_concurrency_limit="1")
     env.h.start("lmtpd", "queued")
@@ -537,6 +541,7 @@ def test_burst_to_one_relayhost_comes_back_on_room(env):
     for i in range(170):
         assert s.sendmail(SENDER, ["r%d@burst.example" % i], b"Subject: %d\r\n\r\nx\r\n" % i) == {}
     s.quit()
+    gate.set()
     msgs = s3.wait(170, timeout=120)
     assert sorted(m.rcpts[0] for m in msgs) == sorted("r%d@burst.example" % i for i in range(170))
     st = stats(env.h)
