@@ -15,7 +15,7 @@
 int spool_fd = -1;
 int queued_stopping;
 const char *queued_hostname(void) { return "fuzz.example"; }
-int submit_session_start(int fd, uid_t uid) { (void)fd; (void)uid; return -1; }
+int submit_session_start(int fd, uid_t uid, int one_txn) { (void)fd; (void)uid; (void)one_txn; return -1; }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
