@@ -167,7 +167,8 @@ static void
 on_sock(evutil_socket_t fd, short what, void *arg)
 {
 	struct sockw *w = arg;		/* may be freed inside ares_process_fd */
-	ares_channel ch = w->gen == R.gen ? R.ch : R.has_old ? R.old : NULL;
+	ares_channel ch = w->gen == R.gen ? R.ch :
+	    R.has_old && w->gen == R.old_gen ? R.old : NULL;
 
 	if (ch != NULL)
 		ares_process_fd(ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
