@@ -584,6 +584,44 @@ def test_sighup_takes_new_name_servers(env):
     assert re.search(r"to=<a@moved\.example>.*status=sent", env.h.log("queued"))
 
 
+def test_sighup_does_not_wait_for_a_hanging_lookup(env):
+    """queued's name server never answers, so a lookup hangs there; the
+    new dns_servers and SIGHUP (several, back to back) take effect for the
+    next lookup at once instead of after the hanging one. The hanging
+    lookup ends at the old server (a deferral), and a flush then delivers
+    its message too."""
+    import socket
+    black = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    black.bind(("127.0.0.1", 0))        # reads nothing, answers nothing
+    try:
+        sink = env.sink("127.0.0.2")
+        env.mx("hang.example", (10, "127.0.0.2"))
+        env.mx("next.example", (10, "127.0.0.2"))
+        env.h.conf(dns_servers="127.0.0.1:%d" % black.getsockname()[1])
+        env.h.start("lmtpd", "queued")
+        submit(env.h, ["a@hang.example"])
+        time.sleep(0.5)                 # its MX lookup is at the black hole
+        env.h.conf(dns_servers=env.dns.spec)
+        for _ in range(5):
+            env.h.signal("queued", signal.SIGHUP)
+            time.sleep(0.05)
+        wait_for(lambda: env.h.log("queued").count("configuration and tables reloaded") >= 1,
+                 10)
+        t0 = time.monotonic()
+        submit(env.h, ["b@next.example"])
+        got = sink.wait(1, timeout=20)
+        assert got[0].rcpts == ["b@next.example"]
+        assert time.monotonic() - t0 < 4, "the new lookup waited for the old one"
+        wait_for(lambda: re.search(r"to=<a@hang\.example>.*status=deferred",
+                                   env.h.log("queued")), 60, what="the hanging lookup's end")
+        assert env.h.run("hermod", "flush").returncode == 0
+        assert sorted(m.rcpts[0] for m in sink.wait(2, timeout=20)) == [
+            "a@hang.example", "b@next.example"]
+        assert env.h.procs["queued"].poll() is None
+    finally:
+        black.close()
+
+
 def test_mx_address_limit(env):
     """smtp_mx_address_limit (5, as Postfix): a destination whose first
     five exchangers refuse is deferred without trying a sixth, so that
