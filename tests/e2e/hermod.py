@@ -115,7 +115,10 @@ class Hermod:
     DAEMON_ORDER = ("lmtpd", "queued", "smtpd")
 
     def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="hermod-test-", dir="/tmp")
+        # HERMOD_ROOT_PARENT: where the instance's tree goes (bench/compare.py
+        # puts it beside Postfix's)
+        self.root = tempfile.mkdtemp(prefix="hermod-test-",
+                                     dir=os.environ.get("HERMOD_ROOT_PARENT", "/tmp"))
         os.chmod(self.root, 0o755)
         for d in ("etc", "spool", "run", "mail", "log"):
             os.mkdir(os.path.join(self.root, d))
