@@ -21,6 +21,10 @@
 
 static char dir[64];
 
+/* commit.c is not compiled in: no group commit runs here, so remove.c
+ * never hands out an emptied file. */
+struct commit_stats commit_stats;
+
 static void
 parse_line(const uint8_t *data, size_t size)
 {
@@ -57,6 +61,7 @@ cleanup(void)
 	unlinkat(spool_fd, "queue", AT_REMOVEDIR);
 	unlinkat(spool_fd, "incoming", AT_REMOVEDIR);
 	unlinkat(spool_fd, "corrupt", AT_REMOVEDIR);
+	unlinkat(spool_fd, "free", AT_REMOVEDIR);
 	rmdir(dir);
 }
 

@@ -59,6 +59,7 @@ static TAILQ_HEAD(commit_list, commit_req) pending = TAILQ_HEAD_INITIALIZER(pend
 /* The loop's side: the batch being flushed (loop only). */
 static struct commit_list inflight = TAILQ_HEAD_INITIALIZER(inflight);
 static int busy;			/* a batch is with the thread */
+static unsigned long long busy_syncfs;	/* its syncfs's number, or 0 (an fsync) */
 static int done_fd = -1;		/* eventfd: the thread's "done" */
 static struct event *done_ev;
 
@@ -118,6 +119,7 @@ hand_over(void)
 	commit_stats.fsyncs++;
 	if (fd < 0)
 		commit_stats.syncfs++;
+	busy_syncfs = fd < 0 ? commit_stats.syncfs : 0;
 	busy = 1;
 	pthread_mutex_lock(&mu);
 	job.fd = fd;
@@ -145,6 +147,8 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	busy = 0;
 	if (err != 0)
 		log_crit("group commit: %s", strerror(err));
+	else if (busy_syncfs != 0)
+		commit_stats.syncfs_done = busy_syncfs;	/* remove.c's reuse waits for it */
 	while ((r = TAILQ_FIRST(&inflight)) != NULL) {
 		TAILQ_REMOVE(&inflight, r, link);
 		n++;

@@ -323,6 +323,31 @@ qf_flush(struct qf_writer *w)
 	buf_reset(&w->out);
 }
 
+/* An emptied queue file (remove.c) renamed to path and opened: no inode
+ * is allocated. -1 when none is ready or it did not work out (then a new
+ * file is created; a free file that failed is dropped). */
+static int
+reuse_file(const char *path)
+{
+	char from[32];
+	struct stat st;
+	int fd;
+
+	if (!spool_reuse(from, sizeof(from)))
+		return -1;
+	if (renameat2(spool_fd, from, spool_fd, path, RENAME_NOREPLACE) < 0) {
+		unlinkat(spool_fd, from, 0);	/* empty: frees no block */
+		return -1;
+	}
+	if ((fd = openat(spool_fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0 &&
+	    fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	unlinkat(spool_fd, path, 0);
+	return -1;
+}
+
 int
 qf_begin(struct qf_writer *w, const struct qf_env *env,
     const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf)
@@ -336,6 +361,8 @@ qf_begin(struct qf_writer *w, const struct qf_env *env,
 			qid_new(w->id);
 		free(w->path);
 		w->path = xasprintf("queue/%c/%s", qid_hash(w->id), w->id);
+		if ((w->fd = reuse_file(w->path)) >= 0)
+			break;
 		w->fd = openat(spool_fd, w->path,
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (w->fd >= 0)
@@ -491,13 +518,13 @@ qf_open(int dirfd, const char *path, int flags)
 int
 spool_open(const char *dir)
 {
-	static const char *const subdirs[] = { "incoming", "queue", "corrupt" };
+	static const char *const subdirs[] = { "incoming", "queue", "corrupt", "free" };
 	char sub[16];
 	int fd;
 
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
 		if (mkdirat(fd, subdirs[i], 0700) < 0 && errno != EEXIST)
 			goto fail;
 	for (int i = 0; i < QUEUE_HASH_DIRS; i++) {

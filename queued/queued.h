@@ -189,12 +189,17 @@ int commit_pending(void);	/* requests waiting or being flushed */
 void commit_shutdown(void);	/* joins the sync thread */
 struct commit_stats {
 	unsigned long long passes, files, fsyncs, syncfs, dir_fsyncs;
+	unsigned long long syncfs_done;	/* the last syncfs completed (its number) */
 };
 extern struct commit_stats commit_stats;
 
-/* remove.c: finished queue files unlinked on a thread of its own. */
+/* remove.c: finished queue files emptied for reuse (or unlinked) on a
+ * thread of its own. */
 void remove_init(void);
 void remove_later(const char *path);	/* relative to spool_fd */
+/* An emptied file whose emptiness is durable: its path (free/ID) into
+ * path, 1; 0 when there is none. */
+int spool_reuse(char *path, size_t cap);
 void remove_shutdown(void);	/* what is listed goes, then the join */
 
 /* scheduler.c */

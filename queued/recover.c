@@ -85,6 +85,30 @@ clean_incoming(struct recover_count *c)
 	closedir(d);
 }
 
+/* Files left in free/ (remove.c) go through the emptying again: a crash
+ * can have kept a rename to free/ and lost the truncation before it. */
+static void
+reuse_free(void)
+{
+	int fd = openat(spool_fd, "free", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	char path[8 + 256];
+
+	if (d == NULL)
+		fatal_sys("open free/");
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (qid_valid(e->d_name)) {
+			snprintf(path, sizeof(path), "free/%s", e->d_name);
+			remove_later(path);
+		} else if (unlinkat(fd, e->d_name, 0) < 0)
+			log_warn("cannot remove free/%s: %s", e->d_name, strerror(errno));
+	}
+	closedir(d);
+}
+
 /* corrupt/NAME, or NAME.1, NAME.2 ... when that is taken: a file set
  * aside is never replaced by the next one of the same name. */
 static void
@@ -274,6 +298,7 @@ recover_spool(struct event_base *base)
 
 	clock_gettime(CLOCK_MONOTONIC, &rec.t0);
 	clean_incoming(&rec.count);
+	reuse_free();
 	for (int x = 0; x < QUEUE_HASH_DIRS; x++)
 		scan_dir(x);
 	log_info("spool scanned: %zu queue files to read, %.3fs", rec.n, since(&rec.t0));

@@ -11,7 +11,7 @@ import socket
 import time
 
 from hermod import wait_for
-from test_queued import FakeLmtpd, listing, lmtp_submit, prepare, stats
+from test_queued import FakeLmtpd, control, listing, lmtp_submit, prepare, stats
 
 
 def _crc32c_table():
@@ -196,5 +196,95 @@ def test_sync_thread_under_concurrent_submitters_loses_nothing(hermod):
         passes = int(after["commit_passes"]) - int(before["commit_passes"])
         print("600 messages from 40 submitters: %d flushes, %d batches" % (flushes, passes))
         assert flushes < 600
+    finally:
+        fake.close()
+
+
+# ---- reuse of finished queue files (queued/remove.c) -----------------------
+
+def free_files(h):
+    d = h.path("spool", "free")
+    out = {}
+    for name in os.listdir(d):
+        st = os.stat(os.path.join(d, name))
+        out[name] = (st.st_ino, st.st_size)
+    return out
+
+
+def queue_inodes(h):
+    out = {}
+    for x in range(16):
+        d = h.path("spool", "queue", "%X" % x)
+        for name in os.listdir(d):
+            out[name] = os.stat(os.path.join(d, name)).st_ino
+    return out
+
+
+def test_finished_file_is_emptied_and_reused(hermod):
+    """A delivered message's file is emptied into free/ and the next
+    message is written into it (same inode, no new file), and what comes
+    out is the new message's bytes only, though the old one was longer."""
+    prepare(hermod)
+    accept = {"on": True}
+    fake = FakeLmtpd(hermod.lmtp_socket, rcpt={"alice@example.test": lambda a, n:
+                                               "250 2.1.5 ok" if accept["on"] else
+                                               "451 4.3.0 not now"})
+    try:
+        hermod.start("queued")
+        old = b"Subject: long\r\n\r\n" + b"o" * 20000 + b"\r\n"
+        lmtp_submit(hermod, ["alice@example.test"], old)
+        wait_for(lambda: fake.to("alice@example.test"), 10, what="first delivery")
+        wait_for(lambda: free_files(hermod), 10, what="the file emptied into free/")
+        (name, (ino, size)), = free_files(hermod).items()
+        assert size == 0 and not queue_inodes(hermod)
+        # Deferred from now on, so the next messages stay where they can
+        # be seen. The emptied file is handed out only after a group
+        # commit that began after the emptying: the first message's.
+        accept["on"] = False
+        ids = []
+        for i in range(2):
+            _, after = lmtp_submit(hermod, ["alice@example.test"],
+                                   b"Subject: new %d\r\n\r\nshort\r\n" % i)
+            assert after[0][0] == 250
+            ids.append(after[0][1].split()[1].decode())
+        wait_for(lambda: "status=deferred" in hermod.log("queued"), 10, what="deferral")
+        inodes = queue_inodes(hermod)
+        assert sorted(inodes) == sorted(ids)
+        assert inodes[ids[1]] == ino, "the second message is not in the reused file"
+        assert name not in free_files(hermod)
+        accept["on"] = True
+        assert control(hermod, "flush").startswith("+OK")
+        wait_for(lambda: len(fake.to("alice@example.test")) == 3, 20, what="the queued two")
+        got = sorted(d for _, d in fake.msgs[1:])
+        for i, d in enumerate(got):
+            assert d == b"Subject: new %d\r\n\r\nshort\r\n" % i, d[-200:]
+    finally:
+        fake.close()
+
+
+def test_free_files_at_start_are_emptied_never_delivered(hermod):
+    """free/ at start (a crash can keep a rename there and lose the
+    truncation before it): every file is emptied again, none is read as
+    a message, and at most 1,000 are kept."""
+    prepare(hermod)
+    os.makedirs(hermod.path("spool", "free"), exist_ok=True)
+    whole = sealed("6B0B0000000000F0", b"Subject: in free\r\n\r\nx\r\n")
+    names = ["6B0B%012X" % i for i in range(1005)]
+    for n in names:
+        with open(hermod.path("spool", "free", n), "wb") as f:
+            f.write(whole.replace(b"6B0B0000000000F0", n.encode()))
+    with open(hermod.path("spool", "free", "junk"), "wb") as f:
+        f.write(b"not a queue id")
+    put(hermod, "6B0B0000000000A0", sealed("6B0B0000000000A0", b"Subject: real\r\n\r\ny\r\n"))
+    fake = FakeLmtpd(hermod.lmtp_socket)
+    try:
+        hermod.start("queued")
+        wait_for(lambda: fake.msgs, 10, what="the queued message")
+        wait_for(lambda: len(free_files(hermod)) == 1000 and
+                 all(s == 0 for _, s in free_files(hermod).values()), 20,
+                 what="free/ emptied and cut to 1,000")
+        time.sleep(0.5)
+        assert [d for _, d in fake.msgs] == [b"Subject: real\r\n\r\ny\r\n"]
+        assert "junk" not in free_files(hermod)
     finally:
         fake.close()
