@@ -373,7 +373,8 @@ def clear_maildirs(side):
         d = side.maildir(u)
         if os.path.lexists(d):
             os.makedirs(TRASH, exist_ok=True)
-            os.rename(d, os.path.join(TRASH, "%s-%s-%d" % (side.name, u, next(_trash_seq))))
+            os.rename(d, os.path.join(TRASH, "%s-%s-%d-%d" % (side.name, u, os.getpid(),
+                                                        next(_trash_seq))))
 
 
 def settle():

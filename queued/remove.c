@@ -42,11 +42,12 @@
  * deliveries), the loop unlinks itself.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -124,6 +125,7 @@ static int
 empty_one(const char *path, char *dst, size_t cap)
 {
 	const char *name = strrchr(path, '/');
+	struct stat st;
 	int fd, rc;
 
 	name = name != NULL ? name + 1 : path;
@@ -131,7 +133,11 @@ empty_one(const char *path, char *dst, size_t cap)
 		return -1;
 	if ((fd = openat(spool_fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -1;
-	rc = ftruncate(fd, 0);
+	/* Only a file of ours with no other name goes on to hold mail: one
+	 * an admin put in the spool as another user, or linked elsewhere,
+	 * is unlinked. */
+	rc = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+	    st.st_nlink == 1 ? ftruncate(fd, 0) : -1;
 	close(fd);
 	if (rc < 0 || (strcmp(path, dst) != 0 &&
 	    renameat2(spool_fd, path, spool_fd, dst, RENAME_NOREPLACE) < 0))

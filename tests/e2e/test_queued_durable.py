@@ -275,6 +275,13 @@ def test_free_files_at_start_are_emptied_never_delivered(hermod):
             f.write(whole.replace(b"6B0B0000000000F0", n.encode()))
     with open(hermod.path("spool", "free", "junk"), "wb") as f:
         f.write(b"not a queue id")
+    # a name in free/ for a file that has another (here in corrupt/):
+    # unlinked from free/, never emptied
+    os.makedirs(hermod.path("spool", "corrupt"), exist_ok=True)
+    with open(hermod.path("spool", "corrupt", "keep"), "wb") as f:
+        f.write(b"kept as it is")
+    linked = hermod.path("spool", "free", "6B0B00000000FFFF")
+    os.link(hermod.path("spool", "corrupt", "keep"), linked)
     put(hermod, "6B0B0000000000A0", sealed("6B0B0000000000A0", b"Subject: real\r\n\r\ny\r\n"))
     fake = FakeLmtpd(hermod.lmtp_socket)
     try:
@@ -286,5 +293,8 @@ def test_free_files_at_start_are_emptied_never_delivered(hermod):
         time.sleep(0.5)
         assert [d for _, d in fake.msgs] == [b"Subject: real\r\n\r\ny\r\n"]
         assert "junk" not in free_files(hermod)
+        assert not os.path.exists(linked)
+        with open(hermod.path("spool", "corrupt", "keep"), "rb") as f:
+            assert f.read() == b"kept as it is"
     finally:
         fake.close()
