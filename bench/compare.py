@@ -4,7 +4,8 @@
 bench/RESULTS.md.
 
 Both get: loopback listeners on their own ports, spools on the same file
-system (/var/tmp and /tmp here), the same ten system accounts hb0..hb9
+system (both trees under /var/tmp/hermod-bench, each in block groups of
+its own: see spread_dirs), the same ten system accounts hb0..hb9
 with Maildir delivery (Postfix: local(8), home_mailbox = Maildir/;
 Hermod: lmtpd, users table), fsync on (both defaults), no DNS, relaying
 to one smtp-sink on 127.0.0.2. Postfix runs as a private instance from
@@ -12,7 +13,8 @@ its own config directory (`postfix -c DIR`): /etc/postfix is never read
 or touched. The load generator is Postfix's smtp-source for both.
 
 Measured, each scenario alternating Postfix and Hermod for ROUNDS rounds
-(median and range):
+(median and range); before each run the last run's mailboxes are moved
+aside (clear_maildirs) and the file system synced (settle):
   a. local delivery: msgs/s from the first connection until the last
      message is in Maildir/new (5 KB, 1 and 10 recipients, 1/10/100
      clients); the client-side acceptance rate; CPU ms per message of all
