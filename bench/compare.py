@@ -293,6 +293,20 @@ class HermodSide:
 
 # ---- measuring ----------------------------------------------------------------
 
+def ports_free():
+    """Refuse to start when something already listens on a port of ours
+    (a Hermod or Postfix left over from an interrupted run): wait_port()
+    would take it for the system under test, and every figure would be
+    that stranger's."""
+    for host, port in (("127.0.0.1", PF_PORT), ("127.0.0.1", H_PORT), ("127.0.0.2", SINK_PORT)):
+        try:
+            socket.create_connection((host, port), 1).close()
+        except OSError:
+            continue
+        sys.exit("compare.py: something already listens on %s:%d; stop it first "
+                 "(ss -ltnp 'sport = :%d')" % (host, port, port))
+
+
 def wait_port(port, timeout=30):
     end = time.time() + timeout
     while time.time() < end:
@@ -729,6 +743,7 @@ def main():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     want = 30000 if hard == resource.RLIM_INFINITY else min(30000, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    ports_free()
     install_postfix()
     shutil.rmtree(W, ignore_errors=True)
     spread_dirs(W)
