@@ -103,8 +103,11 @@ def spread_dirs(path):
     there /var/spool and /home are far apart. A file system without the
     flag (not ext4) ignores it."""
     os.makedirs(path, exist_ok=True)
-    subprocess.run(["chattr", "+T", path], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
+    try:
+        subprocess.run(["chattr", "+T", path], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+    except OSError:             # no chattr (e2fsprogs): no ext4 to tune either
+        pass
 
 
 def make_users():
