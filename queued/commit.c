@@ -30,8 +30,13 @@
  *     batch of several files shares that one call: on ext4 and XFS an
  *     fsync of each fresh file would be a journal commit and a cache
  *     flush of its own, so "group" commit would group nothing;
- *   - a batch with nothing but one old file's state records (no new
- *     directory entry) fsyncs that file, which POSIX covers alone.
+ *   - a batch of one file with no new directory entry fsyncs that file,
+ *     which POSIX covers alone: one old file's state records, or a new
+ *     message written into a file named ahead (remove.c), whose name and
+ *     emptiness an earlier syncfs made durable. That is most lone
+ *     messages, and an fsync of one file does not write back the rest
+ *     of the file system as a syncfs does;
+ *   - a batch of none is a syncfs for the reuse pool (commit_run).
  * The earlier design wrote in incoming/ and renamed into queue/ after the
  * data flush, so the rename needed a second flush: two per lone message.
  * A crash before the flush now leaves a file in queue/ that was never
@@ -44,6 +49,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -51,6 +57,8 @@
 #include "daemon.h"
 #include "log.h"
 #include "queued.h"
+
+#define MAINT_MS	50	/* a syncfs for the reuse pool, at most this often */
 
 struct commit_stats commit_stats;
 
@@ -61,6 +69,8 @@ static struct commit_list inflight = TAILQ_HEAD_INITIALIZER(inflight);
 static int busy;			/* a batch is with the thread */
 static unsigned long long busy_syncfs;	/* its syncfs's number, or 0 (an fsync) */
 static int done_fd = -1;		/* eventfd: the thread's "done" */
+static struct timespec last_syncfs;	/* when the last one was handed over */
+static struct event *pool_ev, *pool_timer;	/* the reuse pool's wake-ups */
 static struct event *done_ev;
 
 /* Shared with the thread, under mu. */
@@ -119,7 +129,11 @@ hand_over(void)
 	commit_stats.fsyncs++;
 	if (fd < 0)
 		commit_stats.syncfs++;
+	if (n == 0)
+		commit_stats.pool_syncfs++;
 	busy_syncfs = fd < 0 ? commit_stats.syncfs : 0;
+	if (fd < 0)
+		clock_gettime(CLOCK_MONOTONIC, &last_syncfs);
 	busy = 1;
 	pthread_mutex_lock(&mu);
 	job.fd = fd;
@@ -158,11 +172,51 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	commit_run();
 }
 
+static long
+ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* Lone messages in files named ahead are committed by an fsync each, so
+ * when messages come one at a time no syncfs may run for a long while,
+ * and the files they leave wait for one to be reused (remove.c): the
+ * commit makes one, with no waiter, at most every MAINT_MS. The remove
+ * thread's wake-up and a timer bring the loop here when it is idle. */
 void
 commit_run(void)
 {
-	if (!busy && !TAILQ_EMPTY(&pending))
+	long ms;
+
+	if (busy)
+		return;
+	if (!TAILQ_EMPTY(&pending)) {
 		hand_over();
+		return;
+	}
+	if (!spool_gated())
+		return;
+	if ((ms = ms_since(&last_syncfs)) >= MAINT_MS)
+		hand_over();
+	else if (!evtimer_pending(pool_timer, NULL)) {
+		struct timeval tv = { 0, (MAINT_MS - ms) * 1000 };
+
+		evtimer_add(pool_timer, &tv);
+	}
+}
+
+/* Only a wake-up: commit_run() follows the loop's turn. */
+static void
+on_pool(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t v;
+
+	(void)arg;
+	if ((what & EV_READ) && read(fd, &v, sizeof(v)) < 0)
+		return;		/* EAGAIN: read already */
 }
 
 void
@@ -185,6 +239,10 @@ commit_init(struct event_base *base)
 	if ((done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, on_done, NULL)) == NULL ||
 	    event_add(done_ev, NULL) < 0)
 		fatal("commit: event_new");
+	if ((pool_ev = event_new(base, remove_wake_fd(), EV_READ | EV_PERSIST, on_pool,
+	    NULL)) == NULL || event_add(pool_ev, NULL) < 0 ||
+	    (pool_timer = evtimer_new(base, on_pool, NULL)) == NULL)
+		fatal("commit: event_new");
 	daemon_thread_start(&syncer, sync_main, NULL);	/* takes no signal */
 	have_syncer = 1;
 }
@@ -202,5 +260,7 @@ commit_shutdown(void)
 	pthread_join(syncer, NULL);
 	have_syncer = 0;
 	event_free(done_ev);
+	event_free(pool_ev);
+	event_free(pool_timer);
 	close(done_fd);
 }

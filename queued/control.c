@@ -202,11 +202,13 @@ cmd_stats(struct evbuffer *out, const char *arg)
 {
 	(void)arg;
 	evbuffer_add_printf(out, "+OK\nmessages %zu\ncommit_passes %llu\ncommit_files %llu\n"
-	    "fsyncs %llu\nsyncfs %llu\ndir_fsyncs %llu\nattempts %llu\ndelivered %llu\n"
+	    "fsyncs %llu\nsyncfs %llu\npool_syncfs %llu\ndir_fsyncs %llu\nattempts %llu\n"
+	    "delivered %llu\n"
 	    "bounced %llu\ndeferred %llu\npostponed %llu\nunparked %llu\nsched_ops %llu\n"
 	    "sched_ns_total %.0f\nsched_ns_avg %.0f\n.\n",
 	    sched_count(), commit_stats.passes, commit_stats.files, commit_stats.fsyncs,
-	    commit_stats.syncfs, commit_stats.dir_fsyncs, sched_stats.attempts,
+	    commit_stats.syncfs, commit_stats.pool_syncfs, commit_stats.dir_fsyncs,
+	    sched_stats.attempts,
 	    sched_stats.delivered, sched_stats.bounced, sched_stats.deferred,
 	    sched_stats.postponed, sched_stats.unparked, sched_stats.sched_ops, sched_stats.sched_ns_total, sched_stats.sched_ops ?
 	    sched_stats.sched_ns_total / (double)sched_stats.sched_ops : 0.0);

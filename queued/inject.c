@@ -102,7 +102,7 @@ queue_commit(struct qf_writer *w, struct msg *m,
 	in->done = done;
 	in->arg = arg;
 	in->creq.fd = in->w.fd;
-	in->creq.new_entry = 1;
+	in->creq.new_entry = !in->w.named;
 	in->creq.done = committed;
 	in->creq.arg = in;
 	commit_request(&in->creq);

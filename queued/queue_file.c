@@ -323,37 +323,47 @@ qf_flush(struct qf_writer *w)
 	buf_reset(&w->out);
 }
 
-/* An emptied queue file (remove.c) renamed to path and opened: no inode
- * is allocated. -1 when none is ready or it did not work out (then a new
- * file is created; a free file that failed is dropped). */
+/* An emptied queue file at path, opened: a regular file of ours with
+ * one name and nothing in it. -1 otherwise. */
 static int
-reuse_file(const char *path)
+open_empty(const char *path)
 {
-	char from[32];
 	struct stat st;
 	int fd;
 
-	if (!spool_reuse(from, sizeof(from)))
+	if ((fd = openat(spool_fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -1;
-	if (renameat2(spool_fd, from, spool_fd, path, RENAME_NOREPLACE) < 0) {
-		unlinkat(spool_fd, from, 0);	/* empty: frees no block */
-		return -1;
-	}
-	if ((fd = openat(spool_fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0 &&
-	    fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
+	    st.st_nlink == 1 && st.st_uid == geteuid())
 		return fd;
-	if (fd >= 0)
-		close(fd);
-	unlinkat(spool_fd, path, 0);
+	close(fd);
 	return -1;
 }
 
-int
-qf_begin(struct qf_writer *w, const struct qf_env *env,
-    const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf)
+/* The file named ahead whose id was given out at MAIL (env->named), or
+ * one taken now when no id was given: 1 when w writes into it. One that
+ * is not as it should be is left alone (recovery looks at it). */
+static int
+take_named(struct qf_writer *w, const struct qf_env *env)
 {
-	memset(w, 0, sizeof(*w));
-	buf_init(&w->out, (size_t)QF_HEADER_MAX + 2 * QF_FLUSH_AT);
+	if (env->named && env->qid != NULL && qid_valid(env->qid))
+		memcpy(w->id, env->qid, QID_LEN + 1);
+	else if (env->qid != NULL || !spool_named(w->id))
+		return 0;
+	w->path = xasprintf("queue/%c/%s", qid_hash(w->id), w->id);
+	if ((w->fd = open_empty(w->path)) >= 0)
+		return w->named = 1;
+	free(w->path);
+	w->path = NULL;
+	return 0;
+}
+
+/* A new file: under the id given out at MAIL, unless it is taken. Not
+ * one of the pool's (remove.c), which wait for MAIL: a message that
+ * finds none ready adds one, so the pool grows to what the rate needs. */
+static int
+create_file(struct qf_writer *w, const struct qf_env *env)
+{
 	for (int tries = 0; ; tries++) {
 		if (tries == 0 && env->qid != NULL && qid_valid(env->qid))
 			memcpy(w->id, env->qid, QID_LEN + 1);
@@ -361,19 +371,31 @@ qf_begin(struct qf_writer *w, const struct qf_env *env,
 			qid_new(w->id);
 		free(w->path);
 		w->path = xasprintf("queue/%c/%s", qid_hash(w->id), w->id);
-		if ((w->fd = reuse_file(w->path)) >= 0)
-			break;
 		w->fd = openat(spool_fd, w->path,
 		    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (w->fd >= 0)
-			break;
+			return 0;
 		if (errno != EEXIST || tries > 100) {
 			int err = errno;
 
 			log_warn("cannot create queue file %s: %s", w->path, strerror(err));
-			qf_writer_free(w);
 			return err;
 		}
+	}
+}
+
+int
+qf_begin(struct qf_writer *w, const struct qf_env *env,
+    const struct env_rcpt *rcpts, int nrcpt, const struct leaf *leaves, int nleaf)
+{
+	int err;
+
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	buf_init(&w->out, (size_t)QF_HEADER_MAX + 2 * QF_FLUSH_AT);
+	if (!take_named(w, env) && (err = create_file(w, env)) != 0) {
+		qf_writer_free(w);
+		return err;
 	}
 	put_header(w, env, rcpts, nrcpt, leaves, nleaf);
 	if (w->out.len >= QF_HEADER_MAX) {

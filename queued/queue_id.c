@@ -4,16 +4,20 @@
  * ids sort by arrival and two ids of one process never collide unless 4096
  * messages arrive in one microsecond (the writer also opens with O_EXCL).
  * The last digit names the hashed subdirectory (queue/0 .. queue/F): the
- * sequence spreads consecutive messages over all sixteen.
+ * sequence spreads consecutive messages over all sixteen. An id names an
+ * emptied file ahead of its message (remove.c), so it sorts by the time
+ * its file was named; the sequence is atomic, as remove.c's thread draws
+ * ids too.
  */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "queued.h"
 
-static unsigned qid_seq;
+static atomic_uint qid_seq;
 
 void
 qid_new(char out[QID_LEN + 1])
@@ -23,7 +27,7 @@ qid_new(char out[QID_LEN + 1])
 	gettimeofday(&tv, NULL);
 	snprintf(out, QID_LEN + 1, "%08llX%05lX%03X",
 	    (unsigned long long)tv.tv_sec & 0xffffffffULL,
-	    (unsigned long)tv.tv_usec & 0xfffffUL, qid_seq++ & 0xfffU);
+	    (unsigned long)tv.tv_usec & 0xfffffUL, atomic_fetch_add(&qid_seq, 1) & 0xfffU);
 }
 
 int

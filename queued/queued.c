@@ -166,8 +166,8 @@ main(int argc, char **argv)
 	if ((queued_base = event_base_new()) == NULL ||
 	    event_base_priority_init(queued_base, QUEUED_PRIORITIES) < 0)
 		fatal("event_base_new");
-	commit_init(queued_base);
 	remove_init();
+	commit_init(queued_base);	/* watches remove_wake_fd() */
 	sched_init(queued_base);
 	local_init(queued_base);
 	remote_init(queued_base);

@@ -141,12 +141,14 @@ struct qf_writer {
 	off_t size;
 	off_t written;		/* bytes handed to write() so far */
 	off_t end;		/* after qf_finish: the end of the seal */
+	int named;		/* written into a file named ahead: no new entry */
 	uint32_t crc;		/* running CRC-32C from QF_CRC_FROM */
 	int err;		/* first errno seen (ENOSPC...) */
 	struct buf out;		/* pending bytes, written in large blocks */
 };
 struct qf_env {
 	const char *qid;	/* the id to use (given out at MAIL), or NULL */
+	int named;		/* qid names an emptied file (spool_named) */
 	const char *sender, *envid, *auth, *client;
 	int body8, smtputf8, ret_hdrs;
 	unsigned flags;
@@ -189,6 +191,7 @@ int commit_pending(void);	/* requests waiting or being flushed */
 void commit_shutdown(void);	/* joins the sync thread */
 struct commit_stats {
 	unsigned long long passes, files, fsyncs, syncfs, dir_fsyncs;
+	unsigned long long pool_syncfs;	/* of syncfs: for the reuse pool alone */
 	unsigned long long syncfs_done;	/* the last syncfs completed (its number) */
 };
 extern struct commit_stats commit_stats;
@@ -197,10 +200,19 @@ extern struct commit_stats commit_stats;
  * thread of its own. */
 void remove_init(void);
 void remove_later(const char *path);	/* relative to spool_fd */
-/* An emptied file whose emptiness is durable: its path (free/ID) into
- * path, 1; 0 when there is none. */
-int spool_reuse(char *path, size_t cap);
+/* An emptied file named ahead whose name and emptiness are durable: its
+ * id into id, 1; 0 when there is none. The caller owns the file: it is
+ * written by qf_begin (qf_env.named), or sent back by
+ * spool_named_release(). */
+int spool_named(char id[QID_LEN + 1]);
+void spool_named_release(const char *id);
+/* Emptied files wait for a syncfs (for the group commit, which makes one
+ * when no message does). */
+int spool_gated(void);
 void remove_shutdown(void);	/* what is listed goes, then the join */
+/* Readable when the thread has emptied files for the loop to collect
+ * (spool_gated); after remove_init(). */
+int remove_wake_fd(void);
 
 /* scheduler.c */
 struct transport {

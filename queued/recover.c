@@ -17,7 +17,9 @@
  * file whose seal is missing or wrong was cut short by a crash before its
  * commit, so never acknowledged: it is removed with a log line. One that
  * is whole but does not parse is moved to corrupt/ with a log line saying
- * why, never deleted. A message that was tried before is retried
+ * why, never deleted. An empty file, and a finished message found under
+ * another id than its own, are emptied files of remove.c's pool, and go
+ * back to it. A message that was tried before is retried
  * minimal_backoff_time after its last attempt, so a restart does not send
  * a burst of retries for a large deferred queue. Expiry, delay warnings
  * and bounces are decided when a message is attempted, as before, so a
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +42,7 @@
 #include "conf.h"
 #include "log.h"
 #include "queued.h"
+#include "sched_int.h"
 #include "xalloc.h"
 
 #define RECOVER_SLICE_FILES	1000
@@ -85,8 +89,12 @@ clean_incoming(struct recover_count *c)
 	closedir(d);
 }
 
-/* Files left in free/ (remove.c) go through the emptying again: a crash
- * can have kept a rename to free/ and lost the truncation before it. */
+/* Files in free/, where versions before the pool was named ahead kept
+ * the emptied ones (remove.c), go through the emptying again: a crash
+ * can have kept a rename there and lost the truncation before it. After
+ * the scan: the remove thread names them in queue/ under new ids, which
+ * must not be in the list (a transaction may own one before its name
+ * comes up). */
 static void
 reuse_free(void)
 {
@@ -220,6 +228,17 @@ scan_dir(int x)
 
 /* ---- read ------------------------------------------------------------- */
 
+/* An empty queue file holds nothing: an emptied file named ahead for a
+ * message (remove.c), or one a crash caught before its first write. */
+static int
+is_empty(const char *path)
+{
+	struct stat st;
+
+	return fstatat(spool_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_size == 0;
+}
+
 static void
 recover_one(const char *id, time_t now)
 {
@@ -228,6 +247,10 @@ recover_one(const char *id, time_t now)
 	int rc;
 
 	snprintf(path, sizeof(path), "queue/%c/%s", qid_hash(id), id);
+	if (is_empty(path)) {	/* named ahead, or never begun: the pool's */
+		remove_later(path);
+		return;
+	}
 	rc = qf_read(spool_fd, path, &m, err, sizeof(err));
 	if (rc == -2) {
 		log_crit("%s: cannot read %s (%s): left in place, read again at "
@@ -243,6 +266,15 @@ recover_one(const char *id, time_t now)
 		m->next_try = retry_time(m, now);
 		sched_add(m);
 		rec.count.ok++;
+		return;
+	}
+	if (rc == 0 && msg_finished(m)) {
+		/* A reused file whose emptying a crash lost, after its rename
+		 * to a new id (remove.c): a finished message, nothing to do. */
+		log_qinfo(id, "finished message %s found in an emptied file: emptied again",
+		    m->id);
+		msg_free(m);
+		remove_later(path);
 		return;
 	}
 	if (rc == 0) {
@@ -298,9 +330,9 @@ recover_spool(struct event_base *base)
 
 	clock_gettime(CLOCK_MONOTONIC, &rec.t0);
 	clean_incoming(&rec.count);
-	reuse_free();
 	for (int x = 0; x < QUEUE_HASH_DIRS; x++)
 		scan_dir(x);
+	reuse_free();
 	log_info("spool scanned: %zu queue files to read, %.3fs", rec.n, since(&rec.t0));
 	if (rec.n == 0) {
 		recover_done();

@@ -19,16 +19,33 @@
  * its time there, growing from one run to the next. A reused file
  * allocates and frees no inode.
  *
- * The thread truncates the file to nothing, then renames it to free/ID.
- * It is handed out only after a syncfs() (the group commit's) that
- * started after the truncation has completed: then the emptiness is on
- * the disk too, so no crash can show a new message's pages followed by
- * the old file's tail (its state log would be read as the new one's). A
- * file is renamed into its new name queue/X/ID and written from its first
- * byte, so recovery treats it exactly as a new file: until the group
- * commit that precedes the 250 it can be empty or torn, and is removed
- * as unfinished. free/ holds at most REUSE_MAX files; past that they are
- * unlinked. Its files at start go through the same emptying.
+ * The thread truncates the file to nothing, then renames it under a new
+ * queue id, queue/X/ID: the file is named ahead of the message that
+ * will use it. Once a syncfs() that started after the rename has
+ * completed (the group commit's, or one made for the pool alone when
+ * no message made one for a while: commit.c), the new name and the
+ * emptiness are both durable. Then the file is given out at MAIL
+ * (spool_named), its id as the transaction's. The message written into
+ * it adds no directory entry, so a lone commit of it is one fsync of
+ * the file, which writes its inode (size and blocks) with its data:
+ * not a syncfs, which also writes back every other change on the file
+ * system and was most of a lone message's time to its 250. The file is
+ * written from its first byte, so recovery treats it as a new file:
+ * until the commit that precedes the 250 it can be empty or torn, and
+ * is removed as unfinished. A message that finds no file ready at MAIL
+ * gets a new file (and a syncfs), which joins the pool when it is done:
+ * so the pool grows to what the rate and the time between two syncfs
+ * need, up to REUSE_MAX; past that files are unlinked.
+ *
+ * An id carries the time its file was named, not the time of arrival.
+ * A transaction that ends without DATA sends its file back here, to be
+ * named again: an id is never given to two transactions. At start, an
+ * empty file in queue/ (named ahead, or a message a crash caught before
+ * its first write) goes back to the pool quietly, as do the files in
+ * free/ (where versions before 2026-11-29's named ones kept them). A
+ * crash can keep a rename and lose the truncation before it: recovery
+ * then finds a finished message under another id than its own, and
+ * empties it (recover.c).
  *
  * Nothing depends on this being done at once. A finished message is
  * forgotten by the scheduler, and an abandoned file was never known to
@@ -44,9 +61,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,7 +75,7 @@
 #include "xalloc.h"
 
 #define REMOVE_MAX	10000
-#define REUSE_MAX	1000	/* emptied files kept in free/ */
+#define REUSE_MAX	1000	/* emptied files kept, named ahead */
 
 struct rm_entry {
 	struct rm_entry *next;
@@ -89,12 +108,15 @@ list_get(struct rm_list *l)
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static struct rm_list todo = { NULL, &todo.head };	/* under mu */
-static struct rm_list emptied = { NULL, &emptied.head };	/* under mu: free/ */
+static struct rm_list emptied = { NULL, &emptied.head };	/* under mu */
 static int count, quit;				/* under mu */
-static int nfree;				/* under mu: in free/ */
-static struct rm_list reusable = { NULL, &reusable.head };	/* the loop's */
+static int nfree;				/* under mu: emptied and named */
+static struct rm_list named = { NULL, &named.head };	/* the loop's */
+static unsigned long long last_ready_at;	/* the loop's: the last listed's */
 static pthread_t remover;
 static int have_remover;
+
+static int wake_fd = -1;	/* eventfd: the thread listed emptied files */
 
 static int failed, failed_errno;			/* under mu */
 static char failed_path[64];				/* under mu: the last */
@@ -119,17 +141,18 @@ unlink_one(const char *path)
 		failed_one(path, errno);
 }
 
-/* Empty the file at path and move it to free/ (it may be there already);
- * 0, or -1 when it is not kept (then it is still at path). */
+/* Empty the file at path and name it queue/X/ID under a new id (into
+ * dst); 0, or -1 when it is not kept (then it is still at path). */
 static int
 empty_one(const char *path, char *dst, size_t cap)
 {
 	const char *name = strrchr(path, '/');
+	char id[QID_LEN + 1];
 	struct stat st;
 	int fd, rc;
 
 	name = name != NULL ? name + 1 : path;
-	if (strlen(name) != QID_LEN || snprintf(dst, cap, "free/%s", name) >= (int)cap)
+	if (strlen(name) != QID_LEN)
 		return -1;
 	if ((fd = openat(spool_fd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -1;
@@ -139,13 +162,14 @@ empty_one(const char *path, char *dst, size_t cap)
 	rc = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
 	    st.st_nlink == 1 ? ftruncate(fd, 0) : -1;
 	close(fd);
-	if (rc < 0 || (strcmp(path, dst) != 0 &&
-	    renameat2(spool_fd, path, spool_fd, dst, RENAME_NOREPLACE) < 0))
+	qid_new(id);
+	snprintf(dst, cap, "queue/%c/%s", qid_hash(id), id);
+	if (rc < 0 || renameat2(spool_fd, path, spool_fd, dst, RENAME_NOREPLACE) < 0)
 		return -1;
 	return 0;
 }
 
-/* Keep the file for reuse while free/ has room, else unlink it. */
+/* Keep the file for reuse while the pool has room, else unlink it. */
 static void
 retire_one(struct rm_entry *e)
 {
@@ -157,10 +181,17 @@ retire_one(struct rm_entry *e)
 		nfree++;
 	pthread_mutex_unlock(&mu);
 	if (room && empty_one(e->path, dst, sizeof(dst)) == 0) {
-		memcpy(e->path, dst, strlen(dst) + 1);	/* never longer than path */
+		uint64_t one = 1;
+
+		memcpy(e->path, dst, strlen(dst) + 1);	/* room for 32 */
 		pthread_mutex_lock(&mu);
+		int first = emptied.head == NULL;
+
 		list_put(&emptied, e);
 		pthread_mutex_unlock(&mu);
+		/* a full counter (EAGAIN) is a wake-up pending anyway */
+		while (first && write(wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
 		return;
 	}
 	if (room) {
@@ -214,7 +245,7 @@ remove_later(const char *path)
 		unlink_one(path);
 		return;
 	}
-	e = xmalloc(sizeof(*e) + (n < 32 ? 32 : n));	/* room for free/ID */
+	e = xmalloc(sizeof(*e) + (n < 32 ? 32 : n));	/* room for queue/X/ID */
 	memcpy(e->path, path, n);
 	list_put(&todo, e);
 	count++;
@@ -222,33 +253,75 @@ remove_later(const char *path)
 	pthread_mutex_unlock(&mu);
 }
 
-int
-spool_reuse(char *path, size_t cap)
+/* Files emptied since the last call: their names and emptiness are
+ * durable once a syncfs that starts after now has completed. */
+static void
+collect(void)
 {
 	struct rm_entry *e;
 
-	/* Files emptied since the last call: usable once a syncfs that
-	 * starts after now has completed. */
 	pthread_mutex_lock(&mu);
 	while ((e = list_get(&emptied)) != NULL) {
-		e->ready_at = commit_stats.syncfs + 1;
-		list_put(&reusable, e);
+		e->ready_at = last_ready_at = commit_stats.syncfs + 1;
+		list_put(&named, e);
 	}
 	pthread_mutex_unlock(&mu);
-	if ((e = reusable.head) == NULL || e->ready_at > commit_stats.syncfs_done)
-		return 0;
-	list_get(&reusable);
+}
+
+/* The oldest file leaves the pool: its path into path. */
+static void
+hand_out(char *path, size_t cap)
+{
+	struct rm_entry *e = list_get(&named);
+
 	pthread_mutex_lock(&mu);
 	nfree--;
 	pthread_mutex_unlock(&mu);
 	snprintf(path, cap, "%s", e->path);
 	free(e);
+}
+
+int
+spool_named(char id[QID_LEN + 1])
+{
+	char path[32];
+
+	collect();
+	if (named.head == NULL || named.head->ready_at > commit_stats.syncfs_done)
+		return 0;
+	hand_out(path, sizeof(path));
+	memcpy(id, path + 8, QID_LEN + 1);	/* queue/X/ID */
 	return 1;
+}
+
+int
+remove_wake_fd(void)
+{
+	return wake_fd;
+}
+
+int
+spool_gated(void)
+{
+	collect();
+	return last_ready_at > commit_stats.syncfs_done;
+}
+
+void
+spool_named_release(const char *id)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "queue/%c/%s", qid_hash(id), id);
+	remove_later(path);	/* empty already: named again */
 }
 
 void
 remove_init(void)
 {
+	quit = 0;		/* after a remove_shutdown() (the unit test) */
+	if (wake_fd < 0 && (wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		fatal_sys("eventfd");
 	daemon_thread_start(&remover, remove_main, NULL);	/* takes no signal */
 	have_remover = 1;
 }
@@ -266,7 +339,9 @@ remove_shutdown(void)
 	pthread_mutex_unlock(&mu);
 	pthread_join(remover, NULL);
 	have_remover = 0;
-	for (struct rm_list *l = &emptied; l != NULL; l = l == &emptied ? &reusable : NULL)
-		for (struct rm_entry *e; (e = list_get(l)) != NULL; )
-			free(e);	/* the files stay in free/ for the next start */
+	struct rm_list *lists[] = { &emptied, &named };
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		for (struct rm_entry *e; (e = list_get(lists[i])) != NULL; )
+			free(e);	/* the files stay for the next start */
 }

@@ -68,6 +68,8 @@ reply(struct session *s, const char *line)
 static void
 tx_reset(struct submit_tx *tx)
 {
+	if (tx->named)		/* no DATA: the file goes back, its id is not reused */
+		spool_named_release(tx->qid);
 	for (int i = 0; i < tx->nrcpt; i++) {
 		free(tx->rcpts[i].addr);
 		free(tx->rcpts[i].orcpt);
@@ -135,7 +137,10 @@ cmd_mail(struct srv_session *srv, char *arg)
 		return;
 	}
 	s->tx.has_mail = 1;
-	qid_new(s->tx.qid);	/* smtpd puts it in Received: and its logs */
+	/* smtpd puts the id in Received: and its logs. A file named ahead
+	 * makes a lone commit one fsync (remove.c). */
+	if (!(s->tx.named = spool_named(s->tx.qid)))
+		qid_new(s->tx.qid);
 	srv_reply(srv, 250, "2.1.0", "Ok, queue id %s", s->tx.qid);
 }
 
@@ -205,8 +210,9 @@ cmd_data(struct srv_session *srv, char *arg)
 {
 	struct session *s = srv_udata(srv);
 	struct submit_tx *tx = &s->tx;
-	struct qf_env env = { .qid = tx->qid, .sender = tx->sender, .envid = tx->envid,
-	    .auth = tx->auth, .client = tx->xforward.len ? tx->xforward.data : NULL,
+	struct qf_env env = { .qid = tx->qid, .named = tx->named, .sender = tx->sender,
+	    .envid = tx->envid, .auth = tx->auth,
+	    .client = tx->xforward.len ? tx->xforward.data : NULL,
 	    .body8 = tx->body8, .smtputf8 = tx->smtputf8, .ret_hdrs = tx->ret_hdrs };
 	struct timeval tv;
 	int err;
@@ -223,7 +229,9 @@ cmd_data(struct srv_session *srv, char *arg)
 		buf_printf(&tx->xforward, "uid=%ld", (long)s->uid);
 		env.client = tx->xforward.data;
 	}
-	if ((err = qf_begin(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves.v, tx->leaves.n)) != 0) {
+	err = qf_begin(&s->w, &env, tx->rcpts, tx->nrcpt, tx->leaves.v, tx->leaves.n);
+	tx->named = 0;		/* the writer's now, or left for recovery */
+	if (err != 0) {
 		reply(s, err == ENOSPC || err == EDQUOT ?
 		    "452 4.3.1 Insufficient system storage" :
 		    "451 4.3.0 Local error: cannot create the queue file");

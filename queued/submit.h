@@ -12,6 +12,7 @@
 struct submit_tx {
 	int has_mail;
 	char qid[QID_LEN + 1];	/* given out in the MAIL reply */
+	int named;		/* qid names an emptied file, ours until DATA */
 	double arrival;		/* set at DATA */
 	char sender[ADDR_MAX];
 	int body8, smtputf8, ret_hdrs;

@@ -76,6 +76,16 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def holds_bytes(path):
+    """A spool file with something in it: queued keeps emptied queue files
+    for reuse (in free/, and named ahead in queue/), and may rename one
+    while a test looks."""
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:
+        return False
+
+
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
     """Poll pred() until it returns a true value; bounded."""
     deadline = time.monotonic() + timeout

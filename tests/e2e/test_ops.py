@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from hermod import BIN, IS_ROOT, TOP, can_connect, wait_for
+from hermod import BIN, IS_ROOT, TOP, can_connect, holds_bytes, wait_for
 
 
 def start(h, daemons=("lmtpd", "queued")):
@@ -26,8 +26,8 @@ def start(h, daemons=("lmtpd", "queued")):
 
 def queue_file(h):
     """The text of the only queue file (lmtpd is down, so it stays)."""
-    files = wait_for(lambda: glob.glob(h.path("spool", "queue", "*", "*")), 10,
-                     what="a queue file")
+    files = wait_for(lambda: [p for p in glob.glob(h.path("spool", "queue", "*", "*"))
+                              if holds_bytes(p)], 10, what="a queue file")
     assert len(files) == 1
     with open(files[0], "rb") as f:
         return f.read().decode("utf-8", "replace")

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 
-from hermod import wait_for
+from hermod import holds_bytes, wait_for
 from test_smtpd import ALICE, Client, send_ok, start
 
 
@@ -24,12 +24,12 @@ def ehlo(port):
 
 def spool_files(hermod):
     """Queue files left in the spool (none once all is delivered); the
-    emptied ones kept in free/ for reuse hold no mail."""
+    emptied ones kept for reuse (in free/, or named ahead in queue/) hold
+    no mail."""
     out = []
     for root, _, files in os.walk(hermod.path("spool")):
         out += [os.path.join(root, f) for f in files if not f.startswith(".")]
-    free = hermod.path("spool", "free") + os.sep
-    return [p for p in out if not (p.startswith(free) and os.path.getsize(p) == 0)]
+    return [p for p in out if holds_bytes(p)]
 
 
 def test_recipients_past_the_limit_do_not_end_the_session(hermod):

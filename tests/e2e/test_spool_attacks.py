@@ -9,12 +9,13 @@ queued) and the maildrop (kept files past a pass, a directory, a second
 transaction after the dot, envelope lines past the bound, files cut or
 grown during pickup)."""
 
+import glob
 import os
 import socket
 import subprocess
 import time
 
-from hermod import wait_for
+from hermod import holds_bytes, wait_for
 from test_queued import FakeLmtpd, control, listing, lmtp_submit, prepare
 from test_queued_durable import sealed
 
@@ -348,8 +349,8 @@ def test_operator_actions_during_a_delivery(hermod):
             assert "%s: removed (deleted by the operator)" % qid in hermod.log("queued")
         time.sleep(3)
         assert len(fake.msgs) == 4, [d[:30] for _, d in fake.msgs]
-        wait_for(lambda: not any(os.listdir(hermod.path("spool", "queue", "%X" % i))
-                                 for i in range(16)), 10, what="the spool emptied")
+        wait_for(lambda: not [p for p in glob.glob(hermod.path("spool", "queue", "*", "*"))
+                              if holds_bytes(p)], 10, what="the spool emptied")
         assert hermod.procs["queued"].poll() is None
     finally:
         fake.close()

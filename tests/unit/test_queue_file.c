@@ -268,74 +268,134 @@ TEST(test_nul_in_envelope)
 	CHECK_STR(err, "NUL byte in the envelope");
 }
 
-/* Write a one-line message; its path into path. */
-static void
-write_msg(struct qf_writer *w, const char *text, char *path, size_t cap)
-{
-	struct env_rcpt r = { .addr = "c@d" };
-	struct leaf l = { .parent = 0, .kind = LEAF_LOCAL, .addr = "c@d" };
-	struct qf_env env = { .sender = "a@b", .arrival = 1700000000.0 };
-
-	CHECK_INT(qf_begin(w, &env, &r, 1, &l, 1), 0);
-	qf_write(w, text, strlen(text));
-	CHECK_INT(qf_finish(w), 0);
-	snprintf(path, cap, "%s", w->path);
-}
-
+/* The remove thread has emptied a file and named it ahead: its new
+ * path (remove.c's own list, read under its lock) into path. */
 static int
-wait_empty(const char *path)
+wait_emptied(char *path, size_t cap)
 {
-	struct stat st;
-
 	for (int i = 0; i < 500; i++) {
-		if (fstatat(spool_fd, path, &st, 0) == 0 && st.st_size == 0)
+		pthread_mutex_lock(&mu);
+		if (emptied.head != NULL)
+			snprintf(path, cap, "%s", emptied.head->path);
+		pthread_mutex_unlock(&mu);
+		if (path[0] != '\0')
 			return 0;
 		usleep(10000);
 	}
 	return -1;
 }
 
+/* Write a one-line message as qid (NULL: one of qf_begin's choosing),
+ * into the file named ahead as qid when named; its path into path. */
+static void
+write_as(struct qf_writer *w, const char *qid, int named, const char *text, char *path,
+    size_t cap)
+{
+	struct env_rcpt r = { .addr = "c@d" };
+	struct leaf l = { .parent = 0, .kind = LEAF_LOCAL, .addr = "c@d" };
+	struct qf_env env = { .qid = qid, .named = named, .sender = "a@b",
+	    .arrival = 1700000000.0 };
+
+	CHECK_INT(qf_begin(w, &env, &r, 1, &l, 1), 0);
+	qf_write(w, text, strlen(text));
+	CHECK_INT(qf_finish(w), 0);
+	snprintf(path, cap, "%s", w->path);
+	qf_writer_free(w);
+}
+
+/* A finished file is emptied and named ahead under a new id; a message
+ * that got a fresh id does not take it (the pool's are for MAIL): it
+ * gets a new file, and the pool grows when that one is done. */
 TEST(test_reuse)
 {
 	struct qf_writer w;
-	struct stat st;
-	struct msg *m;
-	char path[64], freed[64], err[256], id[QID_LEN + 1];
+	struct stat st, now;
+	char path[64], named[64] = "";
 
 	remove_init();
-	write_msg(&w, "Subject: a longer first message\r\n\r\nxxxxxxxxxxxxxxxx\r\n",
+	write_as(&w, NULL, 0, "Subject: a longer first message\r\n\r\nxxxxxxxxxxxxxxxx\r\n",
 	    path, sizeof(path));
-	memcpy(id, w.id, sizeof(id));
-	qf_writer_free(&w);
+	CHECK_INT(fstatat(spool_fd, path, &st, 0), 0);
 	remove_later(path);
-	snprintf(freed, sizeof(freed), "free/%s", id);
-	CHECK_INT(wait_empty(freed), 0);
-	CHECK(fstatat(spool_fd, path, &st, 0) < 0 && errno == ENOENT);
-	CHECK_INT(fstatat(spool_fd, freed, &st, 0), 0);
-	/* Not handed out until a syncfs that began after it was seen has
-	 * completed: not the one running now (number 5). */
-	commit_stats.syncfs = 5;
-	commit_stats.syncfs_done = 4;
-	CHECK_INT(spool_reuse(path, sizeof(path)), 0);
-	commit_stats.syncfs_done = 5;
-	CHECK_INT(spool_reuse(path, sizeof(path)), 0);
-	commit_stats.syncfs = commit_stats.syncfs_done = 6;
-	/* qf_begin takes it: the same inode under the new name */
-	write_msg(&w, "Subject: b\r\n\r\ny\r\n", path, sizeof(path));
-	qf_writer_free(&w);
-	struct stat now;
+	CHECK_INT(wait_emptied(named, sizeof(named)), 0);
+	CHECK(strcmp(named, path) != 0 && strncmp(named, "queue/", 6) == 0);
+	CHECK(fstatat(spool_fd, path, &now, 0) < 0 && errno == ENOENT);
+	CHECK_INT(fstatat(spool_fd, named, &now, 0), 0);
+	CHECK(now.st_ino == st.st_ino && now.st_size == 0);
+	write_as(&w, "6B0B0000000000C1", 0, "Subject: b\r\n\r\ny\r\n", path, sizeof(path));
+	CHECK_STR(path, "queue/1/6B0B0000000000C1");
+	CHECK_INT(fstatat(spool_fd, path, &now, 0), 0);
+	CHECK(now.st_ino != st.st_ino);
+	CHECK_INT(fstatat(spool_fd, named, &now, 0), 0);
+	CHECK(now.st_ino == st.st_ino && now.st_size == 0);
+	remove_shutdown();	/* the lists go; the file stays where it is */
+}
+
+/* A file named ahead is given out at MAIL only once a syncfs that began
+ * after its renaming has completed: a message written into it adds no
+ * directory entry. */
+TEST(test_named)
+{
+	struct qf_writer w;
+	struct stat st, now;
+	struct msg *m;
+	char path[64], named[64] = "", err[256], id[QID_LEN + 1], id2[QID_LEN + 1];
+
+	remove_init();
+	write_as(&w, NULL, 0, "Subject: d\r\n\r\nxxxxxxxx\r\n", path, sizeof(path));
+	CHECK_INT(fstatat(spool_fd, path, &st, 0), 0);
+	remove_later(path);
+	CHECK_INT(wait_emptied(named, sizeof(named)), 0);
+	commit_stats.syncfs = 7;	/* running while it was emptied */
+	commit_stats.syncfs_done = 6;
+	CHECK_INT(spool_named(id), 0);
+	commit_stats.syncfs_done = 7;
+	CHECK_INT(spool_named(id), 0);
+	commit_stats.syncfs = commit_stats.syncfs_done = 8;
+	CHECK_INT(spool_named(id), 1);
+	snprintf(path, sizeof(path), "queue/%c/%s", qid_hash(id), id);
+	CHECK_STR(path, named);
+	CHECK_INT(fstatat(spool_fd, named, &now, 0), 0);
+	CHECK(now.st_ino == st.st_ino && now.st_size == 0);
+	CHECK_INT(spool_named(id2), 0);	/* the only one is taken */
+	/* the message goes into it: the same name, the same inode */
+	write_as(&w, id, 1, "Subject: e\r\n\r\ny\r\n", path, sizeof(path));
+	CHECK_STR(path, named);
+	CHECK_INT(qf_read(spool_fd, path, &m, err, sizeof(err)), 0);
+	CHECK_STR(m->id, id);
+	msg_free(m);
 	CHECK_INT(fstatat(spool_fd, path, &now, 0), 0);
 	CHECK(now.st_ino == st.st_ino);
-	CHECK(fstatat(spool_fd, freed, &st, 0) < 0 && errno == ENOENT);
-	CHECK_INT(qf_read(spool_fd, path, &m, err, sizeof(err)), 0);
-	CHECK_INT(m->size, 17);
-	CHECK_INT(m->end, m->data_off + m->size + QF_SEAL_LEN);	/* nothing old after */
-	msg_free(m);
-	/* none left: the next one is a new file */
-	write_msg(&w, "Subject: c\r\n\r\nz\r\n", path, sizeof(path));
-	qf_writer_free(&w);
-	CHECK_INT(fstatat(spool_fd, path, &st, 0), 0);
-	CHECK(st.st_ino != now.st_ino);
+	/* finished, it comes out again under another id; given out and not
+	 * used, it is named again */
+	remove_later(path);
+	named[0] = '\0';
+	CHECK_INT(wait_emptied(named, sizeof(named)), 0);
+	commit_stats.syncfs = 9;
+	CHECK_INT(spool_named(id2), 0);
+	commit_stats.syncfs_done = commit_stats.syncfs = 10;
+	CHECK_INT(spool_named(id2), 1);
+	CHECK(strcmp(id, id2) != 0);
+	spool_named_release(id2);
+	named[0] = '\0';
+	CHECK_INT(wait_emptied(named, sizeof(named)), 0);
+	snprintf(path, sizeof(path), "queue/%c/%s", qid_hash(id2), id2);
+	CHECK(fstatat(spool_fd, path, &now, 0) < 0 && errno == ENOENT);
+	CHECK(strcmp(named, path) != 0);
+	/* one that is not empty any more is not written into: the message
+	 * gets another file and id */
+	commit_stats.syncfs = 11;
+	CHECK_INT(spool_named(id), 0);
+	commit_stats.syncfs_done = commit_stats.syncfs = 12;
+	CHECK_INT(spool_named(id), 1);
+	snprintf(named, sizeof(named), "queue/%c/%s", qid_hash(id), id);
+	int fd = openat(spool_fd, named, O_WRONLY | O_APPEND);
+	CHECK(write(fd, "x", 1) == 1);
+	close(fd);
+	write_as(&w, id, 1, "Subject: f\r\n\r\nz\r\n", path, sizeof(path));
+	CHECK(strcmp(path, named) != 0);
+	CHECK_INT(fstatat(spool_fd, named, &now, 0), 0);
+	CHECK_INT(now.st_size, 1);	/* left alone */
 	remove_shutdown();
 }
 
@@ -355,6 +415,7 @@ main(void)
 	RUN(test_address_bound);
 	RUN(test_nul_in_envelope);
 	RUN(test_reuse);
+	RUN(test_named);
 	snprintf(cmd, sizeof(cmd), "%s %s", getenv("KEEP") ? "echo" : "rm -rf", spool);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", spool);
