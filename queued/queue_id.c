@@ -1,13 +1,12 @@
 /*
  * Queue ids: 16 upper-case hex digits, time-ordered, safe as file names.
  * 8 digits of seconds, 5 of microseconds, 3 of a per-process sequence, so
- * ids sort by arrival and two ids of one process never collide unless 4096
- * messages arrive in one microsecond (the writer also opens with O_EXCL).
- * The last digit names the hashed subdirectory (queue/0 .. queue/F): the
- * sequence spreads consecutive messages over all sixteen. An id names an
- * emptied file ahead of its message (remove.c), so it sorts by the time
- * its file was named; the sequence is atomic, as remove.c's thread draws
- * ids too.
+ * ids sort by the time they were drawn and two ids of one process never
+ * collide unless 4096 are drawn in one microsecond (the writer also opens
+ * with O_EXCL). The last digit names the hashed subdirectory (queue/0 ..
+ * queue/F): the sequence spreads consecutive ids over all sixteen. Most
+ * ids name an emptied file ahead of its message (remove.c), drawn by
+ * remove.c's thread, hence the atomic sequence.
  */
 #include <ctype.h>
 #include <stdatomic.h>

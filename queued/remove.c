@@ -42,7 +42,7 @@
  * named again: an id is never given to two transactions. At start, an
  * empty file in queue/ (named ahead, or a message a crash caught before
  * its first write) goes back to the pool quietly, as do the files in
- * free/ (where versions before 2026-11-29's named ones kept them). A
+ * free/ (where the pool was kept before files were named ahead). A
  * crash can keep a rename and lose the truncation before it: recovery
  * then finds a finished message under another id than its own, and
  * empties it (recover.c).
