@@ -183,9 +183,10 @@ ms_since(const struct timespec *t)
 
 /* Lone messages in files named ahead are committed by an fsync each, so
  * when messages come one at a time no syncfs may run for a long while,
- * and the files they leave wait for one to be reused (remove.c): the
- * commit makes one, with no waiter, at most every MAINT_MS. The remove
- * thread's wake-up and a timer bring the loop here when it is idle. */
+ * and the files they leave wait for one to be reused (remove.c): when
+ * few are ready, the commit makes one, with no waiter, at most every
+ * MAINT_MS. The remove thread's wake-up and a timer bring the loop here
+ * when it is idle. */
 void
 commit_run(void)
 {

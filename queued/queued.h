@@ -206,8 +206,8 @@ void remove_later(const char *path);	/* relative to spool_fd */
  * spool_named_release(). */
 int spool_named(char id[QID_LEN + 1]);
 void spool_named_release(const char *id);
-/* Emptied files wait for a syncfs (for the group commit, which makes one
- * when no message does). */
+/* Emptied files wait for a syncfs, and few are ready (for the group
+ * commit, which then makes one when no message does). */
 int spool_gated(void);
 void remove_shutdown(void);	/* what is listed goes, then the join */
 /* Readable when the thread has emptied files for the loop to collect

@@ -76,6 +76,7 @@
 
 #define REMOVE_MAX	10000
 #define REUSE_MAX	1000	/* emptied files kept, named ahead */
+#define POOL_LOW	32	/* fewer ready: the pool asks for a syncfs */
 
 struct rm_entry {
 	struct rm_entry *next;
@@ -303,8 +304,16 @@ remove_wake_fd(void)
 int
 spool_gated(void)
 {
+	const struct rm_entry *e;
+	int ready = 0;
+
 	collect();
-	return last_ready_at > commit_stats.syncfs_done;
+	if (last_ready_at <= commit_stats.syncfs_done)
+		return 0;
+	for (e = named.head; e != NULL && ready < POOL_LOW &&
+	    e->ready_at <= commit_stats.syncfs_done; e = e->next)
+		ready++;
+	return ready < POOL_LOW;
 }
 
 void
