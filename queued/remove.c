@@ -269,29 +269,20 @@ collect(void)
 	pthread_mutex_unlock(&mu);
 }
 
-/* The oldest file leaves the pool: its path into path. */
-static void
-hand_out(char *path, size_t cap)
-{
-	struct rm_entry *e = list_get(&named);
-
-	pthread_mutex_lock(&mu);
-	nfree--;
-	pthread_mutex_unlock(&mu);
-	snprintf(path, cap, "%s", e->path);
-	free(e);
-}
-
 int
 spool_named(char id[QID_LEN + 1])
 {
-	char path[32];
+	struct rm_entry *e;
 
 	collect();
 	if (named.head == NULL || named.head->ready_at > commit_stats.syncfs_done)
 		return 0;
-	hand_out(path, sizeof(path));
-	memcpy(id, path + 8, QID_LEN + 1);	/* queue/X/ID */
+	e = list_get(&named);	/* the oldest */
+	pthread_mutex_lock(&mu);
+	nfree--;
+	pthread_mutex_unlock(&mu);
+	memcpy(id, e->path + 8, QID_LEN + 1);	/* queue/X/ID */
+	free(e);
 	return 1;
 }
 
