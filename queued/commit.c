@@ -198,11 +198,12 @@ commit_run(void)
 		hand_over();
 		return;
 	}
-	if (!spool_gated())
+	/* not on every turn: the armed timer brings the loop back */
+	if (evtimer_pending(pool_timer, NULL) || !spool_gated())
 		return;
 	if ((ms = ms_since(&last_syncfs)) >= MAINT_MS)
 		hand_over();
-	else if (!evtimer_pending(pool_timer, NULL)) {
+	else {
 		struct timeval tv = { 0, (MAINT_MS - ms) * 1000 };
 
 		evtimer_add(pool_timer, &tv);

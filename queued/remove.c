@@ -1,8 +1,8 @@
 /*
  * Finished queue files, and files whose submission was abandoned
- * (qf_abort), are emptied and kept for reuse on a thread of its own: the
- * next message is written into one (spool_reuse) rather than into a new
- * file.
+ * (qf_abort), are emptied and kept for reuse on a thread of its own: a
+ * later message is written into one (spool_named) rather than into a
+ * new file.
  *
  * Why not in the loop: freeing a file's blocks on a file system mounted
  * with "discard" (ext4 without a journal, as on this project's benchmark
