@@ -121,6 +121,8 @@ int safe_opendir(const char *path, int create);
  * a directory owned by the effective uid; -1 with errno (ELOOP for a
  * symlink, EPERM for a foreign owner). */
 int safe_subdir(int dirfd, const char *name, int create);
+/* safe_subdir's checks without keeping it open: 0 or -1 with errno. */
+int safe_subdir_check(int dirfd, const char *name, int create);
 
 /* deliver_master.c, deliver_worker.c */
 struct dlv_req {

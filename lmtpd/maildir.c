@@ -62,7 +62,9 @@ maildir_open(struct maildir *md, const struct dlv_target *t, struct dlv_detail *
 	const char *names[] = { "tmp", "new", "cur" };
 	int *fds[] = { &md->tmp, &md->new, &md->cur };
 	for (int i = 0; i < 3; i++) {
-		if ((*fds[i] = safe_subdir(md->root, names[i], 1)) < 0) {
+		/* cur/ is read only to count a quota: else checked, not opened */
+		if (i == 2 && t->quota <= 0 ? safe_subdir_check(md->root, names[i], 1) < 0 :
+		    (*fds[i] = safe_subdir(md->root, names[i], 1)) < 0) {
 			int e = errno;
 			dlv_detailf(d, "maildir %s/%s: %s", t->path, names[i],
 			    e == ELOOP ? "is a symlink" : e == EPERM ? "not owned by the recipient" :

@@ -5,13 +5,23 @@
  * delivery. Runs in the delivery child, already as the mailbox owner.
  * Only root-owned symlinks (which no mail user can plant) are followed,
  * so that /home -> /data/home style system layouts keep working.
+ *
+ * The walk costs two system calls per component (an open and a close):
+ * 13 for a Maildir five levels down, on every delivery. So a path is
+ * first opened whole by openat2(RESOLVE_NO_SYMLINKS), which the kernel
+ * resolves refusing every symlink on the way: when that succeeds no
+ * symlink was involved and the walk could only have reached the same
+ * directory. Any failure (a symlink, a missing directory, a kernel
+ * before 5.6) leaves the answer to the walk.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lmtpd.h"
@@ -73,6 +83,18 @@ open_step(int dirfd, const char *name, int create)
 	return fd;
 }
 
+/* The whole path at once when no symlink is on it, else -1. */
+static int
+open_no_symlinks(const char *path)
+{
+	struct open_how how = {
+		.flags = O_DIRECTORY | O_RDONLY | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS,
+	};
+
+	return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+}
+
 int
 safe_opendir(const char *path, int create)
 {
@@ -83,6 +105,8 @@ safe_opendir(const char *path, int create)
 		errno = EINVAL;
 		return -1;
 	}
+	if ((fd = open_no_symlinks(path)) >= 0)
+		return fd;
 	strcpy(work, path);
 	if ((fd = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC)) < 0)
 		return -1;
@@ -144,4 +168,27 @@ safe_subdir(int dirfd, const char *name, int create)
 		return -1;
 	}
 	return fd;
+}
+
+int
+safe_subdir_check(int dirfd, const char *name, int create)
+{
+	struct stat st;
+	int fd;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT || !create || (fd = safe_subdir(dirfd, name, 1)) < 0)
+			return -1;
+		close(fd);
+		return 0;
+	}
+	if (S_ISLNK(st.st_mode))
+		errno = ELOOP;
+	else if (!S_ISDIR(st.st_mode))
+		errno = ENOTDIR;
+	else if (st.st_uid != geteuid())
+		errno = EPERM;
+	else
+		return 0;
+	return -1;
 }
