@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/listener.h>
 
 #include "event.h"
@@ -469,4 +470,25 @@ ev_connect_cancel(struct ev_connect *c)
 	event_free(c->fail);
 	bufferevent_free(c->bev);
 	free(c);
+}
+
+int
+bev_write_now(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	int n;
+
+	if (evbuffer_get_length(out) == 0)
+		return 0;
+	/* a socket bufferevent keeps its output's start frozen against
+	 * drains by others: write as its own write callback does */
+	evbuffer_unfreeze(out, 1);
+	errno = 0;
+	n = evbuffer_write(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return -1;
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(bev, EV_WRITE);
+	return 0;
 }

@@ -104,4 +104,13 @@ struct ev_connect *ev_connect_unix(struct event_base *base, const char *path,
     int timeout_sec, ev_connect_cb cb, void *arg);
 void ev_connect_cancel(struct ev_connect *c);
 
+/*
+ * Write what a plain socket bufferevent's output holds straight to its
+ * socket, now, instead of through its write event (two epoll_ctl calls
+ * and one more loop pass per write). What the socket does not take is
+ * left to the bufferevent: EV_WRITE is enabled for it. -1 with errno
+ * when the peer is gone, else 0.
+ */
+int bev_write_now(struct bufferevent *bev);
+
 #endif

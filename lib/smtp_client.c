@@ -62,8 +62,12 @@ release(struct cli_conn *c)
 
 	if (c->connecting != NULL)
 		ev_connect_cancel(c->connecting);
+	if (c->out_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
+	if (c->flush != NULL)
+		event_free(c->flush);
 	event_free(c->deadline);
 	while ((k = TAILQ_FIRST(&c->pending)) != NULL) {
 		TAILQ_REMOVE(&c->pending, k, entry);
@@ -299,8 +303,9 @@ on_write(struct bufferevent *bev, void *arg)
 {
 	struct cli_conn *c = arg;
 
-	(void)bev;
 	enter(c);
+	if (c->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);	/* the next write is direct */
 	if (c->state == S_DATA && c->dmode == D_FD) {
 		cli_data_from_file(c);
 	} else if (c->state == S_DATA && c->want_drain) {
@@ -363,13 +368,75 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	leave(c);
 }
 
+static void on_write(struct bufferevent *bev, void *arg);
+
+/*
+ * On a plain socket, commands and the message go out by a direct write
+ * from the "flush" event at the end of the loop pass that queued them (a
+ * pipelined group in one write), as lib/smtp_server.c does for replies:
+ * through the bufferevent's write event each write cost two epoll_ctl
+ * calls and one more loop pass, on the path from the final dot to the
+ * 250 (smtpd -> queued) and to the delivery (queued -> lmtpd). Only
+ * what the socket does not take is left to the bufferevent (EV_WRITE on
+ * until the output drains). A TLS connection writes through its
+ * bufferevent.
+ */
+static void
+out_flush(struct cli_conn *c)
+{
+	if (c->direct && c->state != S_CLOSED && bev_write_now(c->bev) < 0)
+		cli_fail(c, "write to %s while %s: %s", c->peer, c->doing, strerror(errno));
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cli_conn *c = arg;
+
+	(void)fd, (void)what;
+	c->flush_pending = 0;
+	enter(c);
+	out_flush(c);
+	if (c->state != S_CLOSED && !c->freed &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) <= LOWAT)
+		on_write(c->bev, c);	/* what the bufferevent would call */
+	leave(c);
+}
+
+static void
+out_added(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct cli_conn *c = arg;
+
+	(void)out;
+	if (info->n_added == 0 || c->flush_pending)
+		return;
+	c->flush_pending = 1;
+	event_active(c->flush, EV_TIMEOUT, 0);
+}
+
 static void
 watch(struct cli_conn *c, struct bufferevent *bev)
 {
+	if (c->out_cb != NULL) {	/* the plain socket goes under TLS */
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+		c->out_cb = NULL;
+	}
 	c->bev = bev;
+	c->direct = bufferevent_get_underlying(bev) == NULL && bufferevent_getfd(bev) >= 0;
 	bufferevent_setcb(bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(bev, EV_WRITE, LOWAT, 0);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (!c->direct) {
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (c->flush == NULL && (c->flush = event_new(c->base, -1, 0, flush_cb, c)) == NULL)
+		fatal("smtp client: out of memory");
+	c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), out_added, c);
+	bufferevent_disable(bev, EV_WRITE);
+	bufferevent_enable(bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		out_added(NULL, &(struct evbuffer_cb_info){ .n_added = 1 }, c);
 }
 
 /*

@@ -78,6 +78,11 @@ struct cli_conn {
 	struct smtp_data_enc enc;	/* dot-stuffing, CRLF line ends */
 	const char *doing;	/* "sending RCPT TO", for failure texts */
 	struct event *deadline;	/* the whole wait for one reply */
+	/* a plain socket: what is queued goes out by a direct write at the
+	 * end of the loop pass (see watch() in smtp_client.c) */
+	struct event *flush;
+	struct evbuffer_cb_entry *out_cb;
+	int direct, flush_pending;
 	const void *deadline_key;	/* what it waits for (cli_arm) */
 };
 

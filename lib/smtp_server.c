@@ -32,6 +32,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 
+#include "event.h"
 #include "log.h"
 #include "smtp_server.h"
 #include "xalloc.h"
@@ -204,23 +205,10 @@ direct(const struct srv_session *s)
 static void
 out_flush(struct srv_session *s)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	int n;
-
-	if (s->dead || !direct(s) || evbuffer_get_length(out) == 0)
+	if (s->dead || !direct(s))
 		return;
-	/* A socket bufferevent keeps its output's start frozen against
-	 * drains by others; we write as its own write callback does. */
-	evbuffer_unfreeze(out, 1);
-	errno = 0;
-	n = evbuffer_write(out, bufferevent_getfd(s->bev));
-	evbuffer_freeze(out, 1);
-	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+	if (bev_write_now(s->bev) < 0)
 		kill_session(s, SRV_CLOSE_ERROR);	/* the peer is gone */
-		return;
-	}
-	if (evbuffer_get_length(out) > 0)
-		bufferevent_enable(s->bev, EV_WRITE);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg);
