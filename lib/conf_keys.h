@@ -32,6 +32,7 @@ CONF_KEY(smtpd_recipient_limit, CONF_INT, "1000", 1, 100000, "recipients per tra
 CONF_KEY(hopcount_limit, CONF_INT, "50", 1, 1000, "Received: headers beyond which a message is a loop (554 5.4.6)")
 CONF_KEY(smtpd_banner, CONF_STR, "$myhostname ESMTP Hermod", 0, 0, "text after 220 in smtpd's greeting (starts with myhostname)")
 CONF_KEY(smtpd_timeout, CONF_TIME, "300s", 1, 3600, "smtpd: longest wait for a client's command or data, then 421 4.4.2")
+CONF_KEY(smtpd_min_data_rate, CONF_INT, "500", 0, 1000000000, "smtpd: a DATA or BDAT request must end within smtpd_timeout plus one second per this many bytes it brings, or 421 4.4.2, so that a trickle cannot hold a session (0: only the wait for each read is bounded)")
 CONF_KEY(smtpd_max_connections, CONF_INT, "10000", 0, 1000000, "smtpd: concurrent sessions in all (then 421 4.7.0; 0: no limit)")
 CONF_KEY(smtpd_client_connection_count_limit, CONF_INT, "50", 0, 100000, "smtpd: concurrent sessions from one client (address, or prefix: below) outside mynetworks (then 421 4.7.0; 0: no limit)")
 CONF_KEY(smtpd_client_ipv4_prefix_length, CONF_INT, "32", 0, 32, "smtpd: IPv4 clients in one prefix of this length count as one client for the connection and AUTH failure limits")

@@ -22,11 +22,13 @@
  * through the bufferevent.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -68,6 +70,10 @@ struct srv_session {
 	unsigned state, errors, line_flags;
 	enum srv_close_why why;		/* for closing / dead */
 	struct timeval close_by;	/* closing: give up flushing then */
+	/* the DATA or BDAT request's deadline (min_data_rate), in monotonic
+	 * ms: its start, the bytes it brought, the time we kept it paused */
+	int64_t req_start, req_paused, paused_at;
+	uint64_t req_bytes;
 	unsigned paused:1, busy:1, dead:1, closing:1, eof:1, want_write:1,
 	    need_input:1, tls:1, sleeping:1, lingering:1, flush_pending:1;
 };
@@ -163,6 +169,49 @@ arm_timer_ms(struct srv_session *s, unsigned ms)
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 
 	evtimer_add(s->timer, &tv);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Is a DATA or BDAT request running under a deadline? */
+static int
+in_request(const struct srv_session *s)
+{
+	return s->req_start != 0 && (s->mode == M_DATA || s->mode == M_BDAT);
+}
+
+static void
+request_begin(struct srv_session *s)
+{
+	s->req_start = s->lim->min_data_rate ? mono_ms() : 0;
+	s->req_paused = 0;
+	s->paused_at = s->paused && s->req_start ? s->req_start : 0;
+	s->req_bytes = 0;
+}
+
+/* Waiting for the client: the per-read timeout, or less when the
+ * request's deadline comes first (then the timer's 421 is at once). */
+static void
+arm_wait(struct srv_session *s)
+{
+	int64_t left;
+
+	if (!in_request(s)) {
+		arm_timer(s, timeout_sec(s));
+		return;
+	}
+	left = s->req_start + (int64_t)timeout_sec(s) * 1000 + s->req_paused +
+	    (int64_t)(s->req_bytes * 1000 / s->lim->min_data_rate) - mono_ms();
+	if (left > (int64_t)timeout_sec(s) * 1000)
+		left = (int64_t)timeout_sec(s) * 1000;
+	arm_timer_ms(s, left > 0 ? (unsigned)left : 0);
 }
 
 /* Mark dead; the session is finished from the loop (on_close, free). */
@@ -334,7 +383,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (s->sleeping) {	/* the error sleep is over */
 		s->sleeping = 0;
 		if (!s->paused)
-			arm_timer(s, timeout_sec(s));
+			arm_wait(s);
 		poke(s);
 		return;
 	}
@@ -563,6 +612,8 @@ srv_errors_forgive(struct srv_session *s)
 void
 srv_pause(struct srv_session *s)
 {
+	if (!s->paused && in_request(s))
+		s->paused_at = mono_ms();	/* our wait is not the client's */
 	s->paused = 1;
 	if (!s->closing && !s->sleeping)
 		evtimer_del(s->timer);
@@ -574,8 +625,12 @@ srv_resume(struct srv_session *s)
 	if (!s->paused || s->dead)
 		return;
 	s->paused = 0;
+	if (s->paused_at != 0) {
+		s->req_paused += mono_ms() - s->paused_at;
+		s->paused_at = 0;
+	}
 	if (!s->closing && !s->sleeping)
-		arm_timer(s, timeout_sec(s));
+		arm_wait(s);
 	poke(s);
 }
 
@@ -599,6 +654,7 @@ srv_data_start(struct srv_session *s, uint64_t max_size)
 
 	smtp_data_dec_init(&s->dec, mode, max_size);
 	s->mode = M_DATA;
+	request_begin(s);
 	poke(s);
 }
 
@@ -608,6 +664,7 @@ srv_bdat_start(struct srv_session *s, uint64_t size, unsigned flags)
 	s->bdat_left = size;
 	s->bdat_flags = flags;
 	s->mode = M_BDAT;
+	request_begin(s);
 	poke(s);
 }
 
@@ -752,7 +809,10 @@ step_data(struct srv_session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	size_t before = evbuffer_get_length(in);
 
-	if (!smtp_data_dec_evbuffer(&s->dec, in, SRV_DATA_PIECE, data_sink, s)) {
+	int done = smtp_data_dec_evbuffer(&s->dec, in, SRV_DATA_PIECE, data_sink, s);
+
+	s->req_bytes += before - evbuffer_get_length(in);
+	if (!done) {
 		s->need_input = evbuffer_get_length(in) == before;
 		return !s->need_input;
 	}
@@ -772,6 +832,7 @@ step_bdat(struct srv_session *s)
 	if (s->bdat_left > 0)
 		took = smtp_bdat_take(&s->bdat_left, in,
 		    s->bdat_flags & SRV_BDAT_DISCARD ? NULL : data_sink, s);
+	s->req_bytes += took;
 	if (s->bdat_left > 0) {
 		s->need_input = took == 0;
 		return took > 0;
@@ -838,5 +899,5 @@ process(struct srv_session *s)
 	if (s->eof && s->need_input && !s->paused && !s->closing)
 		begin_close(s, SRV_CLOSE_EOF);
 	else if (progress && !s->paused && !s->closing && !s->sleeping)
-		arm_timer(s, timeout_sec(s));
+		arm_wait(s);
 }

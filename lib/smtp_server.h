@@ -123,6 +123,14 @@ struct srv_limits {
 	/* Put into the engine's own 421 texts ("421 4.4.2 <host> Error:
 	 * timeout exceeded"), as Postfix does [NULL: no name]. Borrowed. */
 	const char *hostname;
+	/* A deadline for each DATA and BDAT request, as Postfix's
+	 * smtpd_per_request_deadline with smtpd_min_data_rate: timeout_sec
+	 * from its start, plus one second for every min_data_rate message
+	 * bytes received, plus the time the daemon kept the session paused.
+	 * A client that trickles its message slower than that gets the 421
+	 * 4.4.2 of a timeout however often a byte comes; the per-read
+	 * timeout_sec still holds too [0: per-read timeout only]. */
+	unsigned min_data_rate;
 };
 /* Reject command lines ended by a bare LF (500 5.5.2) instead of taking
  * them (Postfix's smtpd_forbid_bare_newline = reject applied to commands). */

@@ -485,6 +485,7 @@ session_limits(void)
 		.pipeline_max = SMTPD_CMDS_PER_TURN,
 		.hard_error_limit = (unsigned)conf_num(C_smtpd_hard_error_limit),
 		.timeout_sec = (unsigned)conf_num(C_smtpd_timeout),
+		.min_data_rate = (unsigned)conf_num(C_smtpd_min_data_rate),
 		.input_max = SMTPD_INPUT_MAX,
 		.output_max = SMTPD_OUTPUT_MAX,
 		.soft_error_limit = (unsigned)conf_num(C_smtpd_soft_error_limit),

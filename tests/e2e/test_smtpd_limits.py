@@ -1,5 +1,6 @@
 """smtpd's limits: connections overall and per client address or prefix
-(421 4.7.0), the idle timeout (421 4.4.2), the error counter (soft limit slows, hard
+(421 4.7.0), the idle timeout (421 4.4.2), the deadline of a DATA or BDAT
+request (smtpd_min_data_rate), the error counter (soft limit slows, hard
 limit ends the session), the recipient limit (452 4.5.3), a pipelining
 client that never reads, and 2,000 idle sessions held open while another
 client is still served promptly."""
@@ -176,6 +177,61 @@ def test_2000_idle_sessions_and_one_served(hermod):
         for s in held:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def trickle(c, data, every=0.4):
+    """A byte every `every` seconds until smtpd answers (or data ends)."""
+    import select
+    for ch in data:
+        if select.select([c.sock], [], [], every)[0]:
+            return
+        c.send(bytes([ch]))
+
+
+@pytest.mark.parametrize("how", ["DATA", "BDAT"])
+def test_trickled_message_meets_the_request_deadline(hermod, how):
+    # a byte every 0.4 s: never a 2 s wait, but 2.5 bytes a second where
+    # 100 are due; the request ends 2 s (+ 10 ms a byte) after it began
+    start(hermod, smtpd_timeout="2s", smtpd_min_data_rate="100")
+    body = b"Subject: slow\r\n\r\n" + b"x" * 41 + b"\r\n"
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<bob@remote.test>")
+        c.cmd("RCPT TO:<%s>" % ALICE)
+        if how == "DATA":
+            assert c.cmd("DATA")[0] == 354
+        else:
+            c.send(b"BDAT %d LAST\r\n" % len(body))
+        t0 = time.monotonic()
+        trickle(c, body)
+        c.sock.settimeout(10)
+        code, text = c.reply()
+        assert (code, text[:5]) == (421, "4.4.2")
+        assert 1.5 < time.monotonic() - t0 < 5
+    time.sleep(0.5)
+    assert hermod.messages("alice") == []
+
+
+def test_data_at_twice_the_minimum_rate_outlives_the_timeout(hermod):
+    # 200 bytes a second for 4 s: twice smtpd_timeout, each 50 bytes
+    # bringing 0.5 s more than the 0.25 s they took
+    start(hermod, smtpd_timeout="2s", smtpd_min_data_rate="100")
+    with Client(hermod.smtp_port) as c:
+        c.cmd("EHLO x")
+        c.cmd("MAIL FROM:<bob@remote.test>")
+        c.cmd("RCPT TO:<%s>" % ALICE)
+        assert c.cmd("DATA")[0] == 354
+        t0 = time.monotonic()
+        c.send(b"Subject: steady\r\n\r\n")
+        for _ in range(16):
+            time.sleep(0.25)
+            c.send(b"y" * 48 + b"\r\n")
+        c.send(b".\r\n")
+        code, text = c.reply()
+        assert code == 250, text
+        assert time.monotonic() - t0 > 3.5
+    msgs = hermod.wait_messages("alice", 1)
+    assert msgs[0].count(b"y" * 48) == 16
 
 
 def test_slowloris_command_line(hermod):
