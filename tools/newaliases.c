@@ -17,8 +17,11 @@
 #include <unistd.h>
 
 #include "aliases.h"
+#include "buf.h"
 #include "conf.h"
+#include "local_user.h"
 #include "log.h"
+#include "map.h"
 #include "users.h"
 #include "xalloc.h"
 
@@ -83,6 +86,48 @@ check_readable(const char *db)
 	    "that user or group\n", db, pw->pw_name);
 }
 
+/* Is there an entry for `key` in the new aliases table? 1 yes, 0 no,
+ * -1 cannot tell. */
+static int
+has_alias(const char *key)
+{
+	const char *src = conf_str(C_alias_maps);
+	struct map *m;
+	struct buf val;
+	char err[256], *db;
+	int rc;
+
+	if (*src == '\0')
+		return 0;
+	db = xasprintf("%s.db", src);
+	m = map_open(db, err, sizeof(err));
+	free(db);
+	if (m == NULL)
+		return -1;
+	buf_init(&val, MAP_VALUE_MAX);
+	rc = map_lookup(m, key, &val);
+	buf_free(&val);
+	map_close(m);
+	return rc == MAP_FOUND ? 1 : rc == MAP_NOTFOUND ? 0 : -1;
+}
+
+/* Deliveries never run with root's rights, so mail for the root account
+ * (and for postmaster, abuse ... where the aliases send them to root)
+ * would wait in the queue until it expires, days later. Say so now. */
+static void
+check_root(void)
+{
+	struct local_user lu;
+
+	if (has_alias("root") != 0 || local_user_find("root", NULL, &lu) != LU_FOUND ||
+	    lu.uid != 0)
+		return;
+	fprintf(stderr, "newaliases: warning: no alias for root: mail to root "
+	    "(and to the names the aliases send to root) is never delivered "
+	    "with root's rights and would wait in the queue until it expires; "
+	    "add a line such as \"root: alice\" to %s\n", conf_str(C_alias_maps));
+}
+
 static int
 build(const struct table *t, int verbose)
 {
@@ -133,5 +178,7 @@ main(int argc, char **argv)
 		return 1;
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		errors += build(&tables[i], verbose);
+	if (!errors)
+		check_root();
 	return errors ? 1 : 0;
 }

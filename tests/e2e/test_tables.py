@@ -176,6 +176,28 @@ def test_duplicate_names_first_wins(hermod):
     assert "bob@example.test" not in out
 
 
+def test_newaliases_warns_when_mail_for_root_cannot_be_delivered(hermod):
+    # root is a system account (uid 0): no delivery runs with its rights,
+    # so without an alias its mail would wait in the queue until it expires
+    hermod.conf(local_system_users="yes")
+    hermod.add_user("alice")
+    for aliases, warned in (("postmaster: root\n", True),
+                            ("postmaster: root\nroot: alice\n", False)):
+        hermod.write_aliases(aliases)
+        r = hermod.newaliases()
+        assert ("warning: no alias for root" in r.stderr) == warned, r.stderr
+    # nor when the users table gives root a mailbox of its own
+    hermod.write_aliases("postmaster: root\n")
+    hermod.add_user("root")
+    assert "no alias for root" not in hermod.newaliases().stderr
+    # nor when system accounts are not recipients (root is then refused
+    # at RCPT, not left in the queue)
+    hermod.conf(local_system_users="no")
+    with open(hermod.path("etc/users"), "w") as f:
+        f.write("")
+    assert "no alias for root" not in hermod.newaliases().stderr
+
+
 def test_db_mode_follows_source(hermod):
     setup_tables(hermod, "a: b\n", ["alice"])
     os.chmod(hermod.path("etc/users"), 0o640)
