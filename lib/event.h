@@ -24,6 +24,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
+#include <stdint.h>
+
 #include <event2/event.h>
 #include <event2/bufferevent.h>
 
@@ -112,5 +114,9 @@ void ev_connect_cancel(struct ev_connect *c);
  * when the peer is gone, else 0.
  */
 int bev_write_now(struct bufferevent *bev);
+
+/* CLOCK_MONOTONIC in microseconds: deadlines and holds that a step of
+ * the wall clock must not move. */
+int64_t mono_us(void);
 
 #endif

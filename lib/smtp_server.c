@@ -71,7 +71,7 @@ struct srv_session {
 	enum srv_close_why why;		/* for closing / dead */
 	struct timeval close_by;	/* closing: give up flushing then */
 	/* the DATA or BDAT request's deadline (min_data_rate), in monotonic
-	 * ms: its start, the bytes it brought, the time we kept it paused */
+	 * µs: its start, the bytes it brought, the time we kept it paused */
 	int64_t req_start, req_paused, paused_at;
 	uint64_t req_bytes;
 	unsigned paused:1, busy:1, dead:1, closing:1, eof:1, want_write:1,
@@ -171,15 +171,6 @@ arm_timer_ms(struct srv_session *s, unsigned ms)
 	evtimer_add(s->timer, &tv);
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Is a DATA or BDAT request running under a deadline? */
 static int
 in_request(const struct srv_session *s)
@@ -190,7 +181,7 @@ in_request(const struct srv_session *s)
 static void
 request_begin(struct srv_session *s)
 {
-	s->req_start = s->lim->min_data_rate ? mono_ms() : 0;
+	s->req_start = s->lim->min_data_rate ? mono_us() : 0;
 	s->req_paused = 0;
 	s->paused_at = s->paused && s->req_start ? s->req_start : 0;
 	s->req_bytes = 0;
@@ -201,17 +192,20 @@ request_begin(struct srv_session *s)
 static void
 arm_wait(struct srv_session *s)
 {
+	uint64_t rate = s->lim->min_data_rate;
 	int64_t left;
 
 	if (!in_request(s)) {
 		arm_timer(s, timeout_sec(s));
 		return;
 	}
-	left = s->req_start + (int64_t)timeout_sec(s) * 1000 + s->req_paused +
-	    (int64_t)(s->req_bytes * 1000 / s->lim->min_data_rate) - mono_ms();
-	if (left > (int64_t)timeout_sec(s) * 1000)
-		left = (int64_t)timeout_sec(s) * 1000;
-	arm_timer_ms(s, left > 0 ? (unsigned)left : 0);
+	/* bytes / rate seconds, in µs, without overflowing for any count */
+	left = s->req_start + (int64_t)timeout_sec(s) * 1000000 + s->req_paused +
+	    (int64_t)(s->req_bytes / rate * 1000000 + s->req_bytes % rate * 1000000 / rate) -
+	    mono_us();
+	if (left > (int64_t)timeout_sec(s) * 1000000)
+		left = (int64_t)timeout_sec(s) * 1000000;
+	arm_timer_ms(s, left > 0 ? (unsigned)(left / 1000) : 0);
 }
 
 /* Mark dead; the session is finished from the loop (on_close, free). */
@@ -613,7 +607,7 @@ void
 srv_pause(struct srv_session *s)
 {
 	if (!s->paused && in_request(s))
-		s->paused_at = mono_ms();	/* our wait is not the client's */
+		s->paused_at = mono_us();	/* our wait is not the client's */
 	s->paused = 1;
 	if (!s->closing && !s->sleeping)
 		evtimer_del(s->timer);
@@ -626,7 +620,7 @@ srv_resume(struct srv_session *s)
 		return;
 	s->paused = 0;
 	if (s->paused_at != 0) {
-		s->req_paused += mono_ms() - s->paused_at;
+		s->req_paused += mono_us() - s->paused_at;
 		s->paused_at = 0;
 	}
 	if (!s->closing && !s->sleeping)

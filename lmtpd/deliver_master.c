@@ -58,6 +58,7 @@
 
 #include "conf.h"
 #include "daemon.h"
+#include "event.h"
 #include "local_user.h"
 #include "lmtpd.h"
 #include "log.h"
@@ -74,7 +75,7 @@ struct worker {
 	int busy, killed, retire;
 	int maildir;		/* busy with a Maildir batch */
 	uint64_t mbox;		/* busy with an mbox delivery: its path's hash */
-	int64_t started;	/* ... since then (now_us()) */
+	int64_t started;	/* ... since then (mono_us()) */
 	int n, left;		/* deliveries in the batch; not yet answered */
 	uint32_t answered;	/* bit i: the batch's delivery i is answered */
 	uint32_t ids[DLV_BATCH_MAX];	/* the requests of the batch */
@@ -274,7 +275,6 @@ maildir_busy(uid_t uid, gid_t gid)
 	return n >= OWNER_BATCHES;
 }
 
-static int64_t now_us(void);
 
 static uint64_t
 path_hash(const char *s)
@@ -297,7 +297,7 @@ mbox_busy(const struct pend *p)
 	for (int i = 0; i < MASTER_MAX_WORKERS; i++) {
 		const struct worker *w = &workers[i];
 		if (w->sock >= 0 && w->busy && w->mbox == h)
-			return now_us() - w->started >= MBOX_STUCK_US ? 2 : 1;
+			return mono_us() - w->started >= MBOX_STUCK_US ? 2 : 1;
 	}
 	return 0;
 }
@@ -335,7 +335,7 @@ start_batch(struct pend **b, int n)
 		w->killed = 0;
 		w->maildir = b[0]->j.maildir;
 		w->mbox = w->maildir ? 0 : path_hash(b[0]->j.path);
-		w->started = now_us();
+		w->started = mono_us();
 		w->n = w->left = n;
 		w->answered = 0;
 		w->since = time(NULL);
@@ -387,15 +387,6 @@ take_batch(struct pend *p)
 				 * in throughput at 10 or 100 clients (bench/RESULTS.md) */
 static int64_t hold_until;	/* monotonic microseconds; 0: not holding */
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* A delivery request came with its hint. */
 static void
 hold_update(uint32_t more)
@@ -403,14 +394,14 @@ hold_update(uint32_t more)
 	if (more == 0)
 		hold_until = 0;
 	else if (hold_until == 0)
-		hold_until = now_us() + BATCH_HOLD_US;
+		hold_until = mono_us() + BATCH_HOLD_US;
 }
 
 /* 1 while Maildir batches wait for more requests. */
 static int
 holding(void)
 {
-	if (hold_until != 0 && now_us() >= hold_until)
+	if (hold_until != 0 && mono_us() >= hold_until)
 		hold_until = 0;
 	return hold_until != 0;
 }
@@ -633,7 +624,7 @@ master_loop(void)
 		/* a second, or what is left of a hold */
 		struct timespec ts = { 1, 0 };
 		if (holding()) {
-			int64_t left = hold_until - now_us();
+			int64_t left = hold_until - mono_us();
 			ts = (struct timespec){ 0, (long)(left > 0 ? left : 0) * 1000 };
 		}
 		if (ppoll(p, 2 + (nfds_t)n, &ts, NULL) < 0 && errno != EINTR)
